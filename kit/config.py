@@ -1,0 +1,109 @@
+"""Settings from environment variables (the table in api-outline.md), validated once at start.
+
+A bad value stops the service with a message naming the variable, instead of failing later at run time.
+"""
+import os
+from dataclasses import dataclass, fields
+
+from nameko.extensions import DependencyProvider
+
+
+class ConfigError(RuntimeError):
+    pass
+
+
+def _int(env, name, default, minimum=None, allowed=None):
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a whole number")
+    if allowed is not None and value not in allowed:
+        raise ConfigError(f"{name}={value} is not allowed; use one of {sorted(allowed)}")
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"{name}={value} is below the minimum {minimum}")
+    return value
+
+
+def _floats(env, name, default):
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        values = tuple(float(part) for part in raw.split(","))
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} must be comma-separated seconds, e.g. 1,5,30")
+    if any(v <= 0 for v in values):
+        raise ConfigError(f"{name}={raw!r}: every delay must be positive")
+    return values
+
+
+@dataclass(frozen=True)
+class Settings:
+    amqp_uri: str
+    mongo_uri: str
+    mongo_db_prefix: str
+    gateway_port: int
+    admin_phone: str
+    admin_password: str
+    jwt_secret: str
+    payment_hmac_secret: str
+    payment_timeout: int
+    auto_confirm_after: int
+    after_sales_window: int
+    attribution_window: int
+    commission_max_levels: int
+    commission_max_total_bp: int
+    sweep_interval: int
+    event_retry_delays: tuple
+    outbox_partitions: int
+
+    def as_dict(self):
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def load_settings(env=None):
+    env = os.environ if env is None else env
+    levels_raw = env.get("COMMISSION_MAX_LEVELS")
+    try:
+        levels = _int(env, "COMMISSION_MAX_LEVELS", 1, allowed={1, 2})
+    except ConfigError:
+        # C1: depth is a compliance rule, not a tuning knob.
+        raise ConfigError(
+            f"COMMISSION_MAX_LEVELS={levels_raw!r} refused: commissions may go 1 or 2 levels deep, never more "
+            "(China's anti-pyramid-selling rules, see domain-rules.md C1)"
+        )
+    total_bp = _int(env, "COMMISSION_MAX_TOTAL_BP", 3000, minimum=0)
+    if total_bp > 10000:
+        raise ConfigError(f"COMMISSION_MAX_TOTAL_BP={total_bp} exceeds 10000 basis points (100%)")
+    return Settings(
+        amqp_uri=env.get("AMQP_URI", "amqp://guest:guest@127.0.0.1:5682/"),
+        mongo_uri=env.get("MONGO_URI", "mongodb://127.0.0.1:27027/?replicaSet=rs0"),
+        mongo_db_prefix=env.get("MONGO_DB_PREFIX", "quanzi_"),
+        gateway_port=_int(env, "GATEWAY_PORT", 8000, minimum=1),
+        admin_phone=env.get("ADMIN_PHONE", "13800000000"),
+        admin_password=env.get("ADMIN_PASSWORD", "admin-change-me"),
+        jwt_secret=env.get("JWT_SECRET", "dev-only-jwt-secret-change-me"),
+        payment_hmac_secret=env.get("PAYMENT_HMAC_SECRET", "dev-only-payment-secret"),
+        payment_timeout=_int(env, "PAYMENT_TIMEOUT", 1800, minimum=1),
+        auto_confirm_after=_int(env, "AUTO_CONFIRM_AFTER", 604800, minimum=1),
+        after_sales_window=_int(env, "AFTER_SALES_WINDOW", 604800, minimum=1),
+        attribution_window=_int(env, "ATTRIBUTION_WINDOW", 604800, minimum=1),
+        commission_max_levels=levels,
+        commission_max_total_bp=total_bp,
+        sweep_interval=_int(env, "SWEEP_INTERVAL", 5, minimum=1),
+        event_retry_delays=_floats(env, "EVENT_RETRY_DELAYS", (1.0, 5.0, 30.0)),
+        outbox_partitions=_int(env, "OUTBOX_PARTITIONS", 8, minimum=1),
+    )
+
+
+class Config(DependencyProvider):
+    """Injects the validated Settings; a bad value fails the container at setup, before it serves."""
+
+    def setup(self):
+        self.settings = load_settings()
+
+    def get_dependency(self, worker_ctx):
+        return self.settings

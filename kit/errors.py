@@ -1,0 +1,47 @@
+"""Errors a service raises on purpose. Plain classes (domain code raises them without importing nameko);
+`register_with_nameko()` makes an RPC caller get the same class back with its arguments, and the gateway maps
+each class to one HTTP status in a single table."""
+
+
+class QuanziError(Exception):
+    code = "error"
+
+    def __init__(self, message="", fields=None):
+        super().__init__(message, fields or {})
+        self.message = message
+        self.fields = fields or {}
+
+    def __str__(self):
+        return self.message
+
+
+class InvalidInput(QuanziError):
+    """Input failed validation; `fields` maps each offending field to its messages."""
+    code = "invalid_input"
+
+
+class NotFound(QuanziError):
+    code = "not_found"
+
+
+class Forbidden(QuanziError):
+    code = "forbidden"
+
+
+class Conflict(QuanziError):
+    """Wrong state, sold out, full, duplicate."""
+    code = "conflict"
+
+
+class RuleRefused(QuanziError):
+    """A business rule refuses the request (e.g. after-sales window closed)."""
+    code = "rule_refused"
+
+
+ALL = (InvalidInput, NotFound, Forbidden, Conflict, RuleRefused)
+
+
+def register_with_nameko():
+    from nameko.exceptions import deserialize_to_instance
+    for cls in ALL:
+        deserialize_to_instance(cls)

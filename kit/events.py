@@ -1,0 +1,109 @@
+"""Reliable, idempotent event consumers.
+
+`@on_event("orders", "order.paid")` on a service method (the service has a `store` from MongoStore):
+- the method runs as `method(self, event, session)` inside a transaction that also records the event id, so
+  a redelivered event is applied once (the second run sees the id and does nothing);
+- a handler that raises is retried with backoff: the message goes to `<queue>.retry.<n>`, a queue whose TTL
+  dead-letters it back into `<queue>`, so a failing message never blocks the others or spins hot;
+- after the last retry it is parked in `<queue>.dlq` with the error, for an operator to inspect and replay
+  (`python -m kit.dlq`), instead of nameko's default of acking and dropping it.
+"""
+import functools
+import logging
+import traceback
+
+from kombu import Connection, Exchange, Queue
+from kombu.pools import producers
+from nameko.events import EventHandler
+
+from kit.config import load_settings
+from kit.metrics import EVENTS_CONSUMED, HANDLER_FAILURES
+from kit.mongo import DUPLICATE
+
+log = logging.getLogger(__name__)
+
+ATTEMPTS_HEADER = "x-quanzi-attempts"
+DEFAULT_EXCHANGE = Exchange("")
+
+
+def retry_queue_name(queue_name, attempt):
+    return f"{queue_name}.retry.{attempt}"
+
+
+def dlq_name(queue_name):
+    return f"{queue_name}.dlq"
+
+
+def declare_retry_topology(connection, queue_name, delays):
+    """Per-attempt delay queues (one TTL each, so no head-of-line waiting) and the dead-letter queue."""
+    with connection.channel() as channel:
+        for attempt, delay in enumerate(delays):
+            Queue(retry_queue_name(queue_name, attempt), durable=True, queue_arguments={
+                "x-message-ttl": int(delay * 1000),
+                "x-dead-letter-exchange": "",
+                "x-dead-letter-routing-key": queue_name,
+            })(channel).declare()
+        Queue(dlq_name(queue_name), durable=True)(channel).declare()
+
+
+class ReliableEventHandler(EventHandler):
+    def __init__(self, source_service, event_type, **kwargs):
+        kwargs.setdefault("reliable_delivery", True)
+        super().__init__(source_service, event_type, requeue_on_error=False, **kwargs)
+
+    def setup(self):
+        super().setup()
+        settings = load_settings()
+        self.delays = settings.event_retry_delays
+        self.connection = Connection(settings.amqp_uri, transport_options={"confirm_publish": True})
+        declare_retry_topology(self.connection, self.queue.name, self.delays)
+
+    def handle_result(self, message, worker_ctx, result=None, exc_info=None):
+        service = self.container.service_name
+        if exc_info is None:
+            outcome = "duplicate" if result is DUPLICATE else "applied"
+            EVENTS_CONSUMED.labels(service, self.event_type, outcome).inc()
+            self.queue_consumer.ack_message(message)
+            return result, exc_info
+        HANDLER_FAILURES.labels(service, self.event_type).inc()
+        attempts = int((message.headers or {}).get(ATTEMPTS_HEADER, 0))
+        error = "".join(traceback.format_exception_only(exc_info[0], exc_info[1])).strip()[:2000]
+        try:
+            if attempts < len(self.delays):
+                self._republish(message, retry_queue_name(self.queue.name, attempts), attempts + 1, error)
+                EVENTS_CONSUMED.labels(service, self.event_type, "retried").inc()
+            else:
+                self._republish(message, dlq_name(self.queue.name), attempts + 1, error)
+                EVENTS_CONSUMED.labels(service, self.event_type, "dead_lettered").inc()
+                log.error("event parked in %s after %d attempts: %s", dlq_name(self.queue.name),
+                          attempts + 1, error)
+        except Exception:
+            # Could not hand it on: put it back rather than lose it.
+            log.exception("could not schedule a retry; requeueing")
+            self.queue_consumer.requeue_message(message)
+            return result, exc_info
+        self.queue_consumer.ack_message(message)  # only after the broker confirmed the copy
+        return result, exc_info
+
+    def _republish(self, message, routing_key, attempts, error):
+        headers = dict(message.headers or {})
+        headers.update({ATTEMPTS_HEADER: attempts, "x-quanzi-error": error, "x-quanzi-queue": self.queue.name})
+        with producers[self.connection].acquire(block=True, timeout=10) as producer:
+            producer.publish(message.body, exchange=DEFAULT_EXCHANGE, routing_key=routing_key, headers=headers,
+                             content_type=message.content_type, content_encoding=message.content_encoding,
+                             delivery_mode=2, retry=True, retry_policy={"max_retries": 3})
+
+
+def idempotent(method):
+    """Run `method(self, event, session)` once per event id, in one transaction with the dedupe marker."""
+    @functools.wraps(method)
+    def wrapper(self, event):
+        key = f"{self.name}.{method.__name__}:{event['id']}"
+        return self.store.apply_once(key, lambda session: method(self, event, session))
+    return wrapper
+
+
+def on_event(source_service, event_type, **kwargs):
+    def decorate(method):
+        return ReliableEventHandler.decorator(source_service, event_type, **kwargs)(idempotent(method))
+    return decorate

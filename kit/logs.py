@@ -1,0 +1,53 @@
+"""Structured JSON logs with personal data removed before anything is written.
+
+Ids are fine in logs; phone numbers, passwords, tokens and addresses are not. The filter masks values under
+sensitive keys and any mainland mobile number or bearer token that slips into a message."""
+import json
+import logging
+import re
+
+SENSITIVE_KEYS = {"phone", "password", "token", "access_token", "authorization", "address", "secret"}
+PHONE = re.compile(r"(?<!\d)1[3-9]\d{9}(?!\d)")
+BEARER = re.compile(r"(?i)bearer\s+[A-Za-z0-9._~+/=-]+")
+JWT = re.compile(r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+
+
+def redact_text(text):
+    text = PHONE.sub("[phone]", text)
+    text = BEARER.sub("Bearer [token]", text)
+    return JWT.sub("[token]", text)
+
+
+def redact(value):
+    if isinstance(value, dict):
+        return {k: ("[redacted]" if str(k).lower() in SENSITIVE_KEYS else redact(v)) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact(v) for v in value]
+    if isinstance(value, str):
+        return redact_text(value)
+    return value
+
+
+class RedactFilter(logging.Filter):
+    def filter(self, record):
+        if record.args:
+            record.msg = record.getMessage()
+            record.args = ()
+        record.msg = redact_text(str(record.msg))
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record):
+        entry = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key in ("request_id", "event_id", "event_type", "order_id", "user_id"):
+            if hasattr(record, key):
+                entry[key] = getattr(record, key)
+        if record.exc_info:
+            entry["exception"] = redact_text(self.formatException(record.exc_info))
+        return json.dumps(redact(entry), ensure_ascii=False)

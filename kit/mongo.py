@@ -1,0 +1,124 @@
+"""Each service's own MongoDB database, through a store class the service writes.
+
+`MongoStore(MyStore)` is a nameko dependency: one MongoClient per container, indexes created at start, the
+outbox relay running beside it. Services subclass `BaseStore`, declare `INDEXES`, and add their queries."""
+import logging
+
+import eventlet
+from nameko.extensions import DependencyProvider
+from pymongo import ASCENDING, MongoClient
+from pymongo.errors import DuplicateKeyError
+from pymongo.read_concern import ReadConcern
+from pymongo.write_concern import WriteConcern
+
+from kit.config import load_settings
+from kit.outbox import Outbox, OutboxRelay
+from kit.validation import utcnow
+
+log = logging.getLogger(__name__)
+
+DUPLICATE = object()  # returned by apply_once when the event was applied before
+PROCESSED_RETENTION = 30 * 24 * 3600  # longer than any broker redelivery or DLQ replay window
+
+
+def connect(uri):
+    return MongoClient(uri, tz_aware=True, serverSelectionTimeoutMS=5000, appname="quanzi")
+
+
+class BaseStore:
+    """Subclasses set INDEXES = {collection: [IndexModel, ...]} and add query methods."""
+    INDEXES = {}
+
+    def __init__(self, client, db, service_name, settings):
+        self.client = client
+        self.db = db
+        self.service_name = service_name
+        self.settings = settings
+        self.outbox = Outbox(db, service_name, settings.outbox_partitions)
+        self.processed = db["processed_events"]
+        self._committed_listeners = []
+
+    def ensure_indexes(self):
+        for collection, models in self.INDEXES.items():
+            if models:
+                self.db[collection].create_indexes(models)
+        self.outbox.ensure_indexes()
+        self.processed.create_index([("at", ASCENDING)], expireAfterSeconds=PROCESSED_RETENTION)
+
+    def on_commit(self, listener):
+        self._committed_listeners.append(listener)
+
+    def transaction(self, fn):
+        """Run fn(session) in a multi-document transaction (retried on transient conflicts).
+
+        Events added with `emit` inside fn commit with the state change or not at all."""
+        with self.client.start_session() as session:
+            result = session.with_transaction(
+                fn, read_concern=ReadConcern("majority"), write_concern=WriteConcern("majority"))
+        for listener in self._committed_listeners:
+            listener()
+        return result
+
+    def emit(self, session, event_type, data, subject=None):
+        """Record an event in the outbox within the caller's transaction; returns the envelope."""
+        return self.outbox.add(session, event_type, data, subject)
+
+    def apply_once(self, key, fn):
+        """Apply fn(session) and remember `key` in one transaction; a key seen before returns DUPLICATE."""
+        def attempt(session):
+            if self.processed.find_one({"_id": key}, session=session, projection={"_id": 1}):
+                return DUPLICATE
+            self.processed.insert_one({"_id": key, "at": utcnow()}, session=session)
+            return fn(session)
+        try:
+            return self.transaction(attempt)
+        except DuplicateKeyError:
+            # A concurrent delivery of the same event committed first: nothing of ours was written.
+            if self.processed.find_one({"_id": key}):
+                return DUPLICATE
+            raise
+
+    def ping(self):
+        self.client.admin.command("ping")
+
+
+class MongoStore(DependencyProvider):
+    """Injects the service's store; runs its outbox relay unless relay=False (services that emit nothing)."""
+
+    def __init__(self, store_cls, relay=True, **kwargs):
+        super().__init__(**kwargs)
+        self.store_cls = store_cls
+        self.relay_enabled = relay
+        self.store = None
+        self.relay = None
+
+    def setup(self):
+        settings = load_settings()
+        client = connect(settings.mongo_uri)
+        service = self.container.service_name
+        db = client[f"{settings.mongo_db_prefix}{service}"]
+        self.store = self.store_cls(client, db, service, settings)
+        self.store.ensure_indexes()
+        if self.relay_enabled:
+            self.relay = OutboxRelay(self.store.outbox, settings.amqp_uri)
+            self.store.on_commit(self.relay.nudge)
+
+    def start(self):
+        if self.relay:
+            self._relay_thread = self.container.spawn_managed_thread(self.relay.run)
+
+    def stop(self):
+        if self.relay:
+            self.relay.stop()
+            thread = getattr(self, "_relay_thread", None)
+            if thread is not None:
+                with eventlet.Timeout(10, False):
+                    thread.wait()
+        self.store.client.close()
+
+    def kill(self):
+        if self.relay:
+            self.relay.stop()
+
+    def get_dependency(self, worker_ctx):
+        return self.store

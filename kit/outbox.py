@@ -1,0 +1,218 @@
+"""Transactional outbox: events are written with the state change that causes them, then relayed.
+
+Writing: `Outbox.add(session, type, data, subject)` inside the service's transaction.
+Relaying: `OutboxRelay` publishes pending events to `<service>.events` (nameko's exchange, routing key = event
+type) with publisher confirms, then marks them sent. A crash between publish and mark re-publishes on
+restart (at-least-once); consumers dedupe on the envelope id.
+
+Ordering and replicas: events are spread over `partitions` by subject (aggregate id). Each relay holds leases
+on a fair share of partitions (renewed every loop, expiring after LEASE_SECONDS), and publishes a partition's
+events in `seq` order, stopping at the first failure, so one aggregate's events leave in the order written.
+Replicas share the work; a dead replica's partitions are taken over when its leases expire."""
+import logging
+import math
+import os
+import threading
+import time
+import uuid
+import zlib
+from datetime import timedelta
+
+from kombu import Connection
+from nameko.standalone.events import get_event_exchange
+from pymongo import ASCENDING, UpdateOne
+from pymongo.errors import DuplicateKeyError, PyMongoError
+
+from contracts import make_envelope
+from kit.metrics import EVENTS_PUBLISHED, OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE
+from kit.validation import utcnow
+
+log = logging.getLogger(__name__)
+
+LEASE_SECONDS = 10
+SENT_RETENTION = 3 * 24 * 3600
+
+
+def partition_of(subject, partitions):
+    return zlib.crc32((subject or "").encode()) % partitions
+
+
+class Outbox:
+    def __init__(self, db, service_name, partitions=8):
+        self.service_name = service_name
+        self.partitions = partitions
+        self.events = db["outbox"]
+        self.leases = db["outbox_leases"]
+        self.relays = db["outbox_relays"]
+
+    def ensure_indexes(self):
+        self.events.create_index([("status", ASCENDING), ("partition", ASCENDING), ("seq", ASCENDING)])
+        self.events.create_index([("sent_at", ASCENDING)], expireAfterSeconds=SENT_RETENTION)
+        self.relays.create_index([("seen", ASCENDING)], expireAfterSeconds=3600)
+        for partition in range(self.partitions):
+            try:
+                self.leases.insert_one({"_id": partition, "owner": None, "until": utcnow()})
+            except DuplicateKeyError:
+                pass
+
+    def add(self, session, event_type, data, subject=None):
+        envelope = make_envelope(event_type, data, subject=subject)
+        self.events.insert_one({
+            "_id": envelope["id"],
+            "type": event_type,
+            "subject": subject,
+            "partition": partition_of(subject, self.partitions),
+            # Writers to one aggregate are serialised by their transactions, so a nanosecond clock
+            # taken inside the transaction orders that aggregate's events.
+            "seq": time.time_ns(),
+            "envelope": envelope,
+            "status": "pending",
+            "created_at": utcnow(),
+        }, session=session)
+        return envelope
+
+    def backlog(self):
+        return self.events.count_documents({"status": "pending"})
+
+
+class OutboxRelay:
+    def __init__(self, outbox, amqp_uri, batch_size=200, idle_wait=0.5, relay_id=None, on_published=None):
+        self.outbox = outbox
+        self.amqp_uri = amqp_uri
+        self.batch_size = batch_size
+        self.idle_wait = idle_wait
+        self.relay_id = relay_id or f"{os.uname().nodename}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.exchange = get_event_exchange(outbox.service_name, {})
+        self.on_published = on_published  # test hook: called after each confirmed publish
+        self._wake = threading.Event()
+        self._running = True
+        self._connection = None
+        self._last_gauge = 0.0
+
+    # -- control ------------------------------------------------------------------------------------
+    def nudge(self):
+        """Called after a local commit so new events go out without waiting for the next poll."""
+        self._wake.set()
+
+    def stop(self):
+        self._running = False
+        self._wake.set()
+
+    def run(self):
+        backoff = 0.5
+        while self._running:
+            try:
+                published = self.run_once()
+                backoff = 0.5
+            except Exception as exc:  # broker or database away: keep leases short-lived, retry
+                log.warning("outbox relay for %s: %s; retrying in %.1fs",
+                            self.outbox.service_name, exc, backoff)
+                self._drop_connection()
+                self._sleep(backoff)
+                backoff = min(backoff * 2, 10)
+                continue
+            if published == 0:
+                self._sleep(self.idle_wait)
+        self._release_leases()
+        self._drop_connection()
+
+    def _sleep(self, seconds):
+        self._wake.wait(seconds)
+        self._wake.clear()
+
+    # -- one pass -----------------------------------------------------------------------------------
+    def run_once(self):
+        partitions = self.claim_partitions()
+        published = 0
+        if partitions:
+            published = self.publish_pending(partitions)
+        self._update_gauges()
+        return published
+
+    def claim_partitions(self):
+        now = utcnow()
+        until = now + timedelta(seconds=LEASE_SECONDS)
+        self.outbox.relays.update_one({"_id": self.relay_id}, {"$set": {"seen": now}}, upsert=True)
+        live = self.outbox.relays.count_documents({"seen": {"$gte": now - timedelta(seconds=LEASE_SECONDS)}})
+        share = math.ceil(self.outbox.partitions / max(live, 1))
+        self.outbox.leases.update_many({"owner": self.relay_id}, {"$set": {"until": until}})
+        mine = sorted(d["_id"] for d in self.outbox.leases.find({"owner": self.relay_id}, {"_id": 1}))
+        for extra in mine[share:]:  # a new replica joined: hand back what is over our share
+            self.outbox.leases.update_one({"_id": extra, "owner": self.relay_id},
+                                          {"$set": {"owner": None, "until": now}})
+        mine = mine[:share]
+        if len(mine) < share:
+            for free in self.outbox.leases.find({"$or": [{"owner": None}, {"until": {"$lt": now}}]}, {"_id": 1}):
+                if len(mine) >= share:
+                    break
+                taken = self.outbox.leases.update_one(
+                    {"_id": free["_id"], "$or": [{"owner": None}, {"until": {"$lt": now}}]},
+                    {"$set": {"owner": self.relay_id, "until": until}})
+                if taken.modified_count:
+                    mine.append(free["_id"])
+        return mine
+
+    def publish_pending(self, partitions):
+        pending = list(self.outbox.events.find(
+            {"status": "pending", "partition": {"$in": partitions}},
+            {"envelope": 1, "type": 1, "partition": 1},
+        ).sort([("seq", ASCENDING)]).limit(self.batch_size))
+        if not pending:
+            return 0
+        sent = []
+        try:
+            producer = self._producer()
+            for doc in pending:
+                producer.publish(
+                    doc["envelope"], exchange=self.exchange, routing_key=doc["type"], serializer="json",
+                    delivery_mode=2, declare=[self.exchange], retry=False, mandatory=False,
+                    headers={"quanzi-event-id": doc["_id"]},
+                )
+                sent.append(doc["_id"])
+                EVENTS_PUBLISHED.labels(self.outbox.service_name, doc["type"]).inc()
+                if self.on_published:
+                    self.on_published(doc)
+        finally:
+            self._mark_sent(sent)
+        return len(sent)
+
+    def _mark_sent(self, ids):
+        if not ids:
+            return
+        now = utcnow()
+        self.outbox.events.bulk_write(
+            [UpdateOne({"_id": i}, {"$set": {"status": "sent", "sent_at": now}}) for i in ids], ordered=False)
+
+    def _update_gauges(self):
+        if time.monotonic() - self._last_gauge < 2:
+            return
+        self._last_gauge = time.monotonic()
+        OUTBOX_BACKLOG.labels(self.outbox.service_name).set(self.outbox.backlog())
+        oldest = self.outbox.events.find_one({"status": "pending"}, {"created_at": 1}, sort=[("seq", 1)])
+        age = (utcnow() - oldest["created_at"]).total_seconds() if oldest else 0
+        OUTBOX_OLDEST_AGE.labels(self.outbox.service_name).set(age)
+
+    # -- broker connection --------------------------------------------------------------------------
+    def _producer(self):
+        if self._connection is None:
+            # confirm_publish: publish() returns only once the broker has taken responsibility.
+            self._connection = Connection(self.amqp_uri, transport_options={"confirm_publish": True},
+                                          connect_timeout=5)
+            self._connection.ensure_connection(max_retries=1)
+            self._producer_obj = self._connection.Producer()
+        return self._producer_obj
+
+    def _drop_connection(self):
+        if self._connection is not None:
+            try:
+                self._connection.release()
+            except Exception:
+                pass
+        self._connection = None
+
+    def _release_leases(self):
+        try:
+            self.outbox.leases.update_many({"owner": self.relay_id}, {"$set": {"owner": None, "until": utcnow()}})
+            self.outbox.relays.delete_one({"_id": self.relay_id})
+        except PyMongoError:
+            pass

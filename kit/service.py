@@ -1,0 +1,58 @@
+"""What every Quanzi nameko service declares: config, RPC metrics, and the /metrics and /health endpoints
+on its WEB_SERVER_ADDRESS (probes and Prometheus use them). Services inherit from ServiceBase and set
+`store = MongoStore(TheirStore)`."""
+import json
+
+from kombu import Connection
+from nameko.rpc import rpc
+from nameko.web.handlers import http
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from werkzeug.wrappers import Response
+
+from kit.config import Config
+from kit.errors import register_with_nameko
+from kit.metrics import RpcMetrics
+
+
+def check_broker(amqp_uri):
+    with Connection(amqp_uri, connect_timeout=2) as connection:
+        connection.ensure_connection(max_retries=1)
+
+
+register_with_nameko()
+
+
+class ServiceBase:
+    config = Config()
+    rpc_metrics = RpcMetrics()
+
+    def health_report(self):
+        checks = {}
+        for name, check in (("mongo", self.store.ping), ("broker", lambda: check_broker(self.config.amqp_uri))):
+            try:
+                check()
+                checks[name] = "ok"
+            except Exception as exc:
+                checks[name] = f"down: {type(exc).__name__}"
+        status = "ok" if all(v == "ok" for v in checks.values()) else "down"
+        return {"service": self.name, "status": status, "checks": checks}
+
+    @rpc
+    def health(self):
+        return self.health_report()
+
+    @http("GET", "/health")
+    def http_health(self, request):
+        """Readiness: Mongo and the broker reachable."""
+        report = self.health_report()
+        return Response(json.dumps(report), status=200 if report["status"] == "ok" else 503,
+                        mimetype="application/json")
+
+    @http("GET", "/health/live")
+    def http_live(self, request):
+        """Liveness: the process serves HTTP."""
+        return Response('{"status": "ok"}', mimetype="application/json")
+
+    @http("GET", "/metrics")
+    def http_metrics(self, request):
+        return Response(generate_latest(), mimetype=CONTENT_TYPE_LATEST)

@@ -1,0 +1,65 @@
+"""Input validation shared by every RPC and HTTP entry: one marshmallow schema per payload, unknown fields
+rejected, and no user-supplied key can become a Mongo operator or a dotted path."""
+import re
+import secrets
+from datetime import datetime, timezone
+
+from marshmallow import RAISE, Schema, ValidationError, fields, validate
+
+from kit.errors import InvalidInput
+
+ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def utcnow():
+    return datetime.now(timezone.utc)
+
+
+def new_id(prefix):
+    """Unguessable, URL-safe id with a type prefix (ord_…, usr_…) so ids are recognisable in logs."""
+    return f"{prefix}_{secrets.token_hex(10)}"
+
+
+class StrictSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+
+class Id(fields.String):
+    def __init__(self, **kwargs):
+        kwargs.setdefault("validate", validate.Regexp(ID_PATTERN, error="Not a valid id."))
+        super().__init__(**kwargs)
+
+
+class Fen(fields.Integer):
+    """Money in integer fen; bools and floats are refused rather than coerced."""
+
+    def __init__(self, minimum=0, maximum=10**12, **kwargs):
+        kwargs.setdefault("validate", validate.Range(min=minimum, max=maximum))
+        super().__init__(strict=True, **kwargs)
+
+
+class SafeDict(fields.Dict):
+    """A free-form string map (e.g. SKU attributes) whose keys can never act as Mongo operators or paths."""
+
+    def __init__(self, max_items=20, **kwargs):
+        super().__init__(
+            keys=fields.String(validate=[validate.Length(1, 40), validate.Regexp(r"^[^$.\x00]+$",
+                                                                                 error="Key may not contain '$' or '.'.")]),
+            values=fields.String(validate=validate.Length(0, 200)),
+            validate=validate.Length(max=max_items),
+            **kwargs,
+        )
+
+
+def load(schema, payload, partial=False):
+    """Validate `payload` with `schema` (class or instance); raise InvalidInput naming every bad field."""
+    if isinstance(schema, type):
+        schema = schema()
+    if not isinstance(payload, dict):
+        raise InvalidInput("request body must be a JSON object", {"_schema": ["Expected a JSON object."]})
+    try:
+        return schema.load(payload, partial=partial)
+    except ValidationError as err:
+        messages = err.messages if isinstance(err.messages, dict) else {"_schema": err.messages}
+        raise InvalidInput("invalid input", messages)
