@@ -1,0 +1,103 @@
+"""Catalog rules: merchant review, product offers, search terms. Pure functions; no I/O."""
+import re
+
+from kit.errors import Conflict, InvalidInput
+
+MERCHANT_TRANSITIONS = {
+    # action: (allowed from, to)
+    "approve": ({"pending", "suspended"}, "approved"),  # approving a suspended merchant reinstates it
+    "reject": ({"pending"}, "rejected"),
+    "suspend": ({"approved"}, "suspended"),
+}
+
+MERCHANT_EVENTS = {"approve": "merchant.approved", "reject": "merchant.rejected", "suspend": "merchant.suspended"}
+
+
+def merchant_transition(current, action):
+    allowed, target = MERCHANT_TRANSITIONS[action]
+    if current not in allowed:
+        raise Conflict(f"a {current} merchant cannot be {target}")
+    return target
+
+
+def check_commission(rates, max_total_bp):
+    """C6: level1 + level2 may not exceed the platform cap."""
+    total = rates["level1_bp"] + rates["level2_bp"]
+    if total > max_total_bp:
+        raise InvalidInput("commission above the platform cap", {
+            "commission": [f"level1_bp + level2_bp = {total} exceeds the cap of {max_total_bp} basis points"]})
+
+
+def check_group_buy(offer, sku_prices):
+    """A group price is a real discount: below every SKU's own price."""
+    if offer is None:
+        return
+    cheapest = min(sku_prices)
+    if offer["price_fen"] >= cheapest:
+        raise InvalidInput("group price must be a discount", {
+            "group_buy": {"price_fen": [f"must be below the lowest SKU price ({cheapest} fen)"]}})
+
+
+def unit_price(product, sku, group):
+    if not group:
+        return sku["price_fen"]
+    if not product.get("group_buy"):
+        raise Conflict("this product has no group-buy offer")
+    return product["group_buy"]["price_fen"]
+
+
+_WORD = re.compile(r"[a-z0-9]+")
+_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]+")
+
+
+def search_terms(*texts):
+    """Index terms: lower-case latin words and, for Chinese runs (no spaces between words), every single
+    character and every pair of neighbours, so a query of any length finds titles that contain it."""
+    terms = set()
+    for text in texts:
+        text = (text or "").lower()
+        terms.update(_WORD.findall(text))
+        for run in _CJK.findall(text):
+            terms.update(run)
+            terms.update(run[i:i + 2] for i in range(len(run) - 1))
+    return sorted(terms)
+
+
+def query_terms(query):
+    """The terms a document must all carry to match `query` (pairs for Chinese, words for latin)."""
+    query = (query or "").lower()
+    terms = set(_WORD.findall(query))
+    for run in _CJK.findall(query):
+        terms.update([run] if len(run) == 1 else (run[i:i + 2] for i in range(len(run) - 1)))
+    return sorted(terms)
+
+
+def merchant_view(merchant):
+    return {"merchant_id": merchant["_id"], "owner_id": merchant["owner_id"], "name": merchant["name"],
+            "description": merchant["description"], "status": merchant["status"], "reason": merchant.get("reason"),
+            "created_at": merchant["created_at"].isoformat()}
+
+
+def rating_of(product):
+    count = product.get("rating_count", 0)
+    average = round(product.get("rating_sum", 0) / count, 2) if count else None
+    return {"average": average, "count": count}
+
+
+def product_summary(product):
+    return {"product_id": product["_id"], "merchant_id": product["merchant_id"], "title": product["title"],
+            "category": product["category"], "image": (product.get("images") or [None])[0],
+            "min_price_fen": product["min_price_fen"], "group_buy": product.get("group_buy"),
+            "rating": rating_of(product)}
+
+
+def product_view(product, skus):
+    return {
+        "product_id": product["_id"], "merchant_id": product["merchant_id"], "title": product["title"],
+        "description": product["description"], "category": product["category"], "images": product["images"],
+        "skus": [{"sku_id": s["_id"], "attrs": s["attrs"], "price_fen": s["price_fen"], "stock": s["stock"]}
+                 for s in skus],
+        "min_price_fen": product["min_price_fen"], "commission": product["commission"],
+        "group_buy": product.get("group_buy"), "status": "published" if product.get("visible") else "hidden",
+        "rating": rating_of(product), "created_at": product["created_at"].isoformat(),
+    }

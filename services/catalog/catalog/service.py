@@ -1,0 +1,107 @@
+"""Catalog entrypoints: validate, check who may act, delegate to the store."""
+from nameko.rpc import rpc
+
+from catalog import domain, schemas
+from catalog.store import CatalogStore
+from kit.errors import Forbidden, NotFound
+from kit.mongo import MongoStore
+from kit.service import ServiceBase
+from kit.validation import load, new_id, utcnow
+
+
+class CatalogService(ServiceBase):
+    name = "catalog"
+    store = MongoStore(CatalogStore)
+
+    # -- merchants ---------------------------------------------------------------------------------
+    @rpc
+    def apply_merchant(self, owner_id, payload):
+        data = load(schemas.MerchantApplication, payload)
+        now = utcnow()
+        merchant = {"_id": new_id("mch"), "owner_id": owner_id, "name": data["name"],
+                    "description": data["description"], "status": "pending", "reason": None,
+                    "created_at": now, "updated_at": now}
+        self.store.merchants.insert_one(merchant)
+        return domain.merchant_view(merchant)
+
+    @rpc
+    def review_merchant(self, merchant_id, action, payload=None):
+        """action: approve, reject (reason required) or suspend (reason required). Admins only (gateway)."""
+        if action not in domain.MERCHANT_TRANSITIONS:
+            raise NotFound(f"unknown action {action}")
+        reason = load(schemas.Reason, payload or {})["reason"] if action != "approve" else None
+        return domain.merchant_view(self.store.change_merchant_status(merchant_id, action, reason))
+
+    @rpc
+    def get_merchant(self, merchant_id):
+        return domain.merchant_view(self.store.get_merchant(merchant_id))
+
+    @rpc
+    def merchants_of(self, owner_id):
+        return [domain.merchant_view(m) for m in self.store.merchants_of(owner_id)]
+
+    # -- products ----------------------------------------------------------------------------------
+    @rpc
+    def create_product(self, owner_id, payload):
+        data = load(schemas.ProductInput, payload)
+        merchant = self._owned_merchant(owner_id, data["merchant_id"])
+        if merchant["status"] != "approved":
+            raise Forbidden("only an approved merchant can publish products")
+        domain.check_commission(data["commission"], self.config.commission_max_total_bp)
+        domain.check_group_buy(data["group_buy"], [s["price_fen"] for s in data["skus"]])
+        now = utcnow()
+        product_id = new_id("prd")
+        skus = [{"_id": new_id("sku"), "product_id": product_id, "merchant_id": merchant["_id"],
+                 "attrs": s["attrs"], "price_fen": s["price_fen"], "stock": s["stock"]} for s in data["skus"]]
+        product = {
+            "_id": product_id, "merchant_id": merchant["_id"], "owner_id": owner_id, "title": data["title"],
+            "description": data["description"], "category": data["category"], "images": data["images"],
+            "commission": data["commission"], "group_buy": data["group_buy"],
+            "min_price_fen": min(s["price_fen"] for s in skus), "status": "published", "visible": True,
+            "terms": domain.search_terms(data["title"], data["description"], data["category"]),
+            "rating_sum": 0, "rating_count": 0, "created_at": now, "updated_at": now,
+        }
+        self.store.insert_product(product, skus)
+        return domain.product_view(product, skus)
+
+    @rpc
+    def update_product(self, owner_id, product_id, payload):
+        data = load(schemas.ProductUpdate, payload)
+        product = self.store.get_product(product_id)
+        if product["owner_id"] != owner_id:
+            raise NotFound("product not found")  # another merchant's product: reveal nothing
+        if "commission" in data:
+            domain.check_commission(data["commission"], self.config.commission_max_total_bp)
+        sku_updates = data.pop("skus", [])
+        updated = self.store.update_product(product_id, data, sku_updates)
+        return domain.product_view(updated, self.store.skus_of(product_id))
+
+    @rpc
+    def get_product(self, product_id, viewer_id=None, is_admin=False):
+        product = self.store.get_product(product_id)
+        if not product.get("visible") and not is_admin and product["owner_id"] != viewer_id:
+            raise NotFound("product not found")
+        return domain.product_view(product, self.store.skus_of(product_id))
+
+    @rpc
+    def search_products(self, params):
+        query = load(schemas.ProductSearch, params)
+        docs, next_cursor = self.store.search(query["q"], query["category"], query["merchant_id"],
+                                              query["limit"], query["cursor"])
+        return {"items": [domain.product_summary(d) for d in docs], "next_cursor": next_cursor}
+
+    # -- stock (called by the orders saga) -----------------------------------------------------------
+    @rpc
+    def reserve_stock(self, payload):
+        data = load(schemas.Reservation, payload)
+        return self.store.reserve(data["order_id"], data["lines"], data["group"])
+
+    @rpc
+    def release_stock(self, order_id):
+        return {"order_id": order_id, "released": self.store.release(order_id)}
+
+    def _owned_merchant(self, owner_id, merchant_id):
+        merchant = self.store.get_merchant(merchant_id)
+        if merchant["owner_id"] != owner_id:
+            raise NotFound("merchant not found")
+        return merchant

@@ -1,0 +1,206 @@
+"""The catalog's collections: merchants, products, skus (stock lives here), reservations (by order id)."""
+import base64
+import json
+from datetime import datetime
+
+from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
+
+from catalog import domain
+from kit.errors import Conflict, NotFound
+from kit.mongo import BaseStore
+from kit.validation import utcnow
+
+
+def encode_cursor(doc):
+    raw = json.dumps([doc["created_at"].isoformat(), doc["_id"]]).encode()
+    return base64.urlsafe_b64encode(raw).decode()
+
+
+def decode_cursor(cursor):
+    try:
+        created_at, last_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        return datetime.fromisoformat(created_at), str(last_id)
+    except Exception:
+        return None
+
+
+class CatalogStore(BaseStore):
+    INDEXES = {
+        "merchants": [IndexModel([("owner_id", ASCENDING)])],
+        "products": [
+            IndexModel([("visible", ASCENDING), ("created_at", DESCENDING), ("_id", DESCENDING)]),
+            IndexModel([("visible", ASCENDING), ("category", ASCENDING), ("created_at", DESCENDING)]),
+            IndexModel([("terms", ASCENDING), ("created_at", DESCENDING)]),
+            IndexModel([("merchant_id", ASCENDING)]),
+        ],
+        "skus": [IndexModel([("product_id", ASCENDING)])],
+    }
+
+    @property
+    def merchants(self):
+        return self.db["merchants"]
+
+    @property
+    def products(self):
+        return self.db["products"]
+
+    @property
+    def skus(self):
+        return self.db["skus"]
+
+    @property
+    def reservations(self):
+        return self.db["reservations"]
+
+    # -- merchants ---------------------------------------------------------------------------------
+    def get_merchant(self, merchant_id, session=None):
+        merchant = self.merchants.find_one({"_id": merchant_id}, session=session)
+        if merchant is None:
+            raise NotFound("merchant not found")
+        return merchant
+
+    def merchants_of(self, owner_id):
+        return list(self.merchants.find({"owner_id": owner_id}).sort("created_at", ASCENDING))
+
+    def change_merchant_status(self, merchant_id, action, reason=None):
+        """Move a merchant through review; products follow its visibility in the same transaction."""
+        def txn(session):
+            merchant = self.get_merchant(merchant_id, session)
+            status = domain.merchant_transition(merchant["status"], action)
+            now = utcnow()
+            self.merchants.update_one({"_id": merchant_id, "status": merchant["status"]},
+                                      {"$set": {"status": status, "reason": reason, "updated_at": now}},
+                                      session=session)
+            visible = status == "approved"
+            changed = list(self.products.find(
+                {"merchant_id": merchant_id, "status": "published", "visible": not visible},
+                {"_id": 1}, session=session))
+            self.products.update_many({"merchant_id": merchant_id, "status": "published"},
+                                      {"$set": {"visible": visible, "updated_at": now}}, session=session)
+            self.emit(session, domain.MERCHANT_EVENTS[action], {
+                "merchant_id": merchant_id, "owner_id": merchant["owner_id"], "status": status, "reason": reason,
+            }, subject=merchant_id)
+            for product in changed:
+                self.emit(session, "product.updated" if visible else "product.hidden", {
+                    "product_id": product["_id"], "merchant_id": merchant_id,
+                    "reason": None if visible else "merchant_suspended"}, subject=product["_id"])
+            return {**merchant, "status": status, "reason": reason}
+        return self.transaction(txn)
+
+    # -- products ----------------------------------------------------------------------------------
+    def insert_product(self, product, skus):
+        def txn(session):
+            self.products.insert_one(product, session=session)
+            self.skus.insert_many(skus, session=session)
+            self.emit(session, "product.published", {
+                "product_id": product["_id"], "merchant_id": product["merchant_id"], "title": product["title"],
+                "category": product["category"], "commission": product["commission"],
+                "group_buy": product["group_buy"],
+                "skus": [{"sku_id": s["_id"], "price_fen": s["price_fen"]} for s in skus],
+            }, subject=product["_id"])
+        self.transaction(txn)
+
+    def get_product(self, product_id, session=None):
+        product = self.products.find_one({"_id": product_id}, session=session)
+        if product is None:
+            raise NotFound("product not found")
+        return product
+
+    def skus_of(self, product_id, session=None):
+        return list(self.skus.find({"product_id": product_id}, session=session).sort("_id", ASCENDING))
+
+    def update_product(self, product_id, changes, sku_updates):
+        def txn(session):
+            product = self.get_product(product_id, session)
+            for update in sku_updates:
+                inc = update.get("stock_delta", 0)
+                query = {"_id": update["sku_id"], "product_id": product_id}
+                if inc < 0:
+                    query["stock"] = {"$gte": -inc}
+                sets = {"price_fen": update["price_fen"]} if "price_fen" in update else {}
+                result = self.skus.update_one(query, {"$inc": {"stock": inc}, "$set": sets} if sets
+                                              else {"$inc": {"stock": inc}}, session=session)
+                if result.matched_count == 0:
+                    raise Conflict(f"SKU {update['sku_id']} not found or stock would go negative")
+            skus = self.skus_of(product_id, session)
+            merged = {**product, **changes}
+            domain.check_group_buy(merged.get("group_buy"), [s["price_fen"] for s in skus])
+            sets = dict(changes, min_price_fen=min(s["price_fen"] for s in skus), updated_at=utcnow(),
+                        terms=domain.search_terms(merged["title"], merged["description"], merged["category"]))
+            self.products.update_one({"_id": product_id}, {"$set": sets}, session=session)
+            self.emit(session, "product.updated", {"product_id": product_id, "merchant_id": product["merchant_id"],
+                                                   "reason": None}, subject=product_id)
+            return {**merged, **sets}
+        return self.transaction(txn)
+
+    def search(self, q, category, merchant_id, limit, cursor):
+        query = {"visible": True}
+        terms = domain.query_terms(q)
+        if terms:
+            query["terms"] = {"$all": terms}
+        if category:
+            query["category"] = category
+        if merchant_id:
+            query["merchant_id"] = merchant_id
+        position = decode_cursor(cursor) if cursor else None
+        if position:
+            created_at, last_id = position
+            query["$or"] = [{"created_at": {"$lt": created_at}}, {"created_at": created_at, "_id": {"$lt": last_id}}]
+        docs = list(self.products.find(query, {"terms": 0, "description": 0})
+                    .sort([("created_at", DESCENDING), ("_id", DESCENDING)]).limit(limit + 1))
+        next_cursor = encode_cursor(docs[limit - 1]) if len(docs) > limit else None
+        return docs[:limit], next_cursor
+
+    # -- stock -------------------------------------------------------------------------------------
+    def reserve(self, order_id, lines, group):
+        """All-or-nothing reservation of an order's lines; reserving the same order again is a no-op."""
+        def txn(session):
+            existing = self.reservations.find_one({"_id": order_id}, session=session)
+            if existing is not None:
+                if existing["status"] != "reserved":
+                    raise Conflict("this order's reservation was already released")
+                return existing["result"]
+            priced = []
+            for line in sorted(lines, key=lambda line: line["sku_id"]):
+                sku = self.skus.find_one_and_update(
+                    {"_id": line["sku_id"], "stock": {"$gte": line["qty"]}}, {"$inc": {"stock": -line["qty"]}},
+                    return_document=ReturnDocument.AFTER, session=session)
+                if sku is None:
+                    if self.skus.count_documents({"_id": line["sku_id"]}, session=session) == 0:
+                        raise NotFound(f"SKU {line['sku_id']} not found")
+                    raise Conflict("sold out", {"sku_id": [f"{line['sku_id']} has fewer than {line['qty']} left"]})
+                product = self.get_product(sku["product_id"], session)
+                if not product.get("visible"):
+                    raise Conflict("product not available", {"sku_id": [f"{line['sku_id']} is not on sale"]})
+                if sku["stock"] == 0:
+                    self.emit(session, "stock.depleted", {"product_id": product["_id"], "sku_id": sku["_id"]},
+                              subject=product["_id"])
+                priced.append({
+                    "sku_id": sku["_id"], "product_id": product["_id"], "merchant_id": product["merchant_id"],
+                    "title": product["title"], "qty": line["qty"],
+                    "unit_price_fen": domain.unit_price(product, sku, group),
+                    "level1_bp": product["commission"]["level1_bp"], "level2_bp": product["commission"]["level2_bp"],
+                    "group_buy": product.get("group_buy"),
+                })
+            result = {"order_id": order_id, "lines": priced}
+            self.reservations.insert_one({"_id": order_id, "status": "reserved", "result": result,
+                                          "lines": [{"sku_id": p["sku_id"], "qty": p["qty"]} for p in priced],
+                                          "created_at": utcnow()}, session=session)
+            return result
+        return self.transaction(txn)
+
+    def release(self, order_id):
+        """Give back an order's stock once; a release that arrives before its reserve blocks that reserve."""
+        def txn(session):
+            reservation = self.reservations.find_one_and_update(
+                {"_id": order_id, "status": "reserved"}, {"$set": {"status": "released", "released_at": utcnow()}},
+                session=session)
+            if reservation is None:
+                self.reservations.update_one(
+                    {"_id": order_id}, {"$setOnInsert": {"status": "released", "lines": [], "created_at": utcnow()}},
+                    upsert=True, session=session)
+                return False
+            for line in reservation["lines"]:
+                self.skus.update_one({"_id": line["sku_id"]}, {"$inc": {"stock": line["qty"]}}, session=session)
+            return True
+        return self.transaction(txn)
