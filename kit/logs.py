@@ -37,6 +37,20 @@ class RedactFilter(logging.Filter):
         return True
 
 
+class ExpectedErrorFilter(logging.Filter):
+    """A worker that raised one of our deliberate errors (404, 409, bad input) is normal traffic: log it as
+    one INFO line, not an ERROR with a traceback that would page someone."""
+
+    def filter(self, record):
+        if record.exc_info and record.exc_info[1] is not None:
+            from kit.errors import QuanziError
+            if isinstance(record.exc_info[1], QuanziError):
+                record.levelno, record.levelname = logging.INFO, "INFO"
+                record.exc_info = None
+                record.exc_text = None
+        return True
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record):
         entry = {

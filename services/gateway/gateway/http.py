@@ -1,0 +1,187 @@
+"""The gateway's HTTP pipeline. Every route goes through the same steps, in one place:
+
+request id → body size limit → rate limit → authentication → role check → query/body validation →
+the route method (thin: calls services) → JSON response, or the error table → security headers, metrics.
+
+Routes are methods decorated with `api(...)`; they receive a `Call` and return a payload, or
+`(status, payload)`. The decorator also records what OpenAPI needs (schemas, statuses)."""
+import json
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from functools import partial
+
+from eventlet.event import Event
+from nameko.exceptions import ContainerBeingKilled
+from nameko.extensions import SharedExtension
+from nameko.web.handlers import HttpRequestHandler
+from prometheus_client import Counter, Histogram
+from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.wrappers import Response
+
+from gateway.auth import read_token
+from gateway.errors import PayloadTooLarge, RateLimited, Unauthorized, error_status
+from kit.config import load_settings
+from kit.errors import Forbidden, InvalidInput
+from kit.metrics import LATENCY_BUCKETS
+from kit.validation import load
+
+log = logging.getLogger(__name__)
+
+API_PREFIX = "/api/v1"
+MAX_BODY = 1024 * 1024
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
+    "Strict-Transport-Security": "max-age=31536000; includeSubDomains",
+}
+
+HTTP_LATENCY = Histogram("quanzi_http_request_duration_seconds", "Gateway request time by route",
+                         ["method", "route", "status"], buckets=LATENCY_BUCKETS)
+HTTP_REQUESTS = Counter("quanzi_http_requests_total", "Gateway requests by route and status",
+                        ["method", "route", "status"])
+
+ROUTES = []  # every api() route, for the OpenAPI document
+
+
+@dataclass
+class Call:
+    request: object
+    request_id: str
+    user: dict = None
+    body: dict = None
+    query: dict = None
+    path: dict = field(default_factory=dict)
+
+    @property
+    def user_id(self):
+        return self.user["user_id"] if self.user else None
+
+    @property
+    def is_admin(self):
+        return bool(self.user) and "admin" in self.user["roles"]
+
+    @property
+    def idempotency_key(self):
+        key = self.request.headers.get("Idempotency-Key")
+        if key is not None and not (1 <= len(key) <= 100):
+            raise InvalidInput("bad Idempotency-Key", {"Idempotency-Key": ["must be 1 to 100 characters"]})
+        return key
+
+
+class Edge(SharedExtension):
+    """State shared by all routes of a gateway process: settings and the rate limiter."""
+
+    def setup(self):
+        self.settings = load_settings()
+        from gateway.ratelimit import RateLimiter
+        self.limiter = RateLimiter.from_env()
+
+
+def json_response(status, payload, headers=None):
+    body = "" if payload is None else json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+    return Response(body, status=status, mimetype="application/json", headers=headers)
+
+
+def error_response(exc, request_id):
+    status, code, message, fields = error_status(exc)
+    if status >= 500:
+        log.error("request %s failed: %r", request_id, exc, exc_info=(type(exc), exc, exc.__traceback__))
+    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else None
+    return json_response(status, {"error": {"code": code, "message": message, "fields": fields}}, headers)
+
+
+class ApiRoute(HttpRequestHandler):
+    edge = Edge()
+
+    def __init__(self, method, path, *, auth="user", roles=(), body=None, query=None, response=None, status=200,
+                 summary="", tags=(), errors=(), prefix=API_PREFIX, document=True, **kwargs):
+        self.route = prefix + path
+        super().__init__(method, self.route, **kwargs)
+        self.auth, self.roles, self.body_schema, self.query_schema = auth, set(roles), body, query
+        self.status = status
+
+    def handle_request(self, request):
+        request.shallow = False
+        started = time.perf_counter()
+        request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+        request_id = request_id[:64]
+        try:
+            call = self.prepare(request, request_id)
+            response = self.run_worker(call)
+        except Exception as exc:
+            response = error_response(exc, request_id)
+        response.headers["X-Request-Id"] = request_id
+        response.headers.update(SECURITY_HEADERS)
+        status = str(response.status_code)
+        HTTP_LATENCY.labels(self.method, self.route, status).observe(time.perf_counter() - started)
+        HTTP_REQUESTS.labels(self.method, self.route, status).inc()
+        return response
+
+    def prepare(self, request, request_id):
+        if request.content_length is not None and request.content_length > MAX_BODY:
+            raise PayloadTooLarge(f"request body over {MAX_BODY} bytes")
+        user = read_token(self.edge.settings.jwt_secret, request.headers.get("Authorization"))
+        self.edge.limiter.check(request.remote_addr, user and user["user_id"])
+        if self.auth in ("user", "admin") and user is None:
+            raise Unauthorized("sign in first")
+        if self.auth == "admin" and "admin" not in user["roles"]:
+            raise Forbidden("admins only")
+        call = Call(request=request, request_id=request_id, user=user, path=dict(request.path_values))
+        if self.query_schema is not None:
+            call.query = load(self.query_schema, request.args.to_dict())
+        if self.body_schema is not None:
+            call.body = load(self.body_schema, self.read_json(request))
+        return call
+
+    @staticmethod
+    def read_json(request):
+        request.max_content_length = MAX_BODY
+        try:
+            raw = request.get_data(cache=True)
+        except RequestEntityTooLarge:
+            raise PayloadTooLarge(f"request body over {MAX_BODY} bytes")
+        if not raw:
+            return {}
+        try:
+            return json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            raise InvalidInput("body is not valid JSON", {"_body": ["Invalid JSON."]})
+
+    def run_worker(self, call):
+        done = Event()
+        context = {"request_id": call.request_id}
+        if call.user_id:
+            context["user_id"] = call.user_id
+        try:
+            self.container.spawn_worker(self, (call,), {}, context_data=context,
+                                        handle_result=partial(self.handle_result, done))
+        except ContainerBeingKilled:
+            return json_response(503, {"error": {"code": "shutting_down", "message": "restarting", "fields": {}}})
+        result = done.wait()
+        if isinstance(result, tuple) and len(result) == 2 and isinstance(result[0], int):
+            status, payload = result
+        else:
+            status, payload = self.status, result
+        if isinstance(payload, Response):
+            return payload
+        return json_response(status, payload)
+
+    def handle_result(self, event, worker_ctx, result, exc_info):
+        if exc_info is not None:
+            event.send_exception(*exc_info)
+        else:
+            event.send(result)
+        return result, exc_info
+
+
+def api(method, path, **options):
+    """Declare a gateway route; options: auth ('user', 'optional', 'admin', None), body/query/response schemas,
+    status, summary, tags, errors (extra documented statuses)."""
+    if options.get("document", True):
+        ROUTES.append({"method": method, "path": path, **options})
+    return ApiRoute.decorator(method, path, **options)

@@ -1,0 +1,89 @@
+"""Merchants (apply, admin review) and products (create, update, browse, view)."""
+from nameko.events import BROADCAST, event_handler
+from nameko.rpc import RpcProxy
+
+from catalog.schemas import MerchantApplication, ProductInput, ProductSearch, ProductUpdate, Reason
+from gateway import schemas
+from gateway.cache import ProductCache
+from gateway.http import api
+from gateway.rpc import call
+from kit.errors import NotFound
+
+
+class CatalogRoutes:
+    catalog = RpcProxy("catalog")
+    products = ProductCache()
+
+    @api("POST", "/merchants", body=MerchantApplication, response=schemas.Merchant, status=201, tags=["merchants"],
+         summary="Apply to sell; an admin reviews the application")
+    def apply_merchant(self, c):
+        return call(self.catalog.apply_merchant, c.user_id, c.body)
+
+    @api("POST", "/admin/merchants/<merchant_id>/approve", auth="admin", response=schemas.Merchant,
+         tags=["admin"], summary="Approve (or reinstate) a merchant", errors=[404, 409])
+    def approve_merchant(self, c):
+        return call(self.catalog.review_merchant, c.path["merchant_id"], "approve")
+
+    @api("POST", "/admin/merchants/<merchant_id>/reject", auth="admin", body=Reason, response=schemas.Merchant,
+         tags=["admin"], summary="Reject a merchant application, with a reason", errors=[404, 409])
+    def reject_merchant(self, c):
+        return call(self.catalog.review_merchant, c.path["merchant_id"], "reject", c.body)
+
+    @api("POST", "/admin/merchants/<merchant_id>/suspend", auth="admin", body=Reason, response=schemas.Merchant,
+         tags=["admin"], summary="Suspend a merchant: its products disappear at once", errors=[404, 409])
+    def suspend_merchant(self, c):
+        return call(self.catalog.review_merchant, c.path["merchant_id"], "suspend", c.body)
+
+    @api("POST", "/products", body=ProductInput, response=schemas.Product, status=201, tags=["products"],
+         summary="Create a product with SKUs (owner of an approved merchant)", errors=[403, 404])
+    def create_product(self, c):
+        return call(self.catalog.create_product, c.user_id, c.body)
+
+    @api("PATCH", "/products/<product_id>", body=ProductUpdate, response=schemas.Product, tags=["products"],
+         summary="Change a product, its SKU prices or stock (its merchant's owner)", errors=[404, 409])
+    def update_product(self, c):
+        product = call(self.catalog.update_product, c.user_id, c.path["product_id"], c.body)
+        self.products.drop(product["product_id"])
+        return product
+
+    @api("GET", "/products", auth="optional", query=ProductSearch, response=schemas.ProductPage, tags=["products"],
+         summary="Search and browse published products of approved merchants")
+    def search_products(self, c):
+        return call(self.catalog.search_products, c.query)
+
+    @api("GET", "/products/<product_id>", auth="optional", response=schemas.Product, tags=["products"],
+         summary="A product with its SKUs and rating", errors=[404])
+    def get_product(self, c):
+        product_id = c.path["product_id"]
+        view = self.products.get(product_id)
+        if view is None:
+            try:
+                view = call(self.catalog.get_product, product_id)
+                self.products.put(product_id, view)
+            except NotFound:
+                if not c.user_id:
+                    raise
+                # the owner (or an admin) may see a hidden product; never cached
+                view = call(self.catalog.get_product, product_id, c.user_id, c.is_admin)
+        return self.product_page(c, view)
+
+    def product_page(self, c, view):
+        """Hook for the aggregated product page (social proof, commission preview)."""
+        return view
+
+    # -- keep the read model fresh ----------------------------------------------------------------
+    @event_handler("catalog", "product.updated", handler_type=BROADCAST, reliable_delivery=False)
+    def product_updated(self, event):
+        self.products.drop(event["data"]["product_id"])
+
+    @event_handler("catalog", "product.hidden", handler_type=BROADCAST, reliable_delivery=False)
+    def product_hidden(self, event):
+        self.products.drop(event["data"]["product_id"])
+
+    @event_handler("catalog", "stock.depleted", handler_type=BROADCAST, reliable_delivery=False)
+    def stock_depleted(self, event):
+        self.products.drop(event["data"]["product_id"])
+
+    @event_handler("catalog", "merchant.suspended", handler_type=BROADCAST, reliable_delivery=False)
+    def merchant_suspended(self, event):
+        self.products.drop_merchant(event["data"]["merchant_id"])

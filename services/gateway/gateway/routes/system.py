@@ -1,0 +1,37 @@
+"""Health, the API document, and JSON for every unknown route."""
+from nameko.rpc import RpcProxy
+
+from gateway.http import ROUTES, api
+from gateway.openapi import build_spec
+from gateway.rpc import call_all
+from kit.errors import NotFound
+
+BACKENDS = ("catalog", "orders", "social_feed", "commission")
+
+
+class SystemRoutes:
+    @api("GET", "/health", auth=None, prefix="", tags=["system"],
+         summary="The gateway and every service it can reach", errors=[503])
+    def http_health(self, c):
+        own = self.health_report()
+        answers, _ = call_all({name: (getattr(self, f"health_{name}").health, ()) for name in BACKENDS}, timeout=2)
+        services = {name: (answer or {"status": "down"}) for name, answer in answers.items()}
+        status = "ok" if own["status"] == "ok" and all(s["status"] == "ok" for s in services.values()) else "degraded"
+        return (200 if own["status"] == "ok" else 503), {"status": status, "gateway": own, "services": services}
+
+    health_catalog = RpcProxy("catalog")
+    health_orders = RpcProxy("orders")
+    health_social_feed = RpcProxy("social_feed")
+    health_commission = RpcProxy("commission")
+
+    @api("GET", "/openapi.json", auth=None, prefix="", tags=["system"], summary="This API's OpenAPI 3 document")
+    def openapi(self, c):
+        if self._openapi is None:
+            type(self)._openapi = build_spec(ROUTES)
+        return self._openapi
+
+    _openapi = None
+
+    @api("GET,POST,PUT,PATCH,DELETE", "/<path:path>", auth=None, prefix="", document=False)
+    def not_found(self, c):
+        raise NotFound(f"no route {c.request.method} {c.request.path}")

@@ -1,0 +1,103 @@
+"""HTTP schemas owned by the gateway (auth, responses, errors). Request bodies that are a service's RPC
+payload reuse that service's published schema (e.g. catalog.schemas.ProductInput), so the edge, the service and
+the OpenAPI document apply one rule."""
+from marshmallow import Schema, fields, validate
+
+from kit.validation import Id, StrictSchema
+
+Phone = fields.String(required=True, validate=validate.Regexp(r"^1[3-9]\d{9}$", error="Not a mainland mobile number."))
+
+
+class RegisterBody(StrictSchema):
+    phone = Phone
+    password = fields.String(required=True, load_only=True, validate=validate.Length(8, 128))
+    nickname = fields.String(required=True, validate=validate.Length(1, 30))
+    share_code = fields.String(load_default=None, allow_none=True, validate=validate.Regexp(r"^[A-Za-z0-9_-]{4,32}$"))
+
+
+class LoginBody(StrictSchema):
+    phone = Phone
+    password = fields.String(required=True, load_only=True, validate=validate.Length(1, 128))
+
+
+class Registered(Schema):
+    user_id = Id(required=True)
+
+
+class Token(Schema):
+    access_token = fields.String(required=True)
+    token_type = fields.String(required=True, metadata={"example": "bearer"})
+    expires_in = fields.Integer(required=True)
+
+
+class Me(Schema):
+    user_id = Id(required=True)
+    phone = fields.String(required=True, metadata={"description": "whole, only to its owner"})
+    nickname = fields.String()
+    roles = fields.List(fields.String())
+    merchants = fields.List(fields.Dict())
+
+
+class ErrorBody(Schema):
+    code = fields.String(required=True)
+    message = fields.String(required=True)
+    fields = fields.Dict(required=True)
+
+
+class ErrorResponse(Schema):
+    error = fields.Nested(ErrorBody, required=True)
+
+
+class Merchant(Schema):
+    merchant_id = Id(required=True)
+    owner_id = Id()
+    name = fields.String()
+    description = fields.String()
+    status = fields.String(validate=validate.OneOf(["pending", "approved", "rejected", "suspended"]))
+    reason = fields.String(allow_none=True)
+    created_at = fields.String()
+
+
+class Rating(Schema):
+    average = fields.Float(allow_none=True)
+    count = fields.Integer()
+
+
+class Sku(Schema):
+    sku_id = Id()
+    attrs = fields.Dict(keys=fields.String(), values=fields.String())
+    price_fen = fields.Integer()
+    stock = fields.Integer()
+
+
+class Product(Schema):
+    product_id = Id(required=True)
+    merchant_id = Id()
+    title = fields.String()
+    description = fields.String()
+    category = fields.String()
+    images = fields.List(fields.String())
+    skus = fields.List(fields.Nested(Sku))
+    min_price_fen = fields.Integer()
+    commission = fields.Dict()
+    group_buy = fields.Dict(allow_none=True)
+    status = fields.String()
+    rating = fields.Nested(Rating)
+    created_at = fields.String()
+    social = fields.Dict(allow_none=True)
+
+
+class ProductSummary(Schema):
+    product_id = Id(required=True)
+    merchant_id = Id()
+    title = fields.String()
+    category = fields.String()
+    image = fields.String(allow_none=True)
+    min_price_fen = fields.Integer()
+    group_buy = fields.Dict(allow_none=True)
+    rating = fields.Nested(Rating)
+
+
+class ProductPage(Schema):
+    items = fields.List(fields.Nested(ProductSummary))
+    next_cursor = fields.String(allow_none=True)

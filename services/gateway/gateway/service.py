@@ -1,0 +1,16 @@
+"""The gateway: Quanzi's HTTP API. Routes live in routes/ by domain; this class only composes them with the
+dependencies they share. See README for why the edge runs inside nameko (one process model, RPC proxies and
+event-fed read models in the same container)."""
+from gateway.cache import ProductCache
+from gateway.routes.auth import AuthRoutes
+from gateway.routes.catalog import CatalogRoutes
+from gateway.routes.system import SystemRoutes
+from gateway.store import GatewayStore
+from kit.mongo import MongoStore
+from kit.service import ServiceBase
+
+
+class GatewayService(AuthRoutes, CatalogRoutes, SystemRoutes, ServiceBase):
+    name = "gateway"
+    store = MongoStore(GatewayStore, relay=False)
+    products = ProductCache()

@@ -1,0 +1,87 @@
+"""`make run`: the whole stack on this machine, on fixed dev ports, data kept under .stack/dev.
+
+Ctrl-C (SIGINT) or SIGTERM stops the services first, then mongod and the broker, and exits 0.
+`python -m tools.run --stop` (`make stop`) stops a stack that is running, or what a killed one left behind.
+"""
+import os
+import signal
+import sys
+import time
+
+from tools.stack import REPO, Stack, owner_pid, stop_leftovers
+
+HOME = REPO / ".stack" / "dev"
+
+
+def _interrupt(signum, frame):
+    # The first signal stops the stack; further ones must not break off that cleanup halfway.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
+def run():
+    pid = owner_pid(HOME)
+    if pid is not None:
+        print(f"A stack is already running from {HOME} (pid {pid}); `make stop` stops it.", file=sys.stderr)
+        return 1
+    stop_leftovers(HOME)  # from a run that was killed -9
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
+
+    stack = Stack(HOME, fixed_ports=True)
+    started = time.monotonic()
+    try:
+        stack.start()  # on failure or Ctrl-C it stops what it started
+    except KeyboardInterrupt:
+        return 0
+    except Exception as error:
+        print(f"The stack did not start: {error}", file=sys.stderr)
+        return 1
+
+    print(f"Quanzi gateway: {stack.gateway_url}")
+    print(f"AMQP_URI={stack.amqp_uri}")
+    print(f"MONGO_URI={stack.mongo_uri}")
+    if stack.services:
+        for name, proc in stack.services.items():
+            print(f"  {name:<12} {proc.url}  log: {proc.log_path}")
+    else:
+        print("  no services yet (none of services/*/*/service.py exists): broker and database only")
+    print(f"Logs: {stack.logs_dir}", end="")
+    if stack.rabbit:
+        print(f", broker {stack.rabbit.log_dir}", end="")
+    if stack.mongo:
+        print(f", mongod {stack.mongo.log_path}", end="")
+    print(f"\nStarted in {time.monotonic() - started:.1f} s. Ctrl-C or `make stop` stops it.", flush=True)
+
+    reported = set()
+    try:
+        while True:
+            time.sleep(1)
+            # A crashed service is not restarted (that would hide the bug), but say so.
+            for name, proc in stack.services.items():
+                if not proc.is_running() and name not in reported:
+                    reported.add(name)
+                    print(f"!! {name} exited with {proc.returncode}; see {proc.log_path}", flush=True)
+    except KeyboardInterrupt:
+        pass
+    print("Stopping…", flush=True)
+    stack.stop()
+    print("Stopped.", flush=True)
+    return 0
+
+
+def stop():
+    pid = owner_pid(HOME)
+    if pid is not None:
+        os.kill(pid, signal.SIGTERM)  # the owner stops it all, in order
+        deadline = time.monotonic() + 120
+        while owner_pid(HOME) == pid and time.monotonic() < deadline:
+            time.sleep(0.2)
+    stop_leftovers(HOME)
+    print("Stopped." if pid else "No stack was running (stopped any leftovers).")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(stop() if "--stop" in sys.argv[1:] else run())
