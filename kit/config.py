@@ -85,7 +85,7 @@ def load_settings(env=None):
         gateway_port=_int(env, "GATEWAY_PORT", 8000, minimum=1),
         admin_phone=env.get("ADMIN_PHONE", "13800000000"),
         admin_password=env.get("ADMIN_PASSWORD", "admin-change-me"),
-        jwt_secret=env.get("JWT_SECRET", "dev-only-jwt-secret-change-me"),
+        jwt_secret=env.get("JWT_SECRET", "dev-only-jwt-secret-change-me-0123456789"),
         payment_hmac_secret=env.get("PAYMENT_HMAC_SECRET", "dev-only-payment-secret"),
         payment_timeout=_int(env, "PAYMENT_TIMEOUT", 1800, minimum=1),
         auto_confirm_after=_int(env, "AUTO_CONFIRM_AFTER", 604800, minimum=1),
