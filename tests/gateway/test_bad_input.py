@@ -45,7 +45,7 @@ PRODUCT_CASES = [
     ("commission", product_with(commission={"level1_bp": -1, "level2_bp": 0})),
     ("group_buy", product_with(group_buy={"size": 11, "price_fen": 50})),
     ("group_buy", product_with(group_buy={"size": 1, "price_fen": 50})),
-    ("group_buy", product_with(group_buy={"size": 3, "price_fen": 100})),
+    ("group_buy", product_with(group_buy={"size": 3, "price_fen": 9900})),  # not below the SKU price
     ("unexpected", product_with(unexpected=True)),
 ]
 
