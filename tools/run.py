@@ -73,13 +73,18 @@ def run():
 
 def stop():
     pid = owner_pid(HOME)
-    if pid is not None:
-        os.kill(pid, signal.SIGTERM)  # the owner stops it all, in order
-        deadline = time.monotonic() + 120
-        while owner_pid(HOME) == pid and time.monotonic() < deadline:
-            time.sleep(0.2)
-    stop_leftovers(HOME)
-    print("Stopped." if pid else "No stack was running (stopped any leftovers).")
+    if pid is None:
+        left = stop_leftovers(HOME)
+        print("Stopped what a killed `make run` left running." if left else "No stack was running.")
+        return 0
+    os.kill(pid, signal.SIGTERM)  # the owner stops it all, in order
+    deadline = time.monotonic() + 120
+    while owner_pid(HOME) == pid:
+        if time.monotonic() > deadline:
+            print(f"`make run` (pid {pid}) is still stopping; see {HOME / 'logs'}", file=sys.stderr)
+            return 1
+        time.sleep(0.2)
+    print("Stopped.")
     return 0
 
 

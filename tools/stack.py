@@ -10,6 +10,7 @@ broker. The owner records pid files under <home>/pids so what a killed owner lef
 later (`make stop`, `stop_leftovers`); a pid is only signalled if its process start time still matches,
 so a recycled pid never hits someone else's process.
 """
+import ast
 import importlib.util
 import json
 import os
@@ -147,6 +148,8 @@ class LocalRabbit:
             "RABBITMQ_CONFIG_FILE": str(self.home / "rabbitmq"),  # the node adds .conf
             # Keep the machine's /etc/rabbitmq/advanced.config (if any) out of our node.
             "RABBITMQ_ADVANCED_CONFIG_FILE": str(self.home / "advanced.config"),
+            # Erlang distribution (how rabbitmqctl talks to the node) on loopback only, like AMQP.
+            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
         }
 
     def _spawn(self):
@@ -199,7 +202,8 @@ class LocalRabbit:
         return _tail(self.log_dir / "server.out") + "\n" + _tail(self.log_dir / f"{self.nodename}.log")
 
     def is_running(self):
-        return (self._proc is not None and self._proc.poll() is None) or bool(_node_pid(self.nodename, self.pidfile))
+        wrapper_alive = self._proc is not None and self._proc.poll() is None
+        return wrapper_alive or _node_pid(self.nodename, self.pidfile) is not None
 
     def stop(self, timeout=60):
         stop_node(self.nodename, self.pidfile, timeout)
@@ -367,16 +371,37 @@ class LocalMongo:
 class ServiceSpec:
     name: str
     pythonpath_dir: str  # relative to REPO (or absolute)
-    module: str
+    module: str  # "pkg.service", or "pkg.service:Class"
 
     @property
     def path(self):
         return REPO / self.pythonpath_dir
 
     @property
+    def file(self):
+        return self.path / (self.module.split(":")[0].replace(".", "/") + ".py")
+
+    @property
     def present(self):
         """Services are written over time: one counts once its module file exists."""
-        return (self.path / (self.module.replace(".", "/") + ".py")).exists()
+        return self.file.exists()
+
+    @property
+    def target(self):
+        """What to give `nameko run`: module:Class for the class the module itself defines with a `name`.
+
+        `nameko run <module>` would also try to run every service-like class the module merely imports
+        (a shared base class with a /health entrypoint, say) and fail on it.
+        """
+        if ":" in self.module:
+            return self.module
+        for node in ast.parse(self.file.read_text()).body:
+            if isinstance(node, ast.ClassDef) and any(
+                    isinstance(item, ast.Assign) and any(getattr(t, "id", None) == "name" for t in item.targets)
+                    and isinstance(item.value, ast.Constant) and isinstance(item.value.value, str)
+                    for item in node.body):
+                return f"{self.module}:{node.name}"
+        return self.module
 
 
 SERVICES = [
@@ -431,7 +456,7 @@ class ServiceProcess:
     def start(self):
         if self.is_running():
             return
-        command = [python(), "-m", "nameko", "run", "--config", str(self.config), self.spec.module]
+        command = [python(), "-m", "nameko", "run", "--config", str(self.config), self.spec.target]
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
             log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} start {self.name} on {self.url}\n".encode())
@@ -626,10 +651,14 @@ def owner_pid(home):
 
 
 def stop_leftovers(home):
-    """Stop whatever a stack under `home` left running after its owner died (e.g. killed with -9)."""
+    """Stop whatever a stack under `home` left running after its owner died (e.g. killed with -9).
+
+    Does nothing while the owner lives (it stops its own stack) or when it stopped cleanly (no pid files
+    then); returns whether there was anything to stop.
+    """
     pids = Path(home) / "pids"
-    if not pids.is_dir():
-        return
+    if not (pids / "owner.pid").exists() or owner_pid(home) is not None:
+        return False
     for path in sorted(pids.glob("*.pid")):
         if path.stem not in ("owner", "mongod"):
             _stop_recorded(path)
@@ -639,3 +668,4 @@ def stop_leftovers(home):
         node = json.loads(rabbit.read_text())
         stop_node(node["node"], node["pidfile"])
     shutil.rmtree(pids, ignore_errors=True)
+    return True

