@@ -2,7 +2,9 @@
 
 A bad value stops the service with a message naming the variable, instead of failing later at run time.
 """
+import math
 import os
+import re
 from dataclasses import dataclass, fields
 
 from nameko.extensions import DependencyProvider
@@ -12,7 +14,12 @@ class ConfigError(RuntimeError):
     pass
 
 
-def _int(env, name, default, minimum=None, allowed=None):
+DEFAULT_AMQP_URI = "amqp://guest:guest@127.0.0.1:5682/"
+DEFAULT_MONGO_URI = "mongodb://127.0.0.1:27027/?replicaSet=rs0"
+MAINLAND_MOBILE = re.compile(r"^1[3-9]\d{9}$")  # the gateway's login accepts no other shape
+
+
+def _int(env, name, default, minimum=None, allowed=None, maximum=None):
     raw = env.get(name)
     if raw is None or raw == "":
         return default
@@ -24,6 +31,8 @@ def _int(env, name, default, minimum=None, allowed=None):
         raise ConfigError(f"{name}={value} is not allowed; use one of {sorted(allowed)}")
     if minimum is not None and value < minimum:
         raise ConfigError(f"{name}={value} is below the minimum {minimum}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{name}={value} is above the maximum {maximum}")
     return value
 
 
@@ -35,9 +44,36 @@ def _floats(env, name, default):
         values = tuple(float(part) for part in raw.split(","))
     except ValueError:
         raise ConfigError(f"{name}={raw!r} must be comma-separated seconds, e.g. 1,5,30")
-    if any(v <= 0 for v in values):
-        raise ConfigError(f"{name}={raw!r}: every delay must be positive")
+    # float() also accepts "nan" and "inf", which would only fail later, when a queue TTL is computed.
+    if any(not math.isfinite(v) or v <= 0 for v in values):
+        raise ConfigError(f"{name}={raw!r}: every delay must be a positive number of seconds")
     return values
+
+
+def _uri(env, name, default, schemes):
+    value = env.get(name) or default
+    if not value.startswith(tuple(f"{scheme}://" for scheme in schemes)):
+        raise ConfigError(f"{name} must be a {' or '.join(schemes)}:// URI")  # the URI may hold a password
+    return value
+
+
+def _secret(env, name, default, min_length):
+    """Unset falls back to the (documented, dev-only) default; set but empty or short is a mistake that
+    would leave tokens or signatures forgeable. The message never repeats the value."""
+    value = env.get(name)
+    if value is None:
+        return default
+    if len(value) < min_length:
+        raise ConfigError(f"{name} must be at least {min_length} characters long")
+    return value
+
+
+def _phone(env, name, default):
+    value = env.get(name) or default
+    if not MAINLAND_MOBILE.match(value):
+        raise ConfigError(f"{name}={value!r} is not a mainland mobile number (11 digits, e.g. 13800000000); "
+                          "that account could never log in")
+    return value
 
 
 @dataclass(frozen=True)
@@ -79,14 +115,14 @@ def load_settings(env=None):
     if total_bp > 10000:
         raise ConfigError(f"COMMISSION_MAX_TOTAL_BP={total_bp} exceeds 10000 basis points (100%)")
     return Settings(
-        amqp_uri=env.get("AMQP_URI", "amqp://guest:guest@127.0.0.1:5682/"),
-        mongo_uri=env.get("MONGO_URI", "mongodb://127.0.0.1:27027/?replicaSet=rs0"),
+        amqp_uri=_uri(env, "AMQP_URI", DEFAULT_AMQP_URI, ("amqp", "amqps", "pyamqp")),
+        mongo_uri=_uri(env, "MONGO_URI", DEFAULT_MONGO_URI, ("mongodb", "mongodb+srv")),
         mongo_db_prefix=env.get("MONGO_DB_PREFIX", "quanzi_"),
-        gateway_port=_int(env, "GATEWAY_PORT", 8000, minimum=1),
-        admin_phone=env.get("ADMIN_PHONE", "13800000000"),
-        admin_password=env.get("ADMIN_PASSWORD", "admin-change-me"),
-        jwt_secret=env.get("JWT_SECRET", "dev-only-jwt-secret-change-me-0123456789"),
-        payment_hmac_secret=env.get("PAYMENT_HMAC_SECRET", "dev-only-payment-secret"),
+        gateway_port=_int(env, "GATEWAY_PORT", 8000, minimum=1, maximum=65535),
+        admin_phone=_phone(env, "ADMIN_PHONE", "13800000000"),
+        admin_password=_secret(env, "ADMIN_PASSWORD", "admin-change-me", 8),  # the register rule's minimum
+        jwt_secret=_secret(env, "JWT_SECRET", "dev-only-jwt-secret-change-me-0123456789", 32),  # HS256: 256 bits
+        payment_hmac_secret=_secret(env, "PAYMENT_HMAC_SECRET", "dev-only-payment-secret", 16),
         payment_timeout=_int(env, "PAYMENT_TIMEOUT", 1800, minimum=1),
         auto_confirm_after=_int(env, "AUTO_CONFIRM_AFTER", 604800, minimum=1),
         after_sales_window=_int(env, "AFTER_SALES_WINDOW", 604800, minimum=1),
