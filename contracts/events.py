@@ -154,6 +154,16 @@ class UserJoined(Data):
     user_id = Id(required=True)
     inviter_id = Id(allow_none=True, required=True)
     joined_at = Time(required=True)
+    share_code = fields.String(allow_none=True, load_default=None,
+                               metadata={"description": "the share link the user registered through, if any"})
+
+
+class InviterBound(Data):
+    """A user who registered without an inviter bound one later (first touch, once, never a cycle)."""
+    user_id = Id(required=True)
+    inviter_id = Id(required=True)
+    share_code = fields.String(required=True)
+    bound_at = Time(required=True)
 
 
 class ShareCreated(Data):
@@ -247,6 +257,7 @@ def _specs():
         ("orders.events", "groupbuy.formed", GroupBuyFormed, "Every seat of a group buy is paid; its orders proceed."),
         ("orders.events", "groupbuy.failed", GroupBuyFailed, "A group buy's window ended unfilled; members are refunded."),
         ("social_feed.events", "user.joined", UserJoined, "A user registered, with the inviter (first touch) if any."),
+        ("social_feed.events", "inviter.bound", InviterBound, "A user without an inviter bound one later through a share link."),
         ("social_feed.events", "share.created", ShareCreated, "A user created a share link for a product."),
         ("social_feed.events", "share.clicked", ShareClicked, "Someone opened a share link (viewer null when anonymous)."),
         ("social_feed.events", "moment.posted", MomentPosted, "A user posted a moment."),
