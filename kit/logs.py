@@ -5,22 +5,37 @@ sensitive keys and any mainland mobile number or bearer token that slips into a 
 import json
 import logging
 import re
+import time
 
 SENSITIVE_KEYS = {"phone", "password", "token", "access_token", "authorization", "address", "secret"}
-PHONE = re.compile(r"(?<!\d)1[3-9]\d{9}(?!\d)")
+# A key is sensitive when it contains one of these (admin_password, jwt_secret, refresh_token, mobile, ...).
+SENSITIVE_WORDS = ("phone", "mobile", "password", "passwd", "secret", "token", "authorization", "address",
+                   "cookie")
+# Mainland mobile numbers as people write them: 13812345678, +8613812345678, +86 138 1234 5678, 138-1234-5678.
+PHONE = re.compile(r"(?<!\d)(?:\+?86[ -]?)?1[3-9]\d(?:[ -]?\d{4}){2}(?!\d)")
 BEARER = re.compile(r"(?i)bearer\s+[A-Za-z0-9._~+/=-]+")
 JWT = re.compile(r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+# `password=...`, `token: '...'`, `"secret": "..."` written into a message as text.
+KEY_VALUE = re.compile(
+    r"(?i)(\b[a-z_]*(?:password|passwd|secret|token)[a-z_]*[\"']?\s*[=:]\s*)"
+    r"(\"[^\"]*\"|'[^']*'|[^\s,;&)}\]]+)")
+
+
+def _sensitive(key):
+    key = str(key).lower()
+    return key in SENSITIVE_KEYS or any(word in key for word in SENSITIVE_WORDS)
 
 
 def redact_text(text):
     text = PHONE.sub("[phone]", text)
     text = BEARER.sub("Bearer [token]", text)
-    return JWT.sub("[token]", text)
+    text = JWT.sub("[token]", text)
+    return KEY_VALUE.sub(lambda m: m.group(1) + ("[token]" if "[token]" in m.group(2) else "[redacted]"), text)
 
 
 def redact(value):
     if isinstance(value, dict):
-        return {k: ("[redacted]" if str(k).lower() in SENSITIVE_KEYS else redact(v)) for k, v in value.items()}
+        return {k: ("[redacted]" if _sensitive(k) else redact(v)) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [redact(v) for v in value]
     if isinstance(value, str):
@@ -31,6 +46,12 @@ def redact(value):
 class RedactFilter(logging.Filter):
     def filter(self, record):
         if record.args:
+            # Redact the arguments as structures first: a dict argument's sensitive keys are known here,
+            # not after it was formatted into text.
+            if isinstance(record.args, dict):
+                record.args = redact(record.args)
+            else:
+                record.args = tuple(redact(a) if isinstance(a, (dict, list, tuple)) else a for a in record.args)
             record.msg = record.getMessage()
             record.args = ()
         record.msg = redact_text(str(record.msg))
@@ -52,6 +73,8 @@ class ExpectedErrorFilter(logging.Filter):
 
 
 class JsonFormatter(logging.Formatter):
+    converter = time.gmtime  # UTC whatever the server's local time zone
+
     def format(self, record):
         entry = {
             "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
