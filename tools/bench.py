@@ -18,6 +18,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 import uuid
 
 from tests.flows import approved_merchant, expect, product_payload
@@ -105,14 +106,18 @@ class Context:
         """GET a random path of `paths` with wrk; returns the same row shape as measure()."""
         if not shutil.which("wrk"):
             raise RuntimeError("wrk is not installed (make bench installs Debian's wrk)")
-        lines = ["local paths = {" + ",".join(json.dumps(p) for p in paths) + "}"]
+        # paths are URL-encoded ASCII: Lua has no \\u escapes, and a script error makes wrk fall back to "GET /"
+        lines = ["local paths = {" + ",".join(json.dumps(urllib.parse.quote(p, safe="/?=&+")) for p in paths) + "}"]
         for key, value in (headers or {}).items():
             lines.append(f"wrk.headers[{json.dumps(key)}] = {json.dumps(value)}")
         lines.append("request = function() return wrk.format('GET', paths[math.random(#paths)]) end")
         with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
             script.write("\n".join(lines))
-        out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", script.name,
-                              self.gateway_url], capture_output=True, text=True, check=True).stdout
+        result = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", script.name,
+                                 self.gateway_url], capture_output=True, text=True, check=True)
+        if result.stderr.strip():
+            raise RuntimeError(f"wrk: {result.stderr.strip()}")
+        out = result.stdout
         os.unlink(script.name)
 
         def ms(label):
