@@ -45,7 +45,10 @@ test: install
 	@$(PY) -m pytest $(ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
+# wrk (Debian) generates the high-rate GET load from its own process, so it does not take the gateway's CPU.
 bench: install
+	@command -v wrk >/dev/null || { $(SUDO) apt-get update -q && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk; }
 	$(PY) -m tools.bench
 
 reconcile: install
