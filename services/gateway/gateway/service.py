@@ -4,13 +4,14 @@ event-fed read models in the same container)."""
 from gateway.cache import ProductCache
 from gateway.routes.auth import AuthRoutes
 from gateway.routes.catalog import CatalogRoutes
+from gateway.routes.commission import CommissionRoutes
 from gateway.routes.system import SystemRoutes
 from gateway.store import GatewayStore
 from kit.mongo import MongoStore
 from kit.service import ServiceBase
 
 
-class GatewayService(AuthRoutes, CatalogRoutes, SystemRoutes, ServiceBase):
+class GatewayService(AuthRoutes, CatalogRoutes, CommissionRoutes, SystemRoutes, ServiceBase):
     name = "gateway"
     store = MongoStore(GatewayStore, relay=False)
     products = ProductCache()

@@ -1,0 +1,285 @@
+"""The commission service's collections, and the transactions that keep ledger, balances and events in step.
+
+shares       share_code → sharer (from share.created; share.clicked names the sharer too)
+bindings     every click of a signed-in viewer, kept (history); the active one is the last in the window
+inviters     user → inviter, first touch (user.joined, inviter.bound), never overwritten
+orders       each order's facts as learnt from its events (domain.absorb) and its attribution, once decided
+commissions  one per (order, level): accrued, reversed, status; the settlement sweep claims due ones here
+ledger       append-only moves between balance buckets, unique per (order, beneficiary, level, kind, ref)
+balances     per user, one field per bucket; changed only in the transaction that writes the ledger entry
+withdrawals  payout requests, unique per (user, Idempotency-Key)
+"""
+from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
+from pymongo.errors import DuplicateKeyError
+
+from commission import domain
+from kit import paging
+from kit.errors import Conflict, NotFound
+from kit.mongo import BaseStore
+from kit.validation import new_id, utcnow
+
+
+class BalanceTooLow(Conflict):
+    """A move would take more out of a bucket than it holds (for a withdrawal: above the withdrawable balance)."""
+
+
+class CommissionStore(BaseStore):
+    INDEXES = {
+        "shares": [IndexModel([("sharer_id", ASCENDING)])],
+        "bindings": [IndexModel([("viewer_id", ASCENDING), ("clicked_at", DESCENDING)])],
+        "inviters": [IndexModel([("inviter_id", ASCENDING)])],
+        "orders": [IndexModel([("buyer_id", ASCENDING)])],
+        "commissions": [
+            IndexModel([("order_id", ASCENDING)]),
+            IndexModel([("status", ASCENDING), ("blocked", ASCENDING), ("settle_after", ASCENDING)]),
+        ],
+        "ledger": [
+            IndexModel([("order_id", ASCENDING), ("beneficiary_id", ASCENDING), ("level", ASCENDING),
+                        ("kind", ASCENDING), ("ref", ASCENDING)], unique=True, name="one_entry_per_cause"),
+            IndexModel([("beneficiary_id", ASCENDING), ("at", DESCENDING), ("_id", DESCENDING)]),
+        ],
+        "balances": [],
+        "withdrawals": [
+            IndexModel([("user_id", ASCENDING), ("idempotency_key", ASCENDING)], unique=True,
+                       partialFilterExpression={"idempotency_key": {"$type": "string"}}),
+            IndexModel([("user_id", ASCENDING), ("created_at", DESCENDING), ("_id", DESCENDING)]),
+            IndexModel([("status", ASCENDING), ("claimed_until", ASCENDING)]),
+        ],
+    }
+
+    def __getattr__(self, name):
+        if name in self.INDEXES:
+            return self.db[name]
+        raise AttributeError(name)
+
+    # -- social facts (never money: C2, C8) --------------------------------------------------------------
+    def record_share(self, session, share_code, sharer_id, product_id, at):
+        self.shares.update_one({"_id": share_code}, {"$setOnInsert": {
+            "sharer_id": sharer_id, "product_id": product_id, "at": at}}, upsert=True, session=session)
+
+    def record_click(self, session, click_id, data):
+        clicked_at = domain.parse_time(data["clicked_at"])
+        self.record_share(session, data["share_code"], data["sharer_id"], data["product_id"], clicked_at)
+        if data["viewer_id"] is None or data["viewer_id"] == data["sharer_id"]:
+            return  # anonymous, or one's own link: binds nobody
+        self.bindings.update_one({"_id": click_id}, {"$setOnInsert": {
+            "viewer_id": data["viewer_id"], "sharer_id": data["sharer_id"], "share_code": data["share_code"],
+            "clicked_at": clicked_at}}, upsert=True, session=session)
+
+    def record_inviter(self, session, user_id, inviter_id, at):
+        if not inviter_id or inviter_id == user_id:
+            return
+        self.inviters.update_one({"_id": user_id}, {"$setOnInsert": {"inviter_id": inviter_id, "at": at}},
+                                 upsert=True, session=session)
+
+    # -- orders ----------------------------------------------------------------------------------------
+    def apply_order_event(self, session, order_id, event_type, data):
+        """Add the event's facts to the order, accrue once it is paid (attribution decided once, here), and
+        bring every commission of the order in line with the facts. One transaction: the caller's."""
+        now = utcnow()
+        order = self.orders.find_one({"_id": order_id}, session=session) or {"_id": order_id}
+        existing = list(self.commissions.find({"order_id": order_id}, session=session))
+        order, new, changed, moves = domain.advance(order, existing, event_type, data,
+                                                    lambda o: self._attribute(session, o, now), now)
+        self.orders.replace_one({"_id": order_id}, order, upsert=True, session=session)
+        if new:
+            self.commissions.insert_many(new, session=session)
+        for commission_id, fields in changed.items():
+            self.commissions.update_one({"_id": commission_id}, {"$set": {**fields, "updated_at": now}},
+                                        session=session)
+        for commission, move in moves:
+            self._post_commission(session, commission, move, now)
+        return order
+
+    def _attribute(self, session, order, now):
+        """Decide once who earns on a paid order, from what the events told us (no other service's data)."""
+        settings, buyer_id = self.settings, order["buyer_id"]
+        share = None
+        if order.get("share_code"):
+            share = self.shares.find_one({"_id": order["share_code"]}, session=session)
+        since, until = domain.binding_window(order["created_at"], settings.attribution_window)
+        binding = self.bindings.find_one(
+            {"viewer_id": buyer_id, "sharer_id": {"$ne": buyer_id}, "clicked_at": {"$gt": since, "$lte": until}},
+            sort=[("clicked_at", DESCENDING), ("_id", DESCENDING)], session=session)
+        level1_id, via = domain.level1_earner(buyer_id, share and share["sharer_id"],
+                                              binding and binding["sharer_id"])
+        inviter_id = None
+        if level1_id and settings.commission_max_levels == 2:
+            inviter = self.inviters.find_one({"_id": level1_id}, session=session)
+            inviter_id = inviter and inviter["inviter_id"]
+        rows = domain.beneficiaries(order, level1_id, inviter_id, settings.commission_max_levels,
+                                    settings.commission_max_total_bp)
+        attribution = {"via": via, "level1_id": level1_id, "max_levels": settings.commission_max_levels,
+                       "decided_at": now}
+        return attribution, rows
+
+    # -- ledger ----------------------------------------------------------------------------------------
+    def _post_commission(self, session, commission, move, now):
+        data = {"order_id": commission["order_id"], "beneficiary_id": commission["beneficiary_id"],
+                "level": commission["level"], "amount_fen": move["amount_fen"], **move["extra"]}
+        self._post(session, commission["beneficiary_id"], move, now, data, subject=commission["order_id"],
+                   order_id=commission["order_id"], level=commission["level"])
+
+    def _post(self, session, user_id, move, now, event_data, subject, order_id=None, level=0, withdrawal_id=None):
+        """One ledger entry, its balance move and its event, in the caller's transaction."""
+        amount = move["amount_fen"]
+        if amount <= 0:
+            return
+        self.ledger.insert_one({
+            "_id": new_id("led"), "order_id": order_id, "withdrawal_id": withdrawal_id, "beneficiary_id": user_id,
+            "level": level, "kind": move["kind"], "ref": move["ref"], "amount_fen": amount,
+            "from": move["from"], "to": move["to"], "at": now,
+        }, session=session)
+        self._move(session, user_id, move["from"], move["to"], amount, now)
+        self.emit(session, move["event"], event_data, subject=subject)
+
+    def _move(self, session, user_id, source, target, amount, now):
+        inc = {f"{target}_fen": amount} if target else {}
+        if source is None:
+            self.balances.update_one({"_id": user_id}, {"$inc": inc, "$set": {"updated_at": now}}, upsert=True,
+                                     session=session)
+            return
+        inc[f"{source}_fen"] = -amount
+        # Money leaves a bucket only if it is there: the conditional update makes concurrent withdrawals
+        # safe, and guards every other move against a bug driving a balance negative.
+        moved = self.balances.update_one({"_id": user_id, f"{source}_fen": {"$gte": amount}},
+                                         {"$inc": inc, "$set": {"updated_at": now}}, session=session)
+        if moved.matched_count == 0:
+            raise BalanceTooLow(f"amount above the {source} balance",
+                                {"amount_fen": [f"more than the {source} balance"]})
+
+    # -- settlement ------------------------------------------------------------------------------------
+    def claim_due_settlement(self, now, margin, lease):
+        """Claim one frozen commission whose window has passed (one replica at a time; a crashed
+        replica's claim expires after `lease`)."""
+        return self.commissions.find_one_and_update(
+            {"status": domain.FROZEN, "blocked": False, "settle_after": {"$lte": now - margin},
+             "claimed_until": {"$lte": now}},
+            {"$set": {"claimed_until": now + lease}}, sort=[("settle_after", ASCENDING)], projection={"_id": 1})
+
+    def settle(self, commission_id, margin):
+        """Make a claimed commission withdrawable, re-checking the rules inside the transaction (a refund
+        request that committed meanwhile wins)."""
+        def txn(session):
+            now = utcnow()
+            commission = self.commissions.find_one({"_id": commission_id}, session=session)
+            order = self.orders.find_one({"_id": commission["order_id"]}, session=session)
+            move = domain.settle_step(commission, order, now, margin)
+            if move is None:
+                return False
+            self._post_commission(session, commission, move, now)
+            self.commissions.update_one({"_id": commission_id, "status": domain.FROZEN},
+                                        {"$set": {"status": domain.SETTLED, "updated_at": now}}, session=session)
+            return True
+        return self.transaction(txn)
+
+    # -- withdrawals -----------------------------------------------------------------------------------
+    def request_withdrawal(self, user_id, amount_fen, idempotency_key, lease):
+        """(withdrawal, created): take the amount out of the withdrawable balance atomically, or return the
+        request already made with this Idempotency-Key."""
+        def txn(session):
+            now = utcnow()
+            if idempotency_key is not None:
+                existing = self.withdrawals.find_one({"user_id": user_id, "idempotency_key": idempotency_key},
+                                                     session=session)
+                if existing is not None:
+                    return existing, False
+            withdrawal = {"_id": new_id("wd"), "user_id": user_id, "amount_fen": amount_fen,
+                          "idempotency_key": idempotency_key, "status": "requested", "reason": None,
+                          "created_at": now, "claimed_until": now + lease}
+            self.withdrawals.insert_one(withdrawal, session=session)
+            self._post_withdrawal(session, withdrawal, "withdrawal", now)
+            return withdrawal, True
+        try:
+            withdrawal, created = self.transaction(txn)
+        except DuplicateKeyError:  # the same key, concurrently: the other request won
+            withdrawal, created = self.withdrawals.find_one({"user_id": user_id,
+                                                             "idempotency_key": idempotency_key}), False
+        if not created and withdrawal["amount_fen"] != amount_fen:
+            raise Conflict("this Idempotency-Key was used for another amount",
+                           {"Idempotency-Key": ["already used for a different request"]})
+        return withdrawal, created
+
+    def finish_withdrawal(self, withdrawal_id, paid, reason=None):
+        """Record the payout's outcome once: paid → withdrawn; failed or rejected → back to withdrawable."""
+        def txn(session):
+            now = utcnow()
+            withdrawal = self.withdrawals.find_one_and_update(
+                {"_id": withdrawal_id, "status": "requested"},
+                {"$set": {"status": "completed" if paid else "failed", "reason": reason, "finished_at": now}},
+                return_document=ReturnDocument.AFTER, session=session)
+            if withdrawal is None:
+                return self.withdrawals.find_one({"_id": withdrawal_id}, session=session)
+            self._post_withdrawal(session, withdrawal, "withdrawal_paid" if paid else "withdrawal_returned", now)
+            return withdrawal
+        return self.transaction(txn)
+
+    def _post_withdrawal(self, session, withdrawal, kind, now):
+        data = {"withdrawal_id": withdrawal["_id"], "user_id": withdrawal["user_id"],
+                "amount_fen": withdrawal["amount_fen"], "reason": withdrawal.get("reason")}
+        self._post(session, withdrawal["user_id"], domain.withdrawal_step(kind, withdrawal), now, data,
+                   subject=withdrawal["_id"], withdrawal_id=withdrawal["_id"])
+
+    def claim_unfinished_withdrawal(self, now, lease):
+        """A request whose payout outcome was never recorded (the process died in between)."""
+        return self.withdrawals.find_one_and_update(
+            {"status": "requested", "claimed_until": {"$lte": now}}, {"$set": {"claimed_until": now + lease}},
+            sort=[("claimed_until", ASCENDING)])
+
+    # -- reads -------------------------------------------------------------------------------------------
+    def balance(self, user_id):
+        return self.balances.find_one({"_id": user_id})
+
+    def ledger_page(self, user_id, limit, cursor=None):
+        """Newest first: [(entry, status of its commission or withdrawal)], next cursor."""
+        entries, next_cursor = self._page(self.ledger, {"beneficiary_id": user_id}, "at", limit, cursor)
+        commission_ids = {f"{e['order_id']}:{e['level']}" for e in entries if e["order_id"]}
+        withdrawal_ids = {e["withdrawal_id"] for e in entries if e["withdrawal_id"]}
+        status = {c["_id"]: c["status"] for c in self.commissions.find({"_id": {"$in": list(commission_ids)}},
+                                                                       {"status": 1})}
+        status.update({w["_id"]: w["status"] for w in self.withdrawals.find({"_id": {"$in": list(withdrawal_ids)}},
+                                                                            {"status": 1})})
+        return [(e, status.get(e["withdrawal_id"] or f"{e['order_id']}:{e['level']}")) for e in entries], next_cursor
+
+    def withdrawals_page(self, user_id, limit, cursor=None):
+        return self._page(self.withdrawals, {"user_id": user_id}, "created_at", limit, cursor)
+
+    def get_withdrawal(self, withdrawal_id):
+        withdrawal = self.withdrawals.find_one({"_id": withdrawal_id})
+        if withdrawal is None:
+            raise NotFound("withdrawal not found")
+        return withdrawal
+
+    @staticmethod
+    def _page(collection, query, field, limit, cursor):
+        query = {**query, **paging.after(cursor, field)}
+        docs = list(collection.find(query).sort(paging.NEWEST_FIRST(field)).limit(limit + 1))
+        return paging.page(docs, limit, field)
+
+    # -- reconciliation ----------------------------------------------------------------------------------
+    def reconcile(self):
+        """Recompute every balance and commission from the ledger, at one point in time (a snapshot read,
+        so a transaction committing meanwhile cannot show up as a difference)."""
+        with self.client.start_session(snapshot=True) as session:
+            sums = []
+            for side, sign in (("to", 1), ("from", -1)):
+                for row in self.ledger.aggregate([{"$group": {
+                        "_id": {"user": "$beneficiary_id", "bucket": f"${side}"},
+                        "fen": {"$sum": "$amount_fen"}}}], session=session):
+                    sums.append((row["_id"]["user"], row["_id"].get("bucket"), sign * row["fen"]))
+            stored = {b["_id"]: b for b in self.balances.find({}, session=session)}
+            per_commission = {}
+            for row in self.ledger.aggregate([
+                    {"$match": {"order_id": {"$ne": None}}},
+                    {"$group": {"_id": {"order": "$order_id", "level": "$level", "kind": "$kind"},
+                                "fen": {"$sum": "$amount_fen"}}}], session=session):
+                key = f"{row['_id']['order']}:{row['_id']['level']}"
+                per_commission.setdefault(key, {})[row["_id"]["kind"]] = row["fen"]
+            commissions = list(self.commissions.find({}, {"accrued_fen": 1, "reversed_fen": 1, "status": 1},
+                                                     session=session))
+            entries = self.ledger.count_documents({}, session=session)
+        differences = domain.balance_differences(domain.ledger_balances(sums), stored)
+        commission_differences = domain.commission_differences(commissions, per_commission)
+        return {"ok": not differences and not commission_differences, "ledger_entries": entries,
+                "users_checked": len(set(stored) | {s[0] for s in sums}), "commissions_checked": len(commissions),
+                "differences": differences[:100], "commission_differences": commission_differences[:100]}
