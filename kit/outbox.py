@@ -20,7 +20,7 @@ from datetime import timedelta
 
 from kombu import Connection
 from nameko.standalone.events import get_event_exchange
-from pymongo import ASCENDING, UpdateOne
+from pymongo import ASCENDING, DESCENDING, UpdateOne
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from contracts import make_envelope
@@ -47,6 +47,7 @@ class Outbox:
 
     def ensure_indexes(self):
         self.events.create_index([("status", ASCENDING), ("partition", ASCENDING), ("seq", ASCENDING)])
+        self.events.create_index([("subject", ASCENDING), ("seq", DESCENDING)])
         self.events.create_index([("sent_at", ASCENDING)], expireAfterSeconds=SENT_RETENTION)
         self.relays.create_index([("seen", ASCENDING)], expireAfterSeconds=3600)
         for partition in range(self.partitions):
@@ -55,6 +56,19 @@ class Outbox:
             except DuplicateKeyError:
                 pass
 
+    def next_seq(self, session, subject):
+        """A nanosecond clock reading, but always above the aggregate's previous event.
+
+        Writers to one aggregate are serialised by their transactions, so this orders that aggregate's
+        events even when the wall clock steps back (NTP) or another replica's clock runs behind ours."""
+        seq = time.time_ns()
+        if subject is not None:
+            last = self.events.find_one({"subject": subject}, {"seq": 1}, sort=[("seq", DESCENDING)],
+                                        session=session)
+            if last is not None and last["seq"] >= seq:
+                seq = last["seq"] + 1
+        return seq
+
     def add(self, session, event_type, data, subject=None):
         envelope = make_envelope(event_type, data, subject=subject)
         self.events.insert_one({
@@ -62,9 +76,7 @@ class Outbox:
             "type": event_type,
             "subject": subject,
             "partition": partition_of(subject, self.partitions),
-            # Writers to one aggregate are serialised by their transactions, so a nanosecond clock
-            # taken inside the transaction orders that aggregate's events.
-            "seq": time.time_ns(),
+            "seq": self.next_seq(session, subject),
             "envelope": envelope,
             "status": "pending",
             "created_at": utcnow(),
