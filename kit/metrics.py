@@ -1,10 +1,13 @@
 """Prometheus metrics every service exposes at /metrics. Labels carry ids of nothing personal: service,
 method, event type, outcome."""
+import logging
 import time
 
 from nameko.extensions import DependencyProvider
 from nameko.rpc import Rpc
 from prometheus_client import Counter, Gauge, Histogram
+
+log = logging.getLogger("quanzi.rpc")
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
@@ -39,6 +42,10 @@ class RpcMetrics(DependencyProvider):
         if started is None:
             return
         service, method = worker_ctx.service_name, worker_ctx.entrypoint.method_name
-        RPC_LATENCY.labels(service, method).observe(time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        RPC_LATENCY.labels(service, method).observe(elapsed)
+        outcome = "ok" if exc_info is None else exc_info[0].__name__
         if exc_info is not None:
-            RPC_ERRORS.labels(service, method, exc_info[0].__name__).inc()
+            RPC_ERRORS.labels(service, method, outcome).inc()
+        # one access line per RPC (ids only): with the request id, a request can be followed through services
+        log.info("rpc %s.%s %s %.1f ms", service, method, outcome, elapsed * 1000)

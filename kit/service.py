@@ -10,6 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from werkzeug.wrappers import Response
 
 from kit.config import Config
+from kit.context import RequestContext
 from kit.errors import register_with_nameko
 from kit.metrics import RpcMetrics
 
@@ -25,6 +26,7 @@ register_with_nameko()
 class ServiceBase:
     config = Config()
     rpc_metrics = RpcMetrics()
+    request_context = RequestContext()
 
     def health_report(self):
         checks = {}

@@ -7,6 +7,7 @@ Routes are methods decorated with `api(...)`; they receive a `Call` and return a
 `(status, payload)`. The decorator also records what OpenAPI needs (schemas, statuses)."""
 import json
 import logging
+import os
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -22,9 +23,12 @@ from werkzeug.wrappers import Response
 
 from gateway.auth import read_token
 from gateway.errors import PayloadTooLarge, RateLimited, Unauthorized, error_status
+from gateway.idempotency import IdempotencyKeys, body_hash
+from gateway.ratelimit import RateLimiter
 from kit.config import load_settings
 from kit.errors import Forbidden, InvalidInput
 from kit.metrics import LATENCY_BUCKETS
+from kit.mongo import connect
 from kit.validation import load
 
 log = logging.getLogger(__name__)
@@ -74,12 +78,28 @@ class Call:
 
 
 class Edge(SharedExtension):
-    """State shared by all routes of a gateway process: settings and the rate limiter."""
+    """State shared by all routes of a gateway process: settings, rate limiter, idempotency keys, CORS."""
 
     def setup(self):
         self.settings = load_settings()
-        from gateway.ratelimit import RateLimiter
         self.limiter = RateLimiter.from_env()
+        db = connect(self.settings.mongo_uri)[f"{self.settings.mongo_db_prefix}gateway"]
+        self.idempotency = IdempotencyKeys(db["idempotency"])
+        origins = os.environ.get("CORS_ORIGINS", "")
+        self.cors_origins = {o.strip() for o in origins.split(",") if o.strip()}
+
+    def cors_headers(self, request):
+        origin = request.headers.get("Origin")
+        if not origin or not ({"*", origin} & self.cors_origins):
+            return {}
+        headers = {"Access-Control-Allow-Origin": origin, "Vary": "Origin",
+                   "Access-Control-Expose-Headers": "X-Request-Id, Retry-After, Idempotent-Replayed"}
+        if request.method == "OPTIONS":
+            headers.update({"Access-Control-Allow-Methods": "GET, POST, PUT, PATCH, DELETE",
+                            "Access-Control-Allow-Headers": "Authorization, Content-Type, Idempotency-Key, "
+                                                            "X-Request-Id",
+                            "Access-Control-Max-Age": "600"})
+        return headers
 
 
 def json_response(status, payload, headers=None):
@@ -104,6 +124,7 @@ class ApiRoute(HttpRequestHandler):
         super().__init__(method, self.route, **kwargs)
         self.auth, self.roles, self.body_schema, self.query_schema = auth, set(roles), body, query
         self.status = status
+        self.idempotent = method == "POST"  # every POST honours Idempotency-Key (see idempotency.py)
 
     def handle_request(self, request):
         request.shallow = False
@@ -112,9 +133,10 @@ class ApiRoute(HttpRequestHandler):
         request_id = request_id[:64]
         try:
             call = self.prepare(request, request_id)
-            response = self.run_worker(call)
+            response = self.run_idempotent(call) if self.idempotent else self.run_worker(call)
         except Exception as exc:
             response = error_response(exc, request_id)
+        response.headers.update(self.edge.cors_headers(request))
         response.headers["X-Request-Id"] = request_id
         for name, value in SECURITY_HEADERS.items():  # a route may set its own (e.g. /docs loosens the CSP)
             response.headers.setdefault(name, value)
@@ -152,6 +174,21 @@ class ApiRoute(HttpRequestHandler):
             return json.loads(raw)
         except (ValueError, UnicodeDecodeError):
             raise InvalidInput("body is not valid JSON", {"_body": ["Invalid JSON."]})
+
+    def run_idempotent(self, call):
+        key = call.idempotency_key
+        if key is None or call.user_id is None:
+            return self.run_worker(call)
+        record_id = self.edge.idempotency.record_id(call.user_id, self.method, call.request.path, key)
+        replay = self.edge.idempotency.begin(record_id, body_hash(call.request))
+        if replay is not None:
+            return replay
+        try:
+            response = self.run_worker(call)
+        except Exception as exc:
+            response = error_response(exc, call.request_id)
+        self.edge.idempotency.finish(record_id, response)
+        return response
 
     def run_worker(self, call):
         done = Event()

@@ -51,6 +51,11 @@ class SystemRoutes:
     def docs_asset(self, c):
         return swagger_asset(c.path["asset"])
 
+    @api("OPTIONS", "/<path:path>", auth=None, prefix="", document=False)
+    def preflight(self, c):
+        """CORS preflight: the pipeline adds the Access-Control headers for allowed origins."""
+        return 204, None
+
     @api("GET,POST,PUT,PATCH,DELETE", "/<path:path>", auth=None, prefix="", document=False)
     def not_found(self, c):
         raise NotFound(f"no route {c.request.method} {c.request.path}")

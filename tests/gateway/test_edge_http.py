@@ -1,0 +1,90 @@
+"""The gateway pipeline over real HTTP: idempotency keys, rate limits, CORS, request ids across services."""
+import concurrent.futures
+import uuid
+
+import requests
+
+from tests.flows import expect
+from tests.helpers import eventually
+
+
+def test_a_retried_post_with_the_same_key_creates_once_and_replays_the_answer(api):
+    user = api.register_user()
+    key = {"Idempotency-Key": uuid.uuid4().hex}
+    first = api.post("/merchants", json={"name": "Retry Shop"}, token=user["token"], headers=key)
+    again = api.post("/merchants", json={"name": "Retry Shop"}, token=user["token"], headers=key)
+    assert first.status_code == again.status_code == 201
+    assert again.json() == first.json() and again.headers["Idempotent-Replayed"] == "true"
+    assert len(expect(api.get("/me", token=user["token"]), 200)["merchants"]) == 1
+    # the same key with another body is a client bug, not a retry
+    other = api.post("/merchants", json={"name": "Another"}, token=user["token"], headers=key)
+    assert other.status_code == 422 and "Idempotency-Key" in other.json()["error"]["fields"]
+    # a key belongs to its user: someone else's identical key is a different request
+    stranger = api.register_user()
+    assert api.post("/merchants", json={"name": "Retry Shop"}, token=stranger["token"], headers=key).status_code == 201
+
+
+def test_concurrent_retries_of_one_key_create_one_thing(stack, api):
+    user = api.register_user()
+    key = uuid.uuid4().hex
+
+    def attempt(_):
+        response = requests.post(f"{stack.gateway_url}/api/v1/merchants", json={"name": "Double Tap"},
+                                 headers={"Authorization": f"Bearer {user['token']}", "Idempotency-Key": key})
+        return response.status_code, response.json().get("merchant_id")
+    with concurrent.futures.ThreadPoolExecutor(10) as pool:
+        results = list(pool.map(attempt, range(10)))
+    assert {status for status, _ in results} == {201}
+    assert len({merchant_id for _, merchant_id in results}) == 1
+    assert len(expect(api.get("/me", token=user["token"]), 200)["merchants"]) == 1
+
+
+def test_rate_limits_answer_429_with_retry_after(stack, api):
+    strict = stack.add_replica("gateway", {"RATE_LIMIT_USER_PER_SEC": "1", "RATE_LIMIT_USER_BURST": "3",
+                                           "RATE_LIMIT_IP_PER_SEC": "5", "RATE_LIMIT_IP_BURST": "8"})
+    try:
+        base = f"http://127.0.0.1:{strict.web_port}/api/v1"
+        token = api.register_user()["token"]
+        per_user = [requests.get(f"{base}/me", headers={"Authorization": f"Bearer {token}"}) for _ in range(5)]
+        assert [r.status_code for r in per_user[:3]] == [200, 200, 200]
+        limited = per_user[-1]
+        assert limited.status_code == 429 and int(limited.headers["Retry-After"]) >= 1
+        assert limited.json()["error"]["code"] == "rate_limited"
+        anonymous = [requests.get(f"{base}/products").status_code for _ in range(12)]
+        assert 429 in anonymous and anonymous[0] == 200
+    finally:
+        strict.stop()
+
+
+def test_cors_answers_allowed_origins_only(stack):
+    url = f"{stack.gateway_url}/api/v1/products"
+    preflight = requests.options(url, headers={"Origin": "https://shop.example.com",
+                                               "Access-Control-Request-Method": "POST"})
+    assert preflight.status_code == 204
+    assert preflight.headers["Access-Control-Allow-Origin"] == "https://shop.example.com"
+    assert "Idempotency-Key" in preflight.headers["Access-Control-Allow-Headers"]
+    allowed = requests.get(url, headers={"Origin": "https://shop.example.com"})
+    assert allowed.headers["Access-Control-Allow-Origin"] == "https://shop.example.com"
+    assert "Access-Control-Allow-Origin" not in requests.get(url, headers={"Origin": "https://evil.example"}).headers
+
+
+def test_the_request_id_follows_the_request_into_the_services_logs(stack, api):
+    user = api.register_user()
+    request_id = f"trace-{uuid.uuid4().hex[:12]}"
+    expect(api.post("/merchants", json={"name": "Traced"}, token=user["token"], headers={"X-Request-Id": request_id}),
+           201)
+
+    def logged():
+        lines = [line for line in (stack.logs_dir / "catalog.log").read_text().splitlines() if request_id in line]
+        assert any('"rpc catalog.apply_merchant ok' in line for line in lines), lines
+    eventually(logged, timeout=5)
+
+
+def test_docs_and_asyncapi_are_served_offline(stack):
+    page = requests.get(f"{stack.gateway_url}/docs")
+    assert page.status_code == 200 and "/docs/swagger-ui-bundle.js" in page.text
+    assert "'self'" in page.headers["Content-Security-Policy"]
+    bundle = requests.get(f"{stack.gateway_url}/docs/swagger-ui-bundle.js")
+    assert bundle.status_code == 200 and len(bundle.content) > 100_000
+    doc = requests.get(f"{stack.gateway_url}/asyncapi.json").json()
+    assert doc["asyncapi"] == "3.0.0" and "order_paid" in doc["channels"]
