@@ -117,7 +117,9 @@ def _rabbit_command(name):
 def _ctl_env():
     # rabbitmqctl derives its own distribution port from RABBITMQ_DIST_PORT (+10000), which overflows
     # for a high free port: give it none of the node's variables, `-n <node>` is all it needs.
-    return {k: v for k, v in os.environ.items() if not k.startswith("RABBITMQ_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RABBITMQ_")}
+    env["ERL_CRASH_DUMP_SECONDS"] = "0"  # a CLI we kill must not leave erl_crash.dump in /var/lib/rabbitmq
+    return env
 
 
 class LocalRabbit:
@@ -150,6 +152,7 @@ class LocalRabbit:
             "RABBITMQ_ADVANCED_CONFIG_FILE": str(self.home / "advanced.config"),
             # Erlang distribution (how rabbitmqctl talks to the node) on loopback only, like AMQP.
             "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
+            "ERL_CRASH_DUMP": str(self.log_dir / "erl_crash.dump"),  # not in /var/lib/rabbitmq
         }
 
     def _spawn(self):
@@ -170,11 +173,13 @@ class LocalRabbit:
 
     def _wait_ready(self, timeout=60):
         deadline = time.monotonic() + timeout
-        waiter = subprocess.Popen(
-            [_rabbit_command("rabbitmqctl"), "-n", self.nodename, "wait", str(self.pidfile),
-             "--timeout", str(timeout)],
-            env=_ctl_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            start_new_session=True)
+        wait_log = self.log_dir / "ctl-wait.out"
+        with open(wait_log, "wb") as out:
+            waiter = subprocess.Popen(
+                [_rabbit_command("rabbitmqctl"), "-n", self.nodename, "wait", str(self.pidfile),
+                 "--timeout", str(timeout)],
+                env=_ctl_env(), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True)
         try:
             while waiter.poll() is None:
                 if self._proc.poll() is not None:
@@ -183,10 +188,11 @@ class LocalRabbit:
                 time.sleep(0.2)
         finally:
             if waiter.poll() is None:
-                waiter.kill()
-            output = waiter.communicate()[0].decode(errors="replace")
+                _kill_tree(waiter.pid)  # su runs rabbitmqctl in a session of its own
+                waiter.wait()
         if waiter.returncode != 0:
-            raise RuntimeError(f"rabbitmqctl wait failed for {self.nodename}:\n{output}\n{self._log_tail()}")
+            raise RuntimeError(f"rabbitmqctl wait failed for {self.nodename}:\n{_tail(wait_log)}\n"
+                               f"{self._log_tail()}")
         # The node is up; make sure AMQP clients get in too before anyone uses it.
         while True:
             try:
@@ -585,6 +591,7 @@ class Stack:
 
     def start(self, timeout=90):
         """Start everything; on any failure (or Ctrl-C) stop what was started and re-raise."""
+        self._check_ports_free()  # before the try: a refused start must not touch the running stack
         try:
             write_pid(self.pids_dir / "owner.pid", os.getpid())
             # Boot broker and database side by side (about 7 s and 2 s), then the services side by side.
@@ -605,6 +612,18 @@ class Stack:
         except BaseException:
             self.stop()
             raise
+
+    def _check_ports_free(self):
+        """Say plainly when a port is taken (another `make run`, from another clone, say)."""
+        ports = [proc.web_port for proc in self.services.values()]
+        if self.rabbit:
+            ports += [self.rabbit.port, self.rabbit.dist_port]
+        if self.mongo:
+            ports.append(self.mongo.port)
+        for port in ports:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    raise RuntimeError(f"port {port} is already in use on 127.0.0.1 (another stack running?)")
 
     def wait_healthy(self, timeout=60):
         deadline = time.monotonic() + timeout

@@ -3,6 +3,7 @@ throwaway nameko service run the way the real ones are (ServiceProcess, Stack)."
 import json
 import os
 import shutil
+import socket
 import textwrap
 import time
 
@@ -12,7 +13,8 @@ import pytest
 import requests
 
 from tests.helpers import Listener, eventually
-from tools.stack import REPO, LocalMongo, LocalRabbit, ServiceDied, ServiceProcess, ServiceSpec, Stack, free_port
+from tools.stack import (REPO, LocalMongo, LocalRabbit, ServiceDied, ServiceProcess, ServiceSpec, Stack, free_port,
+                         stop_leftovers)
 
 SERVICE = textwrap.dedent('''
     import json, os
@@ -176,6 +178,31 @@ def test_a_service_that_dies_at_start_shows_its_log(servers, home, echo_spec):
     with pytest.raises(ServiceDied, match="boom at import"):
         proc.wait_healthy(timeout=30)
     proc.stop()
+
+
+def test_what_a_killed_owner_left_running_is_stopped(servers, home, echo_spec):
+    rabbit, mongo = servers
+    stack = Stack(home / "leftover", amqp_uri=rabbit.uri, mongo_uri=mongo.uri, specs=[echo_spec],
+                  config=echo_spec.path / "nameko.yaml")
+    stack.start()
+    try:
+        assert stop_leftovers(stack.home) is False  # its owner (this process) is alive: hands off
+        (stack.pids_dir / "owner.pid").write_text("1 0\n")  # as if the owner had died
+        assert stop_leftovers(stack.home) is True
+        stack.services["echo"]._proc.wait(timeout=5)
+        assert not stack.pids_dir.exists()
+    finally:
+        stack.stop()
+
+
+def test_a_taken_port_refuses_the_start_plainly(home, echo_spec):
+    stack = Stack(home / "taken", amqp_uri="amqp://unused/", mongo_uri="mongodb://unused/", specs=[echo_spec])
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", stack.services["echo"].web_port))
+        taken.listen()
+        with pytest.raises(RuntimeError, match="already in use"):
+            stack.start()
+    assert not stack.services["echo"].is_running()
 
 
 def test_stack_secrets_are_stable_and_env_uris_are_used(home, monkeypatch):
