@@ -1,0 +1,115 @@
+"""Orders, payments, after-sales, group buys (拼团) and reviews. Who may see or act on an order is decided by the
+orders service (buyer, the order's merchant, admin); the routes pass the signed-in user along."""
+from nameko.rpc import RpcProxy
+
+from catalog.schemas import ReviewInput
+from gateway import schemas_orders as views
+from gateway.errors import Unauthorized
+from gateway.http import api
+from gateway.rpc import call
+from orders.domain import SIGNATURE_HEADER, signature_ok
+from orders.schemas import (GroupJoinInput, GroupOpenInput, OrderInput, OrderQuery, PaymentNotification, RefundInput,
+                            RejectInput, ShipInput)
+
+PAY_TIMEOUT = 20.0  # paying waits for the provider's notification round trip
+
+
+def viewer(c):
+    return {"user_id": c.user_id, "is_admin": c.is_admin}
+
+
+class OrderRoutes:
+    orders = RpcProxy("orders")
+    catalog = RpcProxy("catalog")
+
+    # -- orders ---------------------------------------------------------------------------------------------
+    @api("POST", "/orders", body=OrderInput, response=views.OrderView, status=201, tags=["orders"], errors=[404, 409],
+         summary="Place an order (stock reserved now, price captured). Header Idempotency-Key: the same key "
+                 "from the same user returns the same order")
+    def create_order(self, c):
+        return call(self.orders.create_order, c.user_id, c.body, c.idempotency_key)
+
+    @api("GET", "/orders", query=OrderQuery, response=views.OrderPage, tags=["orders"], errors=[403, 404],
+         summary="Your purchases, newest first; with merchant_id, that merchant's orders (its owner or an admin)")
+    def list_orders(self, c):
+        return call(self.orders.list_orders, viewer(c), c.query)
+
+    @api("GET", "/orders/<order_id>", response=views.OrderView, tags=["orders"], errors=[404],
+         summary="One order, to its buyer, its merchant or an admin (the address to the first two only)")
+    def get_order(self, c):
+        return call(self.orders.get_order, viewer(c), c.path["order_id"])
+
+    @api("POST", "/orders/<order_id>/pay", response=views.OrderView, tags=["orders"], errors=[403, 404, 409],
+         summary="Pay through the sandbox provider; answers once the provider's notification made the order paid")
+    def pay(self, c):
+        return call(self.orders.pay, viewer(c), c.path["order_id"], timeout=PAY_TIMEOUT)
+
+    @api("POST", "/orders/<order_id>/cancel", response=views.OrderView, tags=["orders"], errors=[403, 404, 409],
+         summary="Cancel an unpaid order (the buyer); its stock goes back")
+    def cancel(self, c):
+        return call(self.orders.cancel, viewer(c), c.path["order_id"])
+
+    @api("POST", "/orders/<order_id>/ship", body=ShipInput, response=views.OrderView, tags=["orders"],
+         errors=[403, 404, 409], summary="Ship a paid order (its merchant); a group order only once the group formed")
+    def ship(self, c):
+        return call(self.orders.ship, viewer(c), c.path["order_id"], c.body)
+
+    @api("POST", "/orders/<order_id>/confirm-receipt", response=views.OrderView, tags=["orders"],
+         errors=[403, 404, 409], summary="Confirm receipt (the buyer): the order is completed")
+    def confirm_receipt(self, c):
+        return call(self.orders.confirm_receipt, viewer(c), c.path["order_id"])
+
+    # -- payments -----------------------------------------------------------------------------------------
+    @api("POST", "/payments/notify", auth=None, body=PaymentNotification, response=views.PaymentAck,
+         tags=["payments"], errors=[401, 404, 422],
+         summary="The payment provider's callback, signed: X-Quanzi-Signature = hex HMAC-SHA256 of the raw body. "
+                 "Idempotent per trade_no; a payment for a cancelled order is refunded; a wrong amount is refused")
+    def payment_notify(self, c):
+        if not signature_ok(c.request.get_data(cache=True), c.request.headers.get(SIGNATURE_HEADER),
+                            self.config.payment_hmac_secret):
+            raise Unauthorized("bad or missing payment signature")
+        return call(self.orders.payment_notified, c.body)
+
+    # -- after-sales -----------------------------------------------------------------------------------------
+    @api("POST", "/orders/<order_id>/refunds", body=RefundInput, response=views.RefundView, status=201,
+         tags=["after-sales"], errors=[403, 404, 409, 422],
+         summary="Ask for a refund (the buyer): the whole order at once before shipping; after that up to the goods "
+                 "paid, for the merchant to decide, until the after-sales window closes (422)")
+    def request_refund(self, c):
+        return call(self.orders.request_refund, viewer(c), c.path["order_id"], c.body)
+
+    @api("POST", "/refunds/<refund_id>/approve", response=views.RefundView, tags=["after-sales"],
+         errors=[403, 404, 409], summary="Approve a refund (the order's merchant): the money goes back")
+    def approve_refund(self, c):
+        return call(self.orders.approve_refund, viewer(c), c.path["refund_id"])
+
+    @api("POST", "/refunds/<refund_id>/reject", body=RejectInput, response=views.RefundView, tags=["after-sales"],
+         errors=[403, 404, 409], summary="Reject a refund with a reason (the order's merchant)")
+    def reject_refund(self, c):
+        return call(self.orders.reject_refund, viewer(c), c.path["refund_id"], c.body)
+
+    # -- group buys ------------------------------------------------------------------------------------------
+    @api("POST", "/group-buys", body=GroupOpenInput, response=views.GroupOpened, status=201, tags=["group-buys"],
+         errors=[404, 409], summary="Open a group buy: your order at the group price holds the first seat")
+    def open_group(self, c):
+        return call(self.orders.open_group, c.user_id, c.body, c.idempotency_key)
+
+    @api("POST", "/group-buys/<group_id>/join", body=GroupJoinInput, response=views.OrderView, status=201,
+         tags=["group-buys"], errors=[404, 409],
+         summary="Join a group buy: 409 when it is full, closed, or you already hold a seat (or lead it)")
+    def join_group(self, c):
+        return call(self.orders.join_group, c.user_id, c.path["group_id"], c.body, c.idempotency_key)
+
+    @api("GET", "/group-buys/<group_id>", auth="optional", response=views.GroupBuyView, tags=["group-buys"],
+         errors=[404], summary="A group buy: open, formed or failed, its seats and when it closes")
+    def get_group(self, c):
+        return call(self.orders.get_group, c.path["group_id"])
+
+    # -- reviews -----------------------------------------------------------------------------------------------
+    @api("POST", "/products/<product_id>/reviews", body=ReviewInput, response=views.ReviewView, status=201,
+         tags=["products"], errors=[403, 404, 409],
+         summary="Review a product of your completed order, once per product (rating 1-5)")
+    def post_review(self, c):
+        review = call(self.catalog.post_review, c.user_id, c.path["product_id"], c.body)
+        self.products.drop(c.path["product_id"])  # the rating changed
+        return review

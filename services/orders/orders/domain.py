@@ -1,0 +1,265 @@
+"""Order rules: the status machine, totals, refunds, group-buy seats, payment signatures, views and event
+data. Pure functions over plain dicts; no nameko, no pymongo, no I/O (unit-tested directly)."""
+import hashlib
+import hmac
+from datetime import datetime, timedelta, timezone
+
+from kit.errors import Conflict, InvalidInput, RuleRefused
+
+# -- statuses and transitions (api-outline.md "Order statuses") ------------------------------------------
+# `creating` and `abandoned` are internal: the order's intent, written before stock is reserved, and an intent
+# being undone (never shown to anyone).
+CREATING, ABANDONED = "creating", "abandoned"
+PENDING, PAID, AWAITING_GROUP = "pending_payment", "paid", "awaiting_group"
+SHIPPED, COMPLETED, CANCELLED = "shipped", "completed", "cancelled"
+REFUND_REQUESTED, REFUNDED = "refund_requested", "refunded"
+
+TRANSITIONS = {
+    # action: (statuses it may start from, status it leads to; None = back where the refund started)
+    "create": ({CREATING}, PENDING),
+    "pay": ({PENDING}, PAID),
+    "pay_group_seat": ({PENDING}, AWAITING_GROUP),
+    "group_formed": ({AWAITING_GROUP}, PAID),
+    "cancel": ({PENDING}, CANCELLED),
+    "payment_timeout": ({PENDING}, CANCELLED),
+    "group_failed": ({PENDING, AWAITING_GROUP}, CANCELLED),
+    "ship": ({PAID}, SHIPPED),
+    "confirm_receipt": ({SHIPPED}, COMPLETED),
+    "auto_confirm": ({SHIPPED}, COMPLETED),
+    "request_refund": ({PAID, SHIPPED, COMPLETED}, REFUND_REQUESTED),
+    "reject_refund": ({REFUND_REQUESTED}, None),
+    "refund_partly": ({REFUND_REQUESTED}, None),
+    "refund_fully": ({REFUND_REQUESTED}, REFUNDED),
+}
+
+HINTS = {
+    ("cancel", PAID): "a paid order is not cancelled: request a refund (full and automatic before shipping)",
+    ("ship", AWAITING_GROUP): "the group buy has not formed yet",
+    ("request_refund", AWAITING_GROUP): "wait for the group buy: a failed group refunds every member",
+}
+
+
+def transition(order, action):
+    """The status `action` leads to from the order's status; Conflict (409) when it is not allowed."""
+    allowed, target = TRANSITIONS[action]
+    status = order["status"]
+    if status not in allowed:
+        hint = HINTS.get((action, status))
+        raise Conflict(f"cannot {action.replace('_', ' ')} an order that is {status}" + (f": {hint}" if hint else ""),
+                       {"status": [status]})
+    return order["refund_from"] if target is None else target
+
+
+CANCEL_REASONS = {"cancel": "buyer", "payment_timeout": "payment_timeout", "group_failed": "group_failed"}
+
+# -- money -------------------------------------------------------------------------------------------------
+# Shipping rule: a flat 800 fen (8 yuan) below 99 yuan of goods, free from 99 yuan ("满99包邮"); group-buy
+# orders ship free (拼团包邮). Discounts are 0 until coupons exist; the formula already carries them.
+SHIPPING_FEN = 800
+FREE_SHIPPING_FROM_FEN = 9900
+
+
+def shipping_fee(goods_fen, group):
+    return 0 if group or goods_fen >= FREE_SHIPPING_FROM_FEN else SHIPPING_FEN
+
+
+def total_of(goods_fen, shipping_fen, discount_fen):
+    """goods + shipping − discounts, never negative (a discount cannot pay the buyer)."""
+    return max(0, goods_fen + shipping_fen - discount_fen)
+
+
+def price_lines(reserved):
+    """Order lines from the catalog's reservation: the price and commission rates captured now, so later price
+    changes never alter this order. One order belongs to one merchant."""
+    merchants = {line["merchant_id"] for line in reserved}
+    if len(merchants) != 1:
+        raise InvalidInput("one order per merchant: split the cart",
+                           {"items": ["all SKUs of one order must belong to one merchant"]})
+    lines = [{"sku_id": r["sku_id"], "product_id": r["product_id"], "title": r["title"], "qty": r["qty"],
+              "unit_price_fen": r["unit_price_fen"], "goods_fen": r["qty"] * r["unit_price_fen"],
+              "level1_bp": r["level1_bp"], "level2_bp": r["level2_bp"]} for r in reserved]
+    return merchants.pop(), lines
+
+
+def totals(lines, group, discount_fen=0):
+    goods = sum(line["goods_fen"] for line in lines)
+    shipping = shipping_fee(goods, group)
+    return {"goods_fen": goods, "shipping_fen": shipping, "discount_fen": discount_fen,
+            "total_fen": total_of(goods, shipping, discount_fen)}
+
+
+def merge_items(items):
+    """The same SKU twice in one cart counts once, with the quantities added."""
+    qty = {}
+    for item in items:
+        qty[item["sku_id"]] = qty.get(item["sku_id"], 0) + item["qty"]
+    return [{"sku_id": sku, "qty": n} for sku, n in qty.items()]
+
+
+# -- timers --------------------------------------------------------------------------------------------------
+INTENT_TTL = 60  # seconds an order may stay `creating` before the sweep gives its stock and seat back
+
+
+def due_at(order, settings):
+    """When the sweep must next look at an order in this status, or None."""
+    status = order["status"]
+    if status == CREATING:
+        return order["created_at"] + timedelta(seconds=INTENT_TTL)
+    if status == PENDING:
+        return order["created_at"] + timedelta(seconds=settings.payment_timeout)
+    if status == SHIPPED:
+        return order["shipped_at"] + timedelta(seconds=settings.auto_confirm_after)
+    return None
+
+
+# -- refunds -------------------------------------------------------------------------------------------------
+def refund_terms(order, amount_fen, now):
+    """(amount, automatic) of a refund the buyer asks for, or the reason it is refused.
+
+    Before shipping: the whole order, approved automatically. Shipped, or completed within the after-sales
+    window: at most the goods amount still unrefunded (shipping excluded), for the merchant to decide."""
+    status = order["status"]
+    transition(order, "request_refund")
+    if status == PAID:
+        if amount_fen is not None and amount_fen != order["total_fen"]:
+            raise InvalidInput("before shipping a refund is always the whole order",
+                               {"amount_fen": [f"must be {order['total_fen']} or left out"]})
+        return order["total_fen"], True
+    if status == COMPLETED and now > order["after_sales_until"]:
+        raise RuleRefused("the after-sales window of this order has closed",
+                          {"after_sales_until": [order["after_sales_until"].isoformat()]})
+    left = order["goods_fen"] - order.get("refunded_fen", 0)
+    if left <= 0:
+        raise Conflict("nothing left to refund on this order")
+    amount = left if amount_fen is None else amount_fen
+    if not 1 <= amount <= left:
+        raise InvalidInput("refund above what was paid for the goods",
+                           {"amount_fen": [f"must be between 1 and {left} fen"]})
+    return amount, False
+
+
+def refund_outcome(order, amount_fen):
+    """The action that settles an approved refund: fully refunded once everything refundable went back."""
+    refunded = order.get("refunded_fen", 0) + amount_fen
+    ceiling = order["total_fen"] if order["refund_from"] == PAID else order["goods_fen"]
+    return ("refund_fully" if refunded >= ceiling else "refund_partly"), refunded
+
+
+# -- group buys (拼团) ------------------------------------------------------------------------------------------
+GROUP_OPEN, GROUP_FORMED, GROUP_FAILING, GROUP_FAILED = "open", "formed", "failing", "failed"
+
+
+def new_group(group_id, leader_id, order_id, line, offer, now):
+    return {"_id": group_id, "product_id": line["product_id"], "sku_id": line["sku_id"], "leader_id": leader_id,
+            "size": offer["size"], "price_fen": offer["price_fen"], "status": GROUP_OPEN,
+            # the leader's seat is held from the moment the order exists, paid or not
+            "members": [{"user_id": leader_id, "order_id": order_id, "paid": False}],
+            "free_seats": offer["size"] - 1, "paid": 0,
+            "expires_at": now + timedelta(seconds=offer["window_seconds"]),
+            "created_at": now, "claim_until": EPOCH}
+
+
+def join_refusal(group, user_id, now):
+    """Why `user_id` cannot take a seat (Conflict), for a join whose atomic seat claim matched nothing."""
+    if group["status"] != GROUP_OPEN or now >= group["expires_at"]:
+        return Conflict("this group buy is closed", {"group_id": ["closed"]})
+    if group["leader_id"] == user_id:
+        return Conflict("you opened this group buy", {"group_id": ["you are its leader"]})
+    if any(m["user_id"] == user_id for m in group["members"]):
+        return Conflict("you already hold a seat in this group buy", {"group_id": ["already a member"]})
+    return Conflict("this group buy is full", {"group_id": ["full"]})
+
+
+def payment_applies(order, group, now):
+    """A payment counts only for an order still waiting for it (and, for a group seat, a group still open);
+    anything else (late, cancelled, closed group) is refunded automatically."""
+    if order["status"] != PENDING:
+        return False
+    return group is None or (group["status"] == GROUP_OPEN and now < group["expires_at"])
+
+
+def public_group_status(status):
+    # `failing` is a failed group whose refunds are still being paid out: to the outside it has failed.
+    return GROUP_FAILED if status == GROUP_FAILING else status
+
+
+# -- payment notifications (the sandbox provider signs, the gateway verifies) ---------------------------------
+SIGNATURE_HEADER = "X-Quanzi-Signature"
+
+
+def sign(body, secret):
+    """HMAC-SHA256 over the raw body bytes, hex."""
+    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def signature_ok(body, signature, secret):
+    return bool(signature) and hmac.compare_digest(sign(body, secret), signature.strip().lower())
+
+
+def check_amount(order, notification):
+    if notification["amount_fen"] != order["total_fen"]:
+        raise RuleRefused("payment amount does not match the order",
+                          {"amount_fen": [f"expected {order['total_fen']}"]})
+
+
+# -- views and event data --------------------------------------------------------------------------------------
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EVENT_LINE_FIELDS = ("sku_id", "product_id", "qty", "unit_price_fen", "goods_fen", "level1_bp", "level2_bp")
+
+
+def _iso(value):
+    return value.isoformat() if value else None
+
+
+def event_data(order, **extra):
+    """OrderFacts of contracts/events.py: ids and fen amounts only (never the address)."""
+    return {
+        "order_id": order["_id"], "buyer_id": order["buyer_id"], "merchant_id": order["merchant_id"],
+        "status": order["status"], "lines": [{k: line[k] for k in EVENT_LINE_FIELDS} for line in order["lines"]],
+        "goods_fen": order["goods_fen"], "shipping_fen": order["shipping_fen"],
+        "discount_fen": order["discount_fen"], "total_fen": order["total_fen"],
+        "share_code": order.get("share_code"), "group_id": order.get("group_id"),
+        "created_at": order["created_at"].isoformat(), **extra,
+    }
+
+
+def order_view(order, with_address):
+    view = {
+        "order_id": order["_id"], "status": order["status"], "buyer_id": order["buyer_id"],
+        "merchant_id": order["merchant_id"], "group_id": order.get("group_id"), "share_code": order.get("share_code"),
+        "lines": [{k: line[k] for k in ("sku_id", "product_id", "title", "qty", "unit_price_fen", "goods_fen")}
+                  for line in order["lines"]],
+        "goods_fen": order["goods_fen"], "shipping_fen": order["shipping_fen"],
+        "discount_fen": order["discount_fen"], "total_fen": order["total_fen"],
+        "refunded_fen": order.get("refunded_fen", 0), "refund_id": order.get("refund_id"),
+        "trade_no": order.get("trade_no"), "carrier": order.get("carrier"), "tracking_no": order.get("tracking_no"),
+        "cancel_reason": order.get("cancel_reason"),
+        "created_at": _iso(order["created_at"]), "paid_at": _iso(order.get("paid_at")),
+        "shipped_at": _iso(order.get("shipped_at")), "completed_at": _iso(order.get("completed_at")),
+        "cancelled_at": _iso(order.get("cancelled_at")), "after_sales_until": _iso(order.get("after_sales_until")),
+        "pay_before": _iso(order.get("due_at")) if order["status"] == PENDING else None,
+    }
+    if with_address:  # the buyer and the order's merchant only (domain-rules.md, Privacy)
+        view["address"] = order["address"]
+    return view
+
+
+def refund_view(refund):
+    return {"refund_id": refund["_id"], "order_id": refund["order_id"], "kind": refund["kind"],
+            "status": refund["status"], "amount_fen": refund["amount_fen"], "reason": refund.get("reason"),
+            "reject_reason": refund.get("reject_reason"), "created_at": _iso(refund["created_at"]),
+            "decided_at": _iso(refund.get("decided_at"))}
+
+
+def group_view(group):
+    return {"group_id": group["_id"], "status": public_group_status(group["status"]), "size": group["size"],
+            "product_id": group["product_id"], "sku_id": group["sku_id"], "price_fen": group["price_fen"],
+            "leader_id": group["leader_id"], "seats_left": group["free_seats"],
+            "members": [{"user_id": m["user_id"], "paid": m["paid"]} for m in group["members"]],
+            "expires_at": group["expires_at"].isoformat(), "formed_at": _iso(group.get("formed_at"))}
+
+
+def group_event_data(group, members, **extra):
+    return {"group_id": group["_id"], "product_id": group["product_id"], "sku_id": group["sku_id"],
+            "leader_id": group["leader_id"], "size": group["size"],
+            "order_ids": [m["order_id"] for m in members], "member_ids": [m["user_id"] for m in members], **extra}

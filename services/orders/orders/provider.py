@@ -1,0 +1,132 @@
+"""The sandbox payment provider: a stand-in for Alipay / WeChat Pay, run inside the orders service.
+
+It keeps its own books in a database of its own (`<prefix>sandbox_pay`, as a real provider would: the orders
+service never reads them). A payment always succeeds; the provider then tells the shop so the way real providers
+do: a POST of a JSON body to the shop's public notify URL (`PAYMENT_NOTIFY_URL`, default the local gateway's
+/api/v1/payments/notify), signed with HMAC-SHA256 over the raw body (`PAYMENT_HMAC_SECRET`) in the
+`X-Quanzi-Signature` header. A notification not acknowledged with a 2xx is sent again later with backoff
+(`redeliver_due`, driven by the orders service's sweep), so a crash or an outage delays a payment, never loses it.
+Refunds are synchronous and idempotent by the shop's refund id: asking twice returns the first refund."""
+import json
+import logging
+import os
+import secrets
+from datetime import timedelta
+
+import requests
+from nameko.extensions import DependencyProvider
+from pymongo import ASCENDING, IndexModel, ReturnDocument
+from pymongo.errors import DuplicateKeyError
+
+from kit.config import load_settings
+from kit.mongo import connect
+from kit.validation import utcnow
+from orders.domain import EPOCH, SIGNATURE_HEADER, sign
+
+log = logging.getLogger(__name__)
+
+NOTIFY_TIMEOUT = 5.0
+MAX_ATTEMPTS = 12
+CLAIM_SECONDS = 30
+
+
+class SandboxProvider:
+    def __init__(self, db, secret, notify_url):
+        self.payments = db["payments"]
+        self.refunds = db["refunds"]
+        self.secret = secret
+        self.notify_url = notify_url
+        self.http = requests.Session()
+        self.http.trust_env = False  # loopback calls never go through a proxy from the environment
+
+    def ensure_indexes(self):
+        self.payments.create_indexes([IndexModel([("order_id", ASCENDING)], unique=True),
+                                      IndexModel([("status", ASCENDING), ("notify_due_at", ASCENDING)])])
+        self.refunds.create_index([("trade_no", ASCENDING)])
+
+    # -- payments ------------------------------------------------------------------------------------------
+    def create_payment(self, order_id, amount_fen):
+        """The order's one payment (asking again returns it: a buyer who taps "pay" twice pays once)."""
+        now = utcnow()
+        try:
+            return self.payments.find_one_and_update(
+                {"order_id": order_id},
+                {"$setOnInsert": {"_id": f"sbx{now:%Y%m%d}{secrets.token_hex(10)}", "amount_fen": amount_fen,
+                                  "status": "created", "attempts": 0, "created_at": now, "notify_due_at": now,
+                                  "claim_until": EPOCH}},
+                upsert=True, return_document=ReturnDocument.AFTER)
+        except DuplicateKeyError:  # a concurrent "pay" created it first
+            return self.payments.find_one({"order_id": order_id})
+
+    def notification(self, payment):
+        """(raw body, signature) of the notification for `payment`."""
+        body = json.dumps({"trade_no": payment["_id"], "order_id": payment["order_id"],
+                           "amount_fen": payment["amount_fen"], "status": "success",
+                           "paid_at": payment["created_at"].isoformat()}, separators=(",", ":")).encode()
+        return body, sign(body, self.secret)
+
+    def notify(self, payment):
+        """POST the signed notification; True once the shop acknowledged it (2xx)."""
+        body, signature = self.notification(payment)
+        try:
+            response = self.http.post(self.notify_url, data=body, timeout=NOTIFY_TIMEOUT,
+                                      headers={"Content-Type": "application/json", SIGNATURE_HEADER: signature})
+            status = response.status_code
+        except requests.RequestException as exc:
+            status = None
+            log.warning("payment %s: notification not delivered (%s)", payment["_id"], type(exc).__name__)
+        if status is not None and 200 <= status < 300:
+            self.payments.update_one({"_id": payment["_id"]}, {"$set": {"status": "notified", "notified_at": utcnow()}})
+            return True
+        attempts = payment.get("attempts", 0) + 1
+        # 4xx: the shop refused this notification for good (amount mismatch, unknown order): stop sending it.
+        final = (status is not None and 400 <= status < 500 and status != 429) or attempts >= MAX_ATTEMPTS
+        self.payments.update_one({"_id": payment["_id"]}, {"$set": {
+            "status": "refused" if final else "created", "attempts": attempts, "last_status": status,
+            "notify_due_at": utcnow() + timedelta(seconds=min(2 ** attempts, 60))}})
+        if final:
+            log.warning("payment %s: the shop refused its notification (HTTP %s)", payment["_id"], status)
+        return False
+
+    def redeliver_due(self, limit=100):
+        """Send again the notifications that were not acknowledged, one claimed payment at a time."""
+        sent = 0
+        for _ in range(limit):
+            now = utcnow()
+            payment = self.payments.find_one_and_update(
+                {"status": "created", "notify_due_at": {"$lte": now}, "claim_until": {"$lt": now}},
+                {"$set": {"claim_until": now + timedelta(seconds=CLAIM_SECONDS)}},
+                return_document=ReturnDocument.AFTER)
+            if payment is None:
+                break
+            sent += self.notify(payment)
+        return sent
+
+    # -- refunds -------------------------------------------------------------------------------------------
+    def refund(self, refund_id, trade_no, amount_fen):
+        """Return `amount_fen` of payment `trade_no` to the payer, once per `refund_id`."""
+        record = {"_id": refund_id, "trade_no": trade_no, "amount_fen": amount_fen, "created_at": utcnow()}
+        try:
+            self.refunds.insert_one(record)
+        except DuplicateKeyError:
+            return self.refunds.find_one({"_id": refund_id})
+        return record
+
+
+class SandboxPay(DependencyProvider):
+    """Injects the SandboxProvider (its own MongoClient and database)."""
+
+    def setup(self):
+        settings = load_settings()
+        url = os.environ.get("PAYMENT_NOTIFY_URL") or \
+            f"http://127.0.0.1:{settings.gateway_port}/api/v1/payments/notify"
+        self.client = connect(settings.mongo_uri)
+        self.provider = SandboxProvider(self.client[f"{settings.mongo_db_prefix}sandbox_pay"],
+                                        settings.payment_hmac_secret, url)
+        self.provider.ensure_indexes()
+
+    def stop(self):
+        self.client.close()
+
+    def get_dependency(self, worker_ctx):
+        return self.provider

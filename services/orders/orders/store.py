@@ -1,0 +1,357 @@
+"""The orders service's collections and transactions.
+
+orders    one document per order; `creating` intents (written before stock is reserved) become orders or are
+          abandoned. `due_at` is when the sweep must next look at it (payment timeout, auto-confirm, a stuck
+          intent); `claim_until` is the lease of the replica handling it.
+groups    group buys: seats (`members`, `free_seats`) change only through conditional atomic updates.
+payments  one document per provider `trade_no`: a notification is applied once.
+refunds   money going back; `processing` refunds are retried by the sweep until the provider confirmed them.
+
+Every status change is a conditional update (on the status read in the same transaction) written together with
+its event (outbox), so two racing actions cannot both win and no change goes unannounced.
+"""
+from datetime import timedelta
+
+from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
+from pymongo.errors import DuplicateKeyError
+from pymongo.write_concern import WriteConcern
+
+from kit import paging
+from kit.errors import Conflict, NotFound
+from kit.mongo import BaseStore
+from kit.validation import new_id, utcnow
+from orders import domain
+from orders.domain import ABANDONED, CREATING, EPOCH
+
+CLAIM_SECONDS = 15  # lease of a claimed due item; a crashed replica's items are picked up after it
+REFUND_RETRY_SECONDS = 10  # a refund not confirmed inline by then is retried by the sweep
+
+
+class OrdersStore(BaseStore):
+    INDEXES = {
+        "orders": [
+            # the same Idempotency-Key from the same buyer can only ever name one order
+            IndexModel([("buyer_id", ASCENDING), ("idempotency_key", ASCENDING)], unique=True,
+                       partialFilterExpression={"idempotency_key": {"$type": "string"}}),
+            IndexModel([("buyer_id", ASCENDING), ("created_at", DESCENDING), ("_id", DESCENDING)]),
+            IndexModel([("merchant_id", ASCENDING), ("created_at", DESCENDING), ("_id", DESCENDING)]),
+            IndexModel([("due_at", ASCENDING)]),
+        ],
+        "groups": [IndexModel([("status", ASCENDING), ("expires_at", ASCENDING)])],
+        "payments": [IndexModel([("order_id", ASCENDING)])],
+        "refunds": [IndexModel([("order_id", ASCENDING)]), IndexModel([("status", ASCENDING), ("due_at", ASCENDING)])],
+    }
+
+    @property
+    def orders(self):
+        return self.db["orders"]
+
+    @property
+    def groups(self):
+        return self.db["groups"]
+
+    @property
+    def payments(self):
+        return self.db["payments"]
+
+    @property
+    def refunds(self):
+        return self.db["refunds"]
+
+    # -- reading -----------------------------------------------------------------------------------------
+    def order(self, order_id, session=None):
+        order = self.orders.find_one({"_id": order_id}, session=session)
+        if order is None or order["status"] in (CREATING, ABANDONED):
+            raise NotFound("order not found")
+        return order
+
+    def refund(self, refund_id, session=None):
+        refund = self.refunds.find_one({"_id": refund_id}, session=session)
+        if refund is None:
+            raise NotFound("refund not found")
+        return refund
+
+    def refunds_of(self, order_id):
+        return list(self.refunds.find({"order_id": order_id}).sort("created_at", ASCENDING))
+
+    def group(self, group_id, session=None):
+        group = self.groups.find_one({"_id": group_id}, session=session)
+        if group is None:
+            raise NotFound("group buy not found")
+        return group
+
+    def list_orders(self, match, status, limit, cursor):
+        query = dict(match, status=status or {"$nin": [CREATING, ABANDONED]})
+        query.update(paging.after(cursor, "created_at"))
+        docs = list(self.orders.find(query, {"address": 0}).sort(paging.NEWEST_FIRST("created_at")).limit(limit + 1))
+        return paging.page(docs, limit, "created_at")
+
+    # -- creating an order: intent → (seat) → stock → confirm ----------------------------------------------
+    def insert_intent(self, buyer_id, key, group_id, now):
+        """Write the order's intent before any stock is reserved, so a crash half-way leaves a trace the sweep
+        can undo. Returns (intent, None), or (None, the order already made with this Idempotency-Key).
+
+        Written with w=1 (no wait for the journal): the catalog's reservation that follows commits with
+        majority write concern, which makes every earlier write of this node durable too, so an intent can
+        only be lost together with the reservation it announces."""
+        intent = {"_id": new_id("ord"), "buyer_id": buyer_id, "status": CREATING, "group_id": group_id,
+                  "created_at": now, "claim_until": EPOCH}
+        if key is not None:
+            intent["idempotency_key"] = key
+        intent["due_at"] = domain.due_at(intent, self.settings)
+        try:
+            self.orders.with_options(write_concern=WriteConcern(w=1)).insert_one(intent)
+            return intent, None
+        except DuplicateKeyError:
+            return None, self.orders.find_one({"buyer_id": buyer_id, "idempotency_key": key})
+
+    def by_key(self, buyer_id, key):
+        return self.orders.find_one({"buyer_id": buyer_id, "idempotency_key": key})
+
+    def take_seat(self, group_id, user_id, order_id, now):
+        """Hold a seat for `order_id`, atomically: never more members than seats, one seat per user."""
+        return self.groups.find_one_and_update(
+            {"_id": group_id, "status": domain.GROUP_OPEN, "expires_at": {"$gt": now}, "free_seats": {"$gt": 0},
+             "leader_id": {"$ne": user_id}, "members.user_id": {"$ne": user_id}},
+            {"$push": {"members": {"user_id": user_id, "order_id": order_id, "paid": False}},
+             "$inc": {"free_seats": -1}},
+            return_document=ReturnDocument.AFTER)
+
+    def confirm(self, order, group=None):
+        """The intent becomes a pending_payment order (and opens its group) with `order.created`, unless the
+        sweep abandoned it meanwhile (then Conflict: the caller gives everything back)."""
+        fields = {k: v for k, v in order.items() if k not in ("_id", "buyer_id", "created_at", "idempotency_key")}
+
+        def txn(session):
+            result = self.orders.update_one({"_id": order["_id"], "status": CREATING}, {"$set": fields},
+                                            session=session)
+            if result.matched_count == 0:
+                raise Conflict("placing the order took too long; please try again")
+            if group is not None:
+                self.groups.insert_one(group, session=session)
+            self.emit(session, "order.created", domain.event_data(order), subject=order["_id"])
+        self.transaction(txn)
+
+    def mark_abandoned(self, order_id):
+        """Claim an unfinished intent for undoing; None when it became an order after all."""
+        return self.orders.find_one_and_update({"_id": order_id, "status": {"$in": [CREATING, ABANDONED]}},
+                                               {"$set": {"status": ABANDONED}}, return_document=ReturnDocument.AFTER)
+
+    def free_seat(self, group_id, order_id, session=None):
+        """Give an unpaid seat back while the group is open (a failed group keeps its member list)."""
+        self.groups.update_one({"_id": group_id, "status": domain.GROUP_OPEN,
+                                "members": {"$elemMatch": {"order_id": order_id, "paid": False}}},
+                               {"$pull": {"members": {"order_id": order_id}}, "$inc": {"free_seats": 1}},
+                               session=session)
+
+    def drop_intent(self, order_id):
+        self.orders.delete_one({"_id": order_id, "status": ABANDONED})
+
+    # -- status changes ------------------------------------------------------------------------------------
+    def _move(self, session, order, action, now, sets=None, event=None, **extra):
+        """Apply `action` to `order` (read in this transaction): conditional update + its event."""
+        changed = dict(order, **(sets or {}), status=domain.transition(order, action), updated_at=now)
+        changed["due_at"] = domain.due_at(changed, self.settings)
+        update = {k: changed[k] for k in ("status", "updated_at", "due_at", *(sets or {}))}
+        result = self.orders.update_one({"_id": order["_id"], "status": order["status"]}, {"$set": update},
+                                        session=session)
+        if result.matched_count == 0:
+            raise Conflict("the order changed meanwhile; look again")
+        if event is not None:
+            self.emit(session, event, domain.event_data(changed, **extra), subject=order["_id"])
+        return changed
+
+    def change(self, order_id, action, now, sets=None, event=None, **extra):
+        """One status change in its own transaction (who may act is checked by the caller beforehand)."""
+        def txn(session):
+            return self._move(session, self.order(order_id, session), action, now, sets, event, **extra)
+        return self.transaction(txn)
+
+    def cancel(self, order_id, action, now):
+        """Cancel an unpaid order (buyer, payment timeout, failed group); its seat goes back to an open group.
+        Stock is released by the order.cancelled consumer."""
+        def txn(session):
+            order = self.order(order_id, session)
+            changed = self._move(session, order, action, now, {
+                "cancel_reason": domain.CANCEL_REASONS[action], "cancelled_at": now},
+                "order.cancelled", reason=domain.CANCEL_REASONS[action], refunded_fen=0)
+            if order.get("group_id"):
+                self.free_seat(order["group_id"], order_id, session)
+            return changed
+        return self.transaction(txn)
+
+    # -- payments ------------------------------------------------------------------------------------------
+    def apply_payment(self, note, now):
+        """Apply a provider notification once per trade_no. Returns (outcome, refund_id): "duplicate" (seen
+        before: nothing changes), "applied", or "refund" (late or not applicable: the money goes back)."""
+        def txn(session):
+            if self.payments.find_one({"_id": note["trade_no"]}, {"_id": 1}, session=session):
+                return "duplicate", None
+            order = self.order(note["order_id"], session)
+            domain.check_amount(order, note)
+            group = self.group(order["group_id"], session) if order.get("group_id") else None
+            payment = {"_id": note["trade_no"], "order_id": order["_id"], "amount_fen": note["amount_fen"],
+                       "received_at": now}
+            if not domain.payment_applies(order, group, now):
+                refund_id = new_id("rfd")
+                self.payments.insert_one(dict(payment, outcome="refunded", refund_id=refund_id), session=session)
+                self.refunds.insert_one(self._new_refund(refund_id, order, "late_payment", note["amount_fen"],
+                                                         note["trade_no"], now, "processing"), session=session)
+                return "refund", refund_id
+            self.payments.insert_one(dict(payment, outcome="applied"), session=session)
+            paid = {"trade_no": note["trade_no"], "paid_at": now}
+            if group is None:
+                self._move(session, order, "pay", now, paid, "order.paid", trade_no=note["trade_no"],
+                           paid_at=now.isoformat())
+            else:
+                self._pay_seat(session, order, group, paid, now)
+            return "applied", None
+        try:
+            return self.transaction(txn)
+        except DuplicateKeyError:  # a concurrent copy of this notification committed first
+            return "duplicate", None
+
+    def _pay_seat(self, session, order, group, paid, now):
+        """A group seat is paid; the last paid seat forms the group, atomically once (the group document is
+        written by every payer, so two last payers cannot both see themselves last)."""
+        self.groups.update_one({"_id": group["_id"], "members.order_id": order["_id"]},
+                               {"$set": {"members.$.paid": True}, "$inc": {"paid": 1}}, session=session)
+        forms = group["paid"] + 1 == group["size"]
+        action = "pay" if forms else "pay_group_seat"
+        self._move(session, order, action, now, paid, "order.paid", trade_no=paid["trade_no"],
+                   paid_at=now.isoformat())
+        if forms:
+            others = [m["order_id"] for m in group["members"] if m["order_id"] != order["_id"]]
+            self.orders.update_many({"_id": {"$in": others}, "status": domain.AWAITING_GROUP},
+                                    {"$set": {"status": domain.PAID, "updated_at": now}}, session=session)
+            self.groups.update_one({"_id": group["_id"], "status": domain.GROUP_OPEN},
+                                   {"$set": {"status": domain.GROUP_FORMED, "formed_at": now}}, session=session)
+            members = [dict(m, paid=True) for m in group["members"]]
+            self.emit(session, "groupbuy.formed", domain.group_event_data(
+                group, members, formed_at=now.isoformat()), subject=group["_id"])
+
+    # -- refunds -------------------------------------------------------------------------------------------
+    def _new_refund(self, refund_id, order, kind, amount, trade_no, now, status, reason=None):
+        return {"_id": refund_id, "order_id": order["_id"], "buyer_id": order["buyer_id"],
+                "merchant_id": order["merchant_id"], "kind": kind, "amount_fen": amount, "trade_no": trade_no,
+                "reason": reason, "status": status, "created_at": now, "claim_until": EPOCH,
+                "due_at": now + timedelta(seconds=REFUND_RETRY_SECONDS) if status == "processing" else None}
+
+    def request_refund(self, order_id, reason, amount_fen, now):
+        """The buyer asks for money back: automatic (processing at once) before shipping, else for the
+        merchant to decide."""
+        def txn(session):
+            order = self.order(order_id, session)
+            amount, automatic = domain.refund_terms(order, amount_fen, now)
+            refund = self._new_refund(new_id("rfd"), order, "after_sales", amount, order["trade_no"], now,
+                                      "processing" if automatic else "requested", reason)
+            self.refunds.insert_one(refund, session=session)
+            self._move(session, order, "request_refund", now, {"refund_from": order["status"],
+                                                               "refund_id": refund["_id"]},
+                       "order.refund_requested", refund_id=refund["_id"], amount_fen=amount, reason=reason)
+            return refund
+        return self.transaction(txn)
+
+    def approve_refund(self, refund_id, now):
+        approved = self.refunds.find_one_and_update(
+            {"_id": refund_id, "status": "requested"},
+            {"$set": {"status": "processing", "decided_at": now,
+                      "due_at": now + timedelta(seconds=REFUND_RETRY_SECONDS)}},
+            return_document=ReturnDocument.AFTER)
+        if approved is None:
+            status = self.refund(refund_id)["status"]
+            raise Conflict(f"this refund is already {status}", {"status": [status]})
+        return approved
+
+    def reject_refund(self, refund_id, reason, now):
+        def txn(session):
+            refund = self.refund(refund_id, session)
+            result = self.refunds.update_one({"_id": refund_id, "status": "requested"}, {"$set": {
+                "status": "rejected", "reject_reason": reason, "decided_at": now}}, session=session)
+            if result.matched_count == 0:
+                raise Conflict(f"this refund is already {refund['status']}", {"status": [refund["status"]]})
+            order = self.order(refund["order_id"], session)
+            self._move(session, order, "reject_refund", now, {"refund_id": None}, "order.refund_rejected",
+                       refund_id=refund_id, amount_fen=refund["amount_fen"], reason=reason)
+            return dict(refund, status="rejected", reject_reason=reason, decided_at=now)
+        return self.transaction(txn)
+
+    def group_failure_refund(self, order, now):
+        """The refund of a paid member of a failed group: one per order, whatever the retries."""
+        refund = self._new_refund(f"rfd_gf_{order['_id']}", order, "group_failed", order["total_fen"],
+                                  order["trade_no"], now, "processing")
+        try:
+            self.refunds.insert_one(refund)
+        except DuplicateKeyError:
+            refund = self.refunds.find_one({"_id": refund["_id"]})
+        return refund
+
+    def finish_refund(self, refund_id, now):
+        """Record a refund the provider confirmed, with its effect on the order, once."""
+        def txn(session):
+            refund = self.refunds.find_one_and_update(
+                {"_id": refund_id, "status": "processing"},
+                {"$set": {"status": "succeeded", "refunded_at": now, "due_at": None}},
+                return_document=ReturnDocument.AFTER, session=session)
+            if refund is None:
+                return None  # finished before (a retry, or another replica)
+            if refund["kind"] == "late_payment":
+                return refund  # the order never counted this payment: nothing else changes
+            order = self.order(refund["order_id"], session)
+            amount = refund["amount_fen"]
+            if refund["kind"] == "group_failed":
+                self._move(session, order, "group_failed", now, {
+                    "cancel_reason": "group_failed", "cancelled_at": now, "refunded_fen": amount},
+                    "order.cancelled", reason="group_failed", refunded_fen=amount)
+                return refund
+            action, refunded_total = domain.refund_outcome(order, amount)
+            self._move(session, order, action, now, {"refunded_fen": refunded_total, "refund_id": None},
+                       "order.refunded", refund_id=refund_id, amount_fen=amount, reason=refund.get("reason"),
+                       full=action == "refund_fully", refunded_total_fen=refunded_total)
+            return refund
+        return self.transaction(txn)
+
+    # -- group failure -------------------------------------------------------------------------------------
+    def start_failing(self, group_id, now):
+        """open → failing once its window has ended; the group as it is now (formed groups stay formed)."""
+        self.groups.update_one({"_id": group_id, "status": domain.GROUP_OPEN, "expires_at": {"$lte": now}},
+                               {"$set": {"status": domain.GROUP_FAILING, "failing_since": now}})
+        return self.group(group_id)
+
+    def member_orders(self, group):
+        return list(self.orders.find({"_id": {"$in": [m["order_id"] for m in group["members"]]}}))
+
+    def finish_failure(self, group, now):
+        def txn(session):
+            result = self.groups.update_one({"_id": group["_id"], "status": domain.GROUP_FAILING}, {"$set": {
+                "status": domain.GROUP_FAILED, "failed_at": now}}, session=session)
+            if result.modified_count:
+                self.emit(session, "groupbuy.failed", domain.group_event_data(
+                    group, group["members"], failed_at=now.isoformat()), subject=group["_id"])
+        self.transaction(txn)
+
+    # -- sweeps: claim one due item at a time ----------------------------------------------------------------
+    def _claim(self, collection, query, now):
+        return collection.find_one_and_update(
+            dict(query, claim_until={"$lt": now}),
+            {"$set": {"claim_until": now + timedelta(seconds=CLAIM_SECONDS)}}, return_document=ReturnDocument.AFTER)
+
+    def claim_due_order(self, now):
+        return self._claim(self.orders, {"due_at": {"$lte": now}}, now)
+
+    def claim_due_refund(self, now):
+        return self._claim(self.refunds, {"status": "processing", "due_at": {"$lte": now}}, now)
+
+    def claim_expired_group(self, now):
+        return self._claim(self.groups, {"status": {"$in": [domain.GROUP_OPEN, domain.GROUP_FAILING]},
+                                         "expires_at": {"$lte": now}}, now)
+
+    def release_claim(self, collection, item_id, retry_in):
+        self.db[collection].update_one({"_id": item_id}, {"$set": {
+            "claim_until": EPOCH if retry_in is None else utcnow() + timedelta(seconds=retry_in)}})
+
+    def clear_due(self, order_id):
+        """A due order in a status with no timer (its timer was already handled): stop looking at it."""
+        self.orders.update_one({"_id": order_id, "status": {"$nin": [CREATING, ABANDONED,
+                                                                     domain.PENDING, domain.SHIPPED]}},
+                               {"$set": {"due_at": None}})

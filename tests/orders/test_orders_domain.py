@@ -1,0 +1,185 @@
+"""Order rules without any I/O: the status machine, totals, refunds, group seats, signatures, event data."""
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from contracts import make_envelope
+from kit.config import load_settings
+from kit.errors import Conflict, InvalidInput, RuleRefused
+from orders import domain
+
+NOW = datetime(2026, 11, 22, 8, 0, tzinfo=timezone.utc)
+SETTINGS = load_settings({"PAYMENT_TIMEOUT": "10", "AUTO_CONFIRM_AFTER": "15"})
+LEGAL = {  # every (status, action) the api-outline allows; everything else must be refused
+    ("creating", "create"), ("pending_payment", "pay"), ("pending_payment", "pay_group_seat"),
+    ("awaiting_group", "group_formed"), ("pending_payment", "cancel"), ("pending_payment", "payment_timeout"),
+    ("pending_payment", "group_failed"), ("awaiting_group", "group_failed"), ("paid", "ship"),
+    ("shipped", "confirm_receipt"), ("shipped", "auto_confirm"), ("paid", "request_refund"),
+    ("shipped", "request_refund"), ("completed", "request_refund"), ("refund_requested", "reject_refund"),
+    ("refund_requested", "refund_partly"), ("refund_requested", "refund_fully"),
+}
+STATUSES = ["creating", "pending_payment", "paid", "awaiting_group", "shipped", "completed", "cancelled",
+            "refund_requested", "refunded"]
+
+
+def reserved_line(sku="sku_a", product="prd_a", merchant="mch_a", qty=2, price=1500, l1=1000, l2=500):
+    return {"sku_id": sku, "product_id": product, "merchant_id": merchant, "title": "tea", "qty": qty,
+            "unit_price_fen": price, "level1_bp": l1, "level2_bp": l2, "group_buy": None}
+
+
+def an_order(status="paid", **changes):
+    merchant_id, lines = domain.price_lines([reserved_line()])
+    order = {"_id": "ord_1", "buyer_id": "usr_b", "merchant_id": merchant_id, "status": status, "lines": lines,
+             **domain.totals(lines, group=False), "share_code": "shr_abcd", "group_id": None, "refunded_fen": 0,
+             "trade_no": "sbx1", "created_at": NOW, "refund_from": None,
+             "address": {"recipient": "Lin", "phone": "13912345678", "region": "杭州", "detail": "1 Road"}}
+    order.update(changes)
+    return order
+
+
+@pytest.mark.parametrize("status", STATUSES)
+@pytest.mark.parametrize("action", sorted(domain.TRANSITIONS))
+def test_every_transition_outside_the_outline_is_refused_with_409(status, action):
+    order = an_order(status, refund_from="completed")
+    if (status, action) in LEGAL:
+        assert domain.transition(order, action) in STATUSES
+    else:
+        with pytest.raises(Conflict):
+            domain.transition(order, action)
+
+
+def test_a_rejected_or_partial_refund_goes_back_where_it_started():
+    order = an_order("refund_requested", refund_from="shipped")
+    assert domain.transition(order, "reject_refund") == "shipped"
+    assert domain.transition(order, "refund_partly") == "shipped"
+    assert domain.transition(order, "refund_fully") == "refunded"
+
+
+def test_shipping_a_group_order_before_it_forms_says_why():
+    with pytest.raises(Conflict) as err:
+        domain.transition(an_order("awaiting_group"), "ship")
+    assert "group" in err.value.message
+
+
+def test_totals_are_goods_plus_shipping_minus_discounts_with_free_shipping_from_99_yuan():
+    _, cheap = domain.price_lines([reserved_line(qty=2, price=1500)])
+    assert domain.totals(cheap, group=False) == {"goods_fen": 3000, "shipping_fen": 800, "discount_fen": 0,
+                                                  "total_fen": 3800}
+    _, dear = domain.price_lines([reserved_line(qty=1, price=9900)])
+    assert domain.totals(dear, group=False)["total_fen"] == 9900
+    assert domain.totals(cheap, group=True)["shipping_fen"] == 0  # group buys ship free
+    assert domain.totals(cheap, group=False, discount_fen=10_000)["total_fen"] == 0  # never negative
+
+
+def test_lines_capture_price_and_commission_rates_and_one_order_is_one_merchant():
+    merchant_id, lines = domain.price_lines([reserved_line(qty=3, price=1234, l1=700, l2=300)])
+    assert merchant_id == "mch_a"
+    assert lines[0]["goods_fen"] == 3702 and (lines[0]["level1_bp"], lines[0]["level2_bp"]) == (700, 300)
+    with pytest.raises(InvalidInput) as err:
+        domain.price_lines([reserved_line(), reserved_line(sku="sku_b", merchant="mch_b")])
+    assert "items" in err.value.fields
+
+
+def test_the_same_sku_twice_in_a_cart_is_one_line():
+    assert domain.merge_items([{"sku_id": "a", "qty": 1}, {"sku_id": "b", "qty": 2}, {"sku_id": "a", "qty": 3}]) \
+        == [{"sku_id": "a", "qty": 4}, {"sku_id": "b", "qty": 2}]
+
+
+def test_refund_before_shipping_is_the_whole_order_and_automatic():
+    order = an_order("paid")
+    assert domain.refund_terms(order, None, NOW) == (order["total_fen"], True)
+    with pytest.raises(InvalidInput):
+        domain.refund_terms(order, 100, NOW)
+
+
+def test_refund_after_completion_is_up_to_the_goods_within_the_window_then_refused():
+    order = an_order("completed", after_sales_until=NOW + timedelta(seconds=8), refunded_fen=1000)
+    assert domain.refund_terms(order, None, NOW) == (2000, False)  # 3000 goods − 1000 already back; no shipping
+    assert domain.refund_terms(order, 500, NOW) == (500, False)
+    with pytest.raises(InvalidInput):
+        domain.refund_terms(order, 2001, NOW)
+    with pytest.raises(RuleRefused):
+        domain.refund_terms(order, None, NOW + timedelta(seconds=9))
+    with pytest.raises(Conflict):
+        domain.refund_terms(an_order("cancelled"), None, NOW)
+
+
+def test_a_refund_is_full_once_everything_refundable_went_back():
+    after = an_order("refund_requested", refund_from="completed", refunded_fen=1000)
+    assert domain.refund_outcome(after, 1500) == ("refund_partly", 2500)
+    assert domain.refund_outcome(after, 2000) == ("refund_fully", 3000)
+    before = an_order("refund_requested", refund_from="paid")
+    assert domain.refund_outcome(before, before["total_fen"]) == ("refund_fully", 3800)
+
+
+def test_timers_follow_the_status():
+    assert domain.due_at(an_order("pending_payment"), SETTINGS) == NOW + timedelta(seconds=10)
+    assert domain.due_at(an_order("shipped", shipped_at=NOW), SETTINGS) == NOW + timedelta(seconds=15)
+    assert domain.due_at(an_order("creating"), SETTINGS) == NOW + timedelta(seconds=domain.INTENT_TTL)
+    assert domain.due_at(an_order("paid"), SETTINGS) is None
+
+
+def a_group(**changes):
+    group = domain.new_group("grp_1", "usr_leader", "ord_l", {"product_id": "prd_a", "sku_id": "sku_a"},
+                             {"size": 3, "price_fen": 900, "window_seconds": 60}, NOW)
+    group.update(changes)
+    return group
+
+
+def test_a_new_group_holds_the_leaders_seat_and_closes_after_its_window():
+    group = a_group()
+    assert group["free_seats"] == 2 and group["members"] == [{"user_id": "usr_leader", "order_id": "ord_l",
+                                                               "paid": False}]
+    assert group["expires_at"] == NOW + timedelta(seconds=60)
+
+
+@pytest.mark.parametrize("group, user, reason", [
+    (a_group(status="formed"), "usr_x", "closed"),
+    (a_group(), "usr_x", "closed"),  # asked after its window
+    (a_group(), "usr_leader", "leader"),
+    (a_group(members=[{"user_id": "usr_x", "order_id": "o", "paid": False}]), "usr_x", "already a member"),
+    (a_group(free_seats=0), "usr_y", "full"),
+])
+def test_a_refused_join_says_why(group, user, reason):
+    when = NOW + timedelta(seconds=61) if reason == "closed" and group["status"] == "open" else NOW
+    refusal = domain.join_refusal(group, user, when)
+    assert isinstance(refusal, Conflict) and reason in str(refusal.fields["group_id"])
+
+
+def test_a_payment_counts_only_for_an_unpaid_order_of_an_open_group():
+    assert domain.payment_applies(an_order("pending_payment"), None, NOW)
+    assert not domain.payment_applies(an_order("cancelled"), None, NOW)
+    assert domain.payment_applies(an_order("pending_payment"), a_group(), NOW)
+    assert not domain.payment_applies(an_order("pending_payment"), a_group(), NOW + timedelta(seconds=60))
+    assert not domain.payment_applies(an_order("pending_payment"), a_group(status="failing"), NOW)
+
+
+def test_only_the_exact_body_with_the_right_secret_passes_the_signature_check():
+    body = b'{"trade_no":"sbx123456","amount_fen":3800}'
+    signature = domain.sign(body, "s3cret")
+    assert domain.signature_ok(body, signature, "s3cret")
+    assert domain.signature_ok(body, signature.upper(), "s3cret")
+    assert not domain.signature_ok(body.replace(b"3800", b"3801"), signature, "s3cret")
+    assert not domain.signature_ok(body, signature, "other")
+    assert not domain.signature_ok(body, None, "s3cret") and not domain.signature_ok(body, "", "s3cret")
+
+
+def test_an_amount_other_than_the_total_is_refused():
+    with pytest.raises(RuleRefused):
+        domain.check_amount(an_order("pending_payment"), {"amount_fen": 1})
+
+
+def test_event_data_matches_the_contract_and_carries_no_address_or_phone():
+    order = an_order("paid")
+    envelope = make_envelope("order.paid", domain.event_data(order, trade_no="sbx1", paid_at=NOW.isoformat()))
+    text = str(envelope)
+    assert "13912345678" not in text and "1 Road" not in text and "address" not in text
+    assert envelope["data"]["lines"][0] == {"sku_id": "sku_a", "product_id": "prd_a", "qty": 2,
+                                            "unit_price_fen": 1500, "goods_fen": 3000, "level1_bp": 1000,
+                                            "level2_bp": 500}
+    assert envelope["data"]["share_code"] == "shr_abcd"
+
+
+def test_the_address_is_in_the_view_only_when_asked_for():
+    assert domain.order_view(an_order(), with_address=True)["address"]["recipient"] == "Lin"
+    assert "address" not in domain.order_view(an_order(), with_address=False)
