@@ -5,13 +5,14 @@ from gateway.cache import ProductCache
 from gateway.routes.auth import AuthRoutes
 from gateway.routes.catalog import CatalogRoutes
 from gateway.routes.commission import CommissionRoutes
+from gateway.routes.social import SocialRoutes
 from gateway.routes.system import SystemRoutes
 from gateway.store import GatewayStore
 from kit.mongo import MongoStore
 from kit.service import ServiceBase
 
 
-class GatewayService(AuthRoutes, CatalogRoutes, CommissionRoutes, SystemRoutes, ServiceBase):
+class GatewayService(AuthRoutes, CatalogRoutes, CommissionRoutes, SocialRoutes, SystemRoutes, ServiceBase):
     name = "gateway"
     store = MongoStore(GatewayStore, relay=False)
     products = ProductCache()

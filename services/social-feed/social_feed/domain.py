@@ -1,0 +1,184 @@
+"""Social-feed rules: who sees which moment, like and comment; friend requests; inviters; share codes;
+cursors. Pure functions, no I/O.
+
+Visibility (domain-rules.md, Moments):
+- `private`: the author only. `friends`: the author and the author's friends *now* (unfriending takes effect
+  at once, also on old posts). `public`: anyone may open it; timelines still only carry one's own and one's
+  friends' moments (a stranger's public moment reaches you through a link or the author's album, not your feed).
+- New friends see each other's older moments, as on WeChat: the author's album and detail view follow the
+  current friendship, and on `friendship.created` the latest BACKFILL_MOMENTS non-private moments of each are
+  copied into the other's timeline. Re-friending after an unfriend is the same case: the old entries were never
+  removed (read-time checks hid them) and come back, together with what was posted in between.
+- Likes and comments are shown to a viewer only when their author is the viewer or the viewer's friend.
+"""
+import re
+import secrets
+import string
+from datetime import datetime, timezone
+
+from kit.errors import Conflict, InvalidInput, NotFound, RuleRefused
+from kit.validation import utcnow
+
+VISIBILITIES = ("friends", "public", "private")
+MAX_FRIENDS = 5000
+BACKFILL_MOMENTS = 50
+MAX_INVITER_CHAIN = 1000  # inviter chains are acyclic by construction; this only stops a walk over bad data
+
+SHARE_CODE_ALPHABET = string.digits + string.ascii_letters  # base62: URL-safe, no punctuation to mistype
+SHARE_CODE_LENGTH = 10  # 62^10 ≈ 8.4e17 codes: guessing a live one is hopeless, the link stays short
+SHARE_CODE_PATTERN = re.compile(r"^[0-9A-Za-z]{10}$")
+
+
+def now():
+    """UTC now truncated to milliseconds: what MongoDB stores, so cursors built from a fresh document and
+    from the same document read back are identical."""
+    t = utcnow()
+    return t.replace(microsecond=t.microsecond // 1000 * 1000)
+
+
+def new_share_code():
+    return "".join(secrets.choice(SHARE_CODE_ALPHABET) for _ in range(SHARE_CODE_LENGTH))
+
+
+def is_share_code(code):
+    return isinstance(code, str) and bool(SHARE_CODE_PATTERN.match(code))
+
+
+# --- friends ---------------------------------------------------------------------------------------------
+def pair_key(a, b):
+    """One key per unordered pair: both directions of a request or friendship meet on it."""
+    return ":".join(sorted((a, b)))
+
+
+def edge_id(owner, friend):
+    """Friendships are stored as two directed edges, so "friends of X" is one index range and
+    "is Y X's friend" one _id lookup."""
+    return f"{owner}:{friend}"
+
+
+def check_befriend(requester_id, target_id):
+    if requester_id == target_id:
+        raise RuleRefused("you cannot befriend yourself", {"user_id": ["is yourself"]})
+
+
+def check_capacity(friend_count, who="you"):
+    if friend_count >= MAX_FRIENDS:
+        raise Conflict(f"{who} already have {MAX_FRIENDS} friends, the most allowed")
+
+
+def request_decision(request, actor_id, action):
+    """The new status of a friend request when `actor_id` accepts or declines it (only its recipient may)."""
+    if request is None or request["to_id"] != actor_id:
+        raise NotFound("friend request not found")
+    if request["status"] != "pending":
+        raise Conflict(f"this request was already {request['status']}")
+    return {"accept": "accepted", "decline": "declined"}[action]
+
+
+# --- inviters --------------------------------------------------------------------------------------------
+def check_inviter(user_id, inviter_id, inviter_chain):
+    """`inviter_chain`: the proposed inviter's own inviters, nearest first. Nobody invites themselves, and
+    no cycle may form (A invited B, so B cannot become A's inviter, nor anyone B invited, ...)."""
+    if inviter_id == user_id:
+        raise RuleRefused("nobody can be their own inviter", {"share_code": ["is your own share link"]})
+    if user_id in inviter_chain:
+        raise RuleRefused("this inviter was invited through you: no invitation cycles",
+                          {"share_code": ["would make an invitation cycle"]})
+
+
+# --- moments ---------------------------------------------------------------------------------------------
+def can_open(viewer_id, moment, is_friend):
+    """Detail view, likes and comments: who may see this moment at all."""
+    if moment is None or moment.get("deleted"):
+        return False
+    if viewer_id is not None and viewer_id == moment["author_id"]:
+        return True
+    if moment["visibility"] == "public":
+        return True
+    return moment["visibility"] == "friends" and is_friend
+
+
+def in_timeline(viewer_id, moment, is_friend):
+    """Read-time check of a timeline entry: own moments, and friends' non-private ones, not deleted."""
+    if moment is None or moment.get("deleted"):
+        return False
+    if moment["author_id"] == viewer_id:
+        return True
+    return is_friend and moment["visibility"] in ("friends", "public")
+
+
+def album_visibilities(viewer_id, author_id, is_friend):
+    """Which of an author's moments a viewer sees on the author's page."""
+    if viewer_id == author_id:
+        return list(VISIBILITIES)
+    return ["friends", "public"] if is_friend else ["public"]
+
+
+def fans_out(moment):
+    """Private moments stay in the author's own timeline."""
+    return moment["visibility"] != "private"
+
+
+def shown_to(viewer_id, items, friend_ids):
+    """The mutual-friends rule: likes/comments whose author is the viewer or one of the viewer's friends."""
+    return [i for i in items if i["user_id"] == viewer_id or i["user_id"] in friend_ids]
+
+
+def check_product_card(author_id, share, product_id):
+    """A moment's product card carries the author's own share code for that product."""
+    if share is None or share["sharer_id"] != author_id:
+        raise InvalidInput("not your share code", {"share_code": ["is not one of your share links"]})
+    if product_id is not None and share["product_id"] != product_id:
+        raise InvalidInput("share code is for another product", {"share_code": ["is for another product"]})
+
+
+# --- cursors ---------------------------------------------------------------------------------------------
+def encode_cursor(at, item_id):
+    """Position after (at, id) in a newest-first list: "<epoch ms>_<id>"."""
+    return f"{int(at.timestamp() * 1000)}_{item_id}"
+
+
+def decode_cursor(cursor):
+    if cursor is None:
+        return None
+    millis, sep, item_id = cursor.partition("_")
+    if not (sep and millis.isdigit() and len(millis) <= 15 and re.match(r"^[A-Za-z0-9_-]{1,64}$", item_id)):
+        raise InvalidInput("bad cursor", {"cursor": ["Not a cursor this list returned."]})
+    return datetime.fromtimestamp(int(millis) / 1000, tz=timezone.utc), item_id
+
+
+# --- views -----------------------------------------------------------------------------------------------
+def iso(t):
+    return t.isoformat() if t else None
+
+
+def author_view(user_id, profile):
+    profile = profile or {}
+    return {"user_id": user_id, "nickname": profile.get("nickname"), "avatar_url": profile.get("avatar_url")}
+
+
+def moment_view(moment, author_profile=None):
+    card = None
+    if moment.get("product_id"):
+        card = {"product_id": moment["product_id"], "share_code": moment.get("share_code")}
+    return {"moment_id": moment["_id"], "author": author_view(moment["author_id"], author_profile),
+            "text": moment["text"], "images": moment["images"], "product": card,
+            "visibility": moment["visibility"], "created_at": iso(moment["created_at"])}
+
+
+def profile_view(profile, own=False):
+    view = author_view(profile["_id"], profile)
+    view["created_at"] = iso(profile["created_at"])
+    if own:
+        view.update(inviter_id=profile.get("inviter_id"), friend_count=profile.get("friend_count", 0))
+    return view
+
+
+def request_view(request):
+    return {"request_id": request["_id"], "from_user_id": request["from_id"], "to_user_id": request["to_id"],
+            "status": request["status"], "created_at": iso(request["created_at"])}
+
+
+def share_view(share):
+    return {"share_code": share["_id"], "sharer_id": share["sharer_id"], "product_id": share["product_id"],
+            "channel": share["channel"], "created_at": iso(share["created_at"])}

@@ -1,0 +1,219 @@
+"""Social-feed entrypoints: validate, check who may see or act, delegate to the store.
+
+The acting user's id comes from the gateway (from the bearer token); everything else a caller sends goes
+through a schema. Another user's hidden moment is NotFound, never Forbidden (do not reveal it exists)."""
+import time
+
+from nameko.rpc import RpcProxy, rpc
+from prometheus_client import Counter, Histogram
+
+from kit.errors import Conflict, NotFound
+from kit.events import on_event
+from kit.metrics import LATENCY_BUCKETS
+from kit.mongo import MongoStore
+from kit.service import ServiceBase
+from kit.validation import ID_PATTERN, load, new_id
+from social_feed import domain, schemas
+from social_feed.store import TIMELINE_QUERY, SocialFeedStore
+
+FAN_OUT_SECONDS = Histogram("quanzi_social_fan_out_seconds", "Time to write one moment into its friends' timelines",
+                            buckets=LATENCY_BUCKETS)
+FAN_OUT_ENTRIES = Counter("quanzi_social_fan_out_entries_total", "Timeline entries written by fan-out")
+SHARE_CLICKS = Counter("quanzi_share_clicks_total", "Share link opens", ["viewer"])
+
+
+def checked_id(value, what="not found"):
+    """A path id that cannot name anything is simply not found (and never reaches a query)."""
+    if not isinstance(value, str) or not ID_PATTERN.match(value):
+        raise NotFound(what)
+    return value
+
+
+class SocialFeedService(ServiceBase):
+    name = "social_feed"
+    store = MongoStore(SocialFeedStore)
+    catalog = RpcProxy("catalog")
+
+    # -- profiles -----------------------------------------------------------------------------------------
+    @rpc
+    def create_profile(self, user_id, nickname, share_code=None, deadline=None):
+        """Called by the gateway while it registers a user; idempotent by user_id. `deadline` (epoch seconds)
+        is when the gateway stops waiting and undoes the credentials: a call that sat in the queue past it
+        (this service was down) writes nothing, so no profile outlives its refused registration."""
+        data = load(schemas.NewProfile, {"user_id": user_id, "nickname": nickname, "share_code": share_code,
+                                         "deadline": deadline})
+        if data["deadline"] is not None and time.time() > data["deadline"]:
+            raise Conflict("registration request expired before it was handled")
+        profile, _ = self.store.create_profile(data["user_id"], data["nickname"], data["share_code"])
+        return domain.profile_view(profile, own=True)
+
+    @rpc
+    def get_profile(self, user_id, viewer_id=None):
+        profile = self.store.profile(checked_id(user_id, "user not found"))
+        return domain.profile_view(profile, own=viewer_id == profile["_id"])
+
+    @rpc
+    def update_profile(self, user_id, payload):
+        changes = load(schemas.ProfileUpdate, payload)
+        return domain.profile_view(self.store.update_profile(user_id, changes), own=True)
+
+    @rpc
+    def bind_inviter(self, user_id, payload):
+        data = load(schemas.InviterBinding, payload)
+        return domain.profile_view(self.store.bind_inviter(user_id, data["share_code"]), own=True)
+
+    # -- friends ------------------------------------------------------------------------------------------
+    @rpc
+    def request_friend(self, user_id, payload):
+        data = load(schemas.FriendRequestInput, payload)
+        return domain.request_view(self.store.request_friend(user_id, data["user_id"]))
+
+    @rpc
+    def friend_requests(self, user_id, params=None):
+        """Requests waiting for this user's answer, newest first."""
+        page = load(schemas.Page, params or {})
+        found, cursor = self.store.incoming_requests(user_id, page["limit"], domain.decode_cursor(page["cursor"]))
+        return {"items": [domain.request_view(r) for r in found], "next_cursor": cursor}
+
+    @rpc
+    def accept_friend_request(self, user_id, request_id):
+        return domain.request_view(self.store.decide_request(user_id, checked_id(request_id), "accept"))
+
+    @rpc
+    def decline_friend_request(self, user_id, request_id):
+        return domain.request_view(self.store.decide_request(user_id, checked_id(request_id), "decline"))
+
+    @rpc
+    def friends(self, user_id, params=None):
+        page = load(schemas.Page, params or {})
+        edges, cursor = self.store.friends_page(user_id, page["limit"], domain.decode_cursor(page["cursor"]))
+        profiles = self.store.profiles_by_id([e["friend"] for e in edges])
+        return {"items": [{**domain.author_view(e["friend"], profiles.get(e["friend"])),
+                           "since": domain.iso(e["since"])} for e in edges],
+                "next_cursor": cursor}
+
+    @rpc
+    def remove_friend(self, user_id, friend_id):
+        self.store.remove_friend(user_id, checked_id(friend_id, "not your friend"))
+        return {"removed": friend_id}
+
+    # -- moments ------------------------------------------------------------------------------------------
+    @rpc
+    def post_moment(self, user_id, payload):
+        data = load(schemas.MomentInput, payload)
+        product_id, share_code, share = data["product_id"], data["share_code"], None
+        if share_code:
+            existing = self.store.share(share_code)
+            domain.check_product_card(user_id, existing, product_id)
+            product_id = existing["product_id"]
+        elif product_id:
+            self.catalog.get_product(product_id)  # NotFound unless published
+            share = self.store.new_share(user_id, product_id, "moments")
+            share_code = share["_id"]
+        moment = {"_id": new_id("mom"), "author_id": user_id, "text": data["text"], "images": data["images"],
+                  "product_id": product_id, "share_code": share_code, "visibility": data["visibility"],
+                  "deleted": False, "created_at": domain.now()}
+        self.store.post_moment(moment, share)
+        return {"moment_id": moment["_id"], "share_code": share_code}
+
+    @rpc
+    def get_moment(self, viewer_id, moment_id):
+        """The moment with the likes and comments this viewer may see (the mutual-friends rule)."""
+        moment = self._openable(viewer_id, moment_id)
+        likes, comments = self.store.interactions(moment["_id"])
+        friends = self.store.friends_among(viewer_id, {i["user_id"] for i in likes + comments})
+        likes, comments = domain.shown_to(viewer_id, likes, friends), domain.shown_to(viewer_id, comments, friends)
+        profiles = self.store.profiles_by_id([moment["author_id"], *(i["user_id"] for i in likes + comments)])
+        view = domain.moment_view(moment, profiles.get(moment["author_id"]))
+        view["liked_by_me"] = any(like["user_id"] == viewer_id for like in likes)
+        view["likes"] = [{**domain.author_view(like["user_id"], profiles.get(like["user_id"])),
+                          "liked_at": domain.iso(like["at"])} for like in likes]
+        view["comments"] = [{"comment_id": c["_id"], "author": domain.author_view(c["user_id"],
+                                                                                  profiles.get(c["user_id"])),
+                             "text": c["text"], "created_at": domain.iso(c["created_at"])} for c in comments]
+        return view
+
+    @rpc
+    def delete_moment(self, user_id, moment_id):
+        self.store.delete_moment(user_id, checked_id(moment_id, "moment not found"))
+        return {"deleted": moment_id}
+
+    @rpc
+    def like(self, user_id, moment_id):
+        moment = self._openable(user_id, moment_id)
+        self.store.like(user_id, moment["_id"])
+        return {"moment_id": moment["_id"], "liked": True}
+
+    @rpc
+    def unlike(self, user_id, moment_id):
+        self.store.unlike(user_id, checked_id(moment_id, "moment not found"))
+        return {"moment_id": moment_id, "liked": False}
+
+    @rpc
+    def comment(self, user_id, moment_id, payload):
+        data = load(schemas.CommentInput, payload)
+        moment = self._openable(user_id, moment_id)
+        comment = self.store.add_comment(user_id, moment["_id"], data["text"])
+        author = domain.author_view(user_id, self.store.profiles_by_id([user_id]).get(user_id))
+        return {"comment_id": comment["_id"], "author": author,
+                "text": comment["text"], "created_at": domain.iso(comment["created_at"])}
+
+    @rpc
+    def timeline(self, user_id, params=None):
+        """Own and friends' moments, newest first; a page costs the same at 10 or 5,000 friends."""
+        page = load(schemas.Page, params or {})
+        moments, cursor = self.store.timeline_page(user_id, page["limit"], domain.decode_cursor(page["cursor"]))
+        return {"items": self._feed_items(user_id, moments, comment=TIMELINE_QUERY), "next_cursor": cursor}
+
+    @rpc
+    def user_moments(self, viewer_id, author_id, params=None):
+        """An author's album: what this viewer may see of it (older moments too, for friends)."""
+        page = load(schemas.Page, params or {})
+        author = self.store.profile(checked_id(author_id, "user not found"))
+        visibilities = domain.album_visibilities(viewer_id, author["_id"],
+                                                 self.store.is_friend(viewer_id, author["_id"]))
+        moments, cursor = self.store.album_page(author["_id"], visibilities, page["limit"],
+                                                domain.decode_cursor(page["cursor"]))
+        return {"items": self._feed_items(viewer_id, moments), "next_cursor": cursor}
+
+    def _feed_items(self, viewer_id, moments, comment=None):
+        profiles = self.store.profiles_by_id([m["author_id"] for m in moments], comment=comment)
+        liked = self.store.liked_by(viewer_id, [m["_id"] for m in moments], comment=comment)
+        return [{**domain.moment_view(m, profiles.get(m["author_id"])), "liked_by_me": m["_id"] in liked}
+                for m in moments]
+
+    def _openable(self, viewer_id, moment_id):
+        moment = self.store.moment(checked_id(moment_id, "moment not found"))
+        is_friend = moment is not None and self.store.is_friend(viewer_id, moment["author_id"])
+        if not domain.can_open(viewer_id, moment, is_friend):
+            raise NotFound("moment not found")
+        return moment
+
+    # -- shares -------------------------------------------------------------------------------------------
+    @rpc
+    def create_share(self, user_id, payload):
+        data = load(schemas.ShareInput, payload)
+        self.catalog.get_product(data["product_id"])  # any published product may be shared; NotFound otherwise
+        share = self.store.create_share(self.store.new_share(user_id, data["product_id"], data["channel"]))
+        return domain.share_view(share)
+
+    @rpc
+    def click_share(self, share_code, viewer_id=None):
+        """Someone opened a share link: counted, recorded, and `share.clicked` tells commission to bind a
+        signed-in viewer to the sharer."""
+        if not domain.is_share_code(share_code):
+            raise NotFound("share link not found")
+        share = self.store.record_click(share_code, viewer_id)
+        SHARE_CLICKS.labels("signed_in" if viewer_id else "anonymous").inc()
+        return domain.share_view(share)
+
+    # -- timeline fan-out (own events: the POST returns at once, the kit retries a failed fan-out) ----------
+    @on_event("social_feed", "moment.posted")
+    def fan_out_moment(self, event, session):
+        started = time.perf_counter()
+        FAN_OUT_ENTRIES.inc(self.store.fan_out(event["data"]["moment_id"]))
+        FAN_OUT_SECONDS.observe(time.perf_counter() - started)
+
+    @on_event("social_feed", "friendship.created")
+    def backfill_new_friends(self, event, session):
+        self.store.backfill(event["data"]["user_ids"])

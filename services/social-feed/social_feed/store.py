@@ -1,0 +1,415 @@
+"""The social feed's collections, indexes, queries and transactions.
+
+profiles        _id = user id; nickname, avatar_url, inviter_id (first touch), friend_count (the 5,000 cap)
+friend_requests one pending request per pair at most (partial unique index on `pair`): two users asking each
+                other at the same moment collide there, and the loser's retry accepts the winner's request
+friendships     two directed edges per friendship, _id "<owner>:<friend>"
+moments         soft-deleted (`deleted`), so old timeline entries are filtered at read time
+timelines       one entry per (owner, moment), _id "<owner>:<moment>": a repeated fan-out inserts nothing twice
+likes           _id "<moment>:<user>": once per user, whatever the concurrency
+comments, shares (_id = share code), share_clicks
+"""
+from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
+from pymongo.errors import BulkWriteError, DuplicateKeyError
+
+from kit.errors import Conflict, NotFound
+from kit.mongo import BaseStore
+from kit.validation import new_id
+from social_feed import domain
+
+FAN_OUT_BATCH = 1000  # timeline entries per insert_many: one durable write per batch, not per friend
+PAGE_ROUNDS = 3  # a timeline page reads at most this many batches of entries, whatever the reader's friends
+INTERACTIONS_SCANNED = 1000  # newest likes / comments a detail view looks at
+TIMELINE_QUERY = "timeline_page"  # tags the queries of a timeline read (Mongo logs and profiler)
+DUPLICATE_KEY = 11000
+
+
+def friend_edges(a, b, since):
+    """The two edge documents of a friendship between a and b."""
+    return [{"_id": domain.edge_id(x, y), "owner": x, "friend": y, "since": since} for x, y in ((a, b), (b, a))]
+
+
+def timeline_entry(owner_id, moment):
+    return {"_id": f"{owner_id}:{moment['_id']}", "owner": owner_id, "moment_id": moment["_id"],
+            "author_id": moment["author_id"], "at": moment["created_at"]}
+
+
+def newest_first_after(position, time_field, id_field):
+    """Query part selecting what comes after `position` (a decoded cursor) in (time, id) descending order."""
+    if position is None:
+        return {}
+    at, item_id = position
+    return {"$or": [{time_field: {"$lt": at}}, {time_field: at, id_field: {"$lt": item_id}}]}
+
+
+class SocialFeedStore(BaseStore):
+    INDEXES = {
+        "friend_requests": [
+            IndexModel([("pair", ASCENDING)], unique=True, partialFilterExpression={"status": "pending"},
+                       name="one_pending_request_per_pair"),
+            IndexModel([("to_id", ASCENDING), ("status", ASCENDING), ("created_at", DESCENDING),
+                        ("_id", DESCENDING)]),
+        ],
+        "friendships": [IndexModel([("owner", ASCENDING), ("since", DESCENDING), ("friend", DESCENDING)])],
+        "moments": [IndexModel([("author_id", ASCENDING), ("created_at", DESCENDING), ("_id", DESCENDING)])],
+        "timelines": [IndexModel([("owner", ASCENDING), ("at", DESCENDING), ("moment_id", DESCENDING)])],
+        "likes": [IndexModel([("moment_id", ASCENDING), ("at", DESCENDING)])],
+        "comments": [IndexModel([("moment_id", ASCENDING), ("created_at", DESCENDING)])],
+        "share_clicks": [IndexModel([("share_code", ASCENDING), ("at", DESCENDING)])],
+    }
+
+    COLLECTIONS = ("profiles", "friend_requests", "friendships", "moments", "timelines", "likes", "comments",
+                   "shares", "share_clicks")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for name in self.COLLECTIONS:  # store.profiles, store.moments, ...
+            setattr(self, name, self.db[name])
+
+    # -- profiles -----------------------------------------------------------------------------------------
+    def profile(self, user_id, session=None):
+        profile = self.profiles.find_one({"_id": user_id}, session=session)
+        if profile is None:
+            raise NotFound("user not found")
+        return profile
+
+    def profiles_by_id(self, user_ids, comment=None):
+        return {p["_id"]: p for p in self.profiles.find({"_id": {"$in": list(set(user_ids))}},
+                                                         {"nickname": 1, "avatar_url": 1}, comment=comment)}
+
+    def create_profile(self, user_id, nickname, share_code):
+        """The profile of a new user, once (a repeated call returns the first one): (profile, created).
+        A valid share code makes its sharer the inviter; an unknown one is ignored."""
+        def txn(session):
+            existing = self.profiles.find_one({"_id": user_id}, session=session)
+            if existing is not None:
+                return existing, False
+            share = self.shares.find_one({"_id": share_code}, session=session) if share_code else None
+            inviter_id = None
+            if share is not None:
+                chain = self._inviter_chain(share["sharer_id"], session)
+                domain.check_inviter(user_id, share["sharer_id"], chain)
+                inviter_id = share["sharer_id"]
+            now = domain.now()
+            profile = {"_id": user_id, "nickname": nickname, "avatar_url": None, "inviter_id": inviter_id,
+                       "invited_via": share_code if inviter_id else None, "friend_count": 0, "created_at": now}
+            self.profiles.insert_one(profile, session=session)
+            self.emit(session, "user.joined", {"user_id": user_id, "inviter_id": inviter_id,
+                                               "share_code": profile["invited_via"], "joined_at": now.isoformat()},
+                      subject=user_id)
+            return profile, True
+        try:
+            return self.transaction(txn)
+        except DuplicateKeyError:  # the same registration twice at once: the other call created it
+            return self.profile(user_id), False
+
+    def update_profile(self, user_id, changes):
+        profile = self.profiles.find_one_and_update({"_id": user_id}, {"$set": changes},
+                                                    return_document=ReturnDocument.AFTER)
+        if profile is None:
+            raise NotFound("user not found")
+        return profile
+
+    def bind_inviter(self, user_id, share_code):
+        """Record the inviter of a user who registered without one: once (first touch), never a cycle."""
+        def txn(session):
+            profile = self.profile(user_id, session)
+            if profile.get("inviter_id"):
+                raise Conflict("your inviter is already set, for good", {"share_code": ["inviter already set"]})
+            share = self.shares.find_one({"_id": share_code}, session=session)
+            if share is None:
+                raise NotFound("share link not found")
+            chain = self._inviter_chain(share["sharer_id"], session, touch=True)
+            domain.check_inviter(user_id, share["sharer_id"], chain)
+            now = domain.now()
+            self.profiles.update_one({"_id": user_id, "inviter_id": None}, {"$set": {
+                "inviter_id": share["sharer_id"], "invited_via": share_code}}, session=session)
+            self.emit(session, "inviter.bound", {"user_id": user_id, "inviter_id": share["sharer_id"],
+                                                 "share_code": share_code, "bound_at": now.isoformat()},
+                      subject=user_id)
+            return {**profile, "inviter_id": share["sharer_id"]}
+        return self.transaction(txn)
+
+    def _inviter_chain(self, inviter_id, session, touch=False):
+        """The inviters above `inviter_id`, nearest first. With touch, every profile on the way (the inviter
+        included) is written too: two bindings that could close a cycle together then write a common profile,
+        so MongoDB aborts one of them and its retry sees the other's edge (no write skew)."""
+        chain, node = [], inviter_id
+        while node is not None and len(chain) < domain.MAX_INVITER_CHAIN:
+            if touch:
+                doc = self.profiles.find_one_and_update({"_id": node}, {"$inc": {"chain_guard": 1}},
+                                                        projection={"inviter_id": 1}, session=session)
+            else:
+                doc = self.profiles.find_one({"_id": node}, {"inviter_id": 1}, session=session)
+            node = doc.get("inviter_id") if doc else None
+            if node is not None:
+                chain.append(node)
+        return chain
+
+    # -- friends ------------------------------------------------------------------------------------------
+    def request_friend(self, from_id, to_id):
+        """A pending request, or, when the other had already asked, the friendship itself."""
+        domain.check_befriend(from_id, to_id)
+        pair = domain.pair_key(from_id, to_id)
+
+        def txn(session):
+            me = self.profile(from_id, session)
+            self.profile(to_id, session)
+            if self.friendships.find_one({"_id": domain.edge_id(from_id, to_id)}, {"_id": 1}, session=session):
+                raise Conflict("you are already friends")
+            pending = self.friend_requests.find_one({"pair": pair, "status": "pending"}, session=session)
+            if pending is not None:
+                if pending["from_id"] == from_id:
+                    raise Conflict("you already asked; waiting for an answer")
+                return self._accept(pending, session)  # they asked first: asking back is accepting
+            domain.check_capacity(me.get("friend_count", 0))
+            request = {"_id": new_id("frq"), "pair": pair, "from_id": from_id, "to_id": to_id,
+                       "status": "pending", "created_at": domain.now()}
+            self.friend_requests.insert_one(request, session=session)
+            return request
+        return self._transaction_retrying_duplicates(txn)
+
+    def decide_request(self, actor_id, request_id, action):
+        def txn(session):
+            request = self.friend_requests.find_one({"_id": request_id}, session=session)
+            status = domain.request_decision(request, actor_id, action)
+            if status == "accepted":
+                return self._accept(request, session)
+            self.friend_requests.update_one({"_id": request_id, "status": "pending"},
+                                            {"$set": {"status": status, "decided_at": domain.now()}},
+                                            session=session)
+            return {**request, "status": status}
+        return self.transaction(txn)
+
+    def _accept(self, request, session):
+        now = domain.now()
+        self.friend_requests.update_one({"_id": request["_id"], "status": "pending"},
+                                        {"$set": {"status": "accepted", "decided_at": now}}, session=session)
+        a, b = request["from_id"], request["to_id"]
+        for user_id, who in ((b, "you"), (a, "they")):
+            counted = self.profiles.update_one({"_id": user_id, "friend_count": {"$lt": domain.MAX_FRIENDS}},
+                                               {"$inc": {"friend_count": 1}}, session=session)
+            if counted.matched_count == 0:
+                domain.check_capacity(domain.MAX_FRIENDS, who)
+        self.friendships.insert_many(friend_edges(a, b, now), session=session)
+        self.emit(session, "friendship.created", {"user_ids": sorted((a, b)), "at": now.isoformat()},
+                  subject=request["pair"])
+        return {**request, "status": "accepted"}
+
+    def _transaction_retrying_duplicates(self, txn, attempts=3):
+        """A unique index hit by a concurrent transaction that committed first is not a transient error for
+        MongoDB; running the whole transaction again sees that commit and takes the other branch."""
+        for attempt in range(attempts):
+            try:
+                return self.transaction(txn)
+            except DuplicateKeyError:
+                if attempt == attempts - 1:
+                    raise
+
+    def remove_friend(self, user_id, friend_id):
+        def txn(session):
+            removed = self.friendships.delete_many(
+                {"_id": {"$in": [domain.edge_id(user_id, friend_id), domain.edge_id(friend_id, user_id)]}},
+                session=session)
+            if removed.deleted_count == 0:
+                raise NotFound("not your friend")
+            self.profiles.update_many({"_id": {"$in": [user_id, friend_id]}}, {"$inc": {"friend_count": -1}},
+                                      session=session)
+            self.emit(session, "friendship.removed", {"user_ids": sorted((user_id, friend_id)),
+                                                      "at": domain.now().isoformat()},
+                      subject=domain.pair_key(user_id, friend_id))
+        self.transaction(txn)
+
+    def friends_among(self, viewer_id, user_ids, comment=None):
+        """Which of `user_ids` are the viewer's friends now: one _id lookup each, never a scan of all friends."""
+        others = {u for u in user_ids if u != viewer_id}
+        if not others:
+            return set()
+        edges = self.friendships.find({"_id": {"$in": [domain.edge_id(viewer_id, u) for u in others]}},
+                                      {"friend": 1}, comment=comment)
+        return {e["friend"] for e in edges}
+
+    def is_friend(self, viewer_id, user_id):
+        return bool(viewer_id) and user_id in self.friends_among(viewer_id, [user_id])
+
+    def friends_page(self, user_id, limit, position):
+        query = {"owner": user_id, **newest_first_after(position, "since", "friend")}
+        edges = list(self.friendships.find(query).sort([("since", DESCENDING), ("friend", DESCENDING)])
+                     .limit(limit + 1))
+        more = len(edges) > limit
+        edges = edges[:limit]
+        return edges, (domain.encode_cursor(edges[-1]["since"], edges[-1]["friend"]) if more else None)
+
+    def incoming_requests(self, user_id, limit, position):
+        query = {"to_id": user_id, "status": "pending", **newest_first_after(position, "created_at", "_id")}
+        found = list(self.friend_requests.find(query).sort([("created_at", DESCENDING), ("_id", DESCENDING)])
+                     .limit(limit + 1))
+        more = len(found) > limit
+        found = found[:limit]
+        return found, (domain.encode_cursor(found[-1]["created_at"], found[-1]["_id"]) if more else None)
+
+    # -- moments ------------------------------------------------------------------------------------------
+    def post_moment(self, moment, share=None):
+        """The moment, the author's own timeline entry, the share made for its product card (if any) and
+        their events, in one transaction. Friends' timelines are filled by the moment.posted consumer."""
+        def txn(session):
+            if share is not None:
+                self._insert_share(share, session)
+            self.moments.insert_one(moment, session=session)
+            self.timelines.insert_one(timeline_entry(moment["author_id"], moment), session=session)
+            self.emit(session, "moment.posted", {
+                "moment_id": moment["_id"], "author_id": moment["author_id"], "visibility": moment["visibility"],
+                "product_id": moment["product_id"], "share_code": moment["share_code"],
+                "posted_at": moment["created_at"].isoformat()}, subject=moment["_id"])
+        self.transaction(txn)
+
+    def moment(self, moment_id):
+        return self.moments.find_one({"_id": moment_id})
+
+    def delete_moment(self, author_id, moment_id):
+        """Soft delete: every timeline entry of it is skipped at read time from now on."""
+        deleted = self.moments.update_one({"_id": moment_id, "author_id": author_id, "deleted": False},
+                                          {"$set": {"deleted": True, "deleted_at": domain.now()}})
+        if deleted.matched_count == 0:
+            raise NotFound("moment not found")
+
+    def fan_out(self, moment_id):
+        """Put a moment into each friend's timeline, in batches. Entries have fixed ids, so running this again
+        (a retried or redelivered event) only adds what is missing. Returns the number of friends."""
+        moment = self.moments.find_one({"_id": moment_id})
+        if moment is None or moment.get("deleted") or not domain.fans_out(moment):
+            return 0
+        friend_ids = [e["friend"] for e in self.friendships.find({"owner": moment["author_id"]},
+                                                                {"friend": 1, "_id": 0})]
+        for start in range(0, len(friend_ids), FAN_OUT_BATCH):
+            self._insert_entries([timeline_entry(f, moment) for f in friend_ids[start:start + FAN_OUT_BATCH]])
+        return len(friend_ids)
+
+    def backfill(self, user_ids):
+        """New (or renewed) friends: each one's latest non-private moments into the other's timeline."""
+        a, b = user_ids
+        for owner, author in ((a, b), (b, a)):
+            recent = self.moments.find({"author_id": author, "deleted": False, "visibility": {"$ne": "private"}},
+                                       {"author_id": 1, "created_at": 1}) \
+                .sort([("created_at", DESCENDING), ("_id", DESCENDING)]).limit(domain.BACKFILL_MOMENTS)
+            self._insert_entries([timeline_entry(owner, m) for m in recent])
+
+    def _insert_entries(self, entries):
+        if not entries:
+            return
+        try:
+            self.timelines.insert_many(entries, ordered=False)
+        except BulkWriteError as err:
+            if err.details.get("writeConcernErrors") or any(
+                    e["code"] != DUPLICATE_KEY for e in err.details.get("writeErrors", [])):
+                raise  # only "already there" is fine
+
+    def timeline_page(self, viewer_id, limit, position):
+        """Newest first: the viewer's timeline entries read by index, each checked against the moment (deleted,
+        visibility) and the friendship now. A page costs at most PAGE_ROUNDS x 3 indexed queries of at most
+        2 x limit documents, whatever the number of friends. Returns (moments, next cursor)."""
+        items, batch, more = [], 2 * limit, False
+        for _ in range(PAGE_ROUNDS):
+            query = {"owner": viewer_id, **newest_first_after(position, "at", "moment_id")}
+            entries = list(self.timelines.find(query, {"moment_id": 1, "author_id": 1, "at": 1},
+                                               comment=TIMELINE_QUERY)
+                           .sort([("at", DESCENDING), ("moment_id", DESCENDING)]).limit(batch))
+            if not entries:
+                more = False
+                break
+            moments = {m["_id"]: m for m in self.moments.find({"_id": {"$in": [e["moment_id"] for e in entries]}},
+                                                               comment=TIMELINE_QUERY)}
+            friends = self.friends_among(viewer_id, {e["author_id"] for e in entries}, comment=TIMELINE_QUERY)
+            for index, entry in enumerate(entries):
+                position = (entry["at"], entry["moment_id"])
+                moment = moments.get(entry["moment_id"])
+                if domain.in_timeline(viewer_id, moment, moment is not None and moment["author_id"] in friends):
+                    items.append(moment)
+                    if len(items) == limit:
+                        break
+            more = len(entries) == batch or index < len(entries) - 1
+            if len(items) == limit or not more:
+                break
+        cursor = domain.encode_cursor(*position) if more else None
+        return items, cursor
+
+    def album_page(self, author_id, visibilities, limit, position):
+        query = {"author_id": author_id, "deleted": False, "visibility": {"$in": visibilities},
+                 **newest_first_after(position, "created_at", "_id")}
+        found = list(self.moments.find(query).sort([("created_at", DESCENDING), ("_id", DESCENDING)])
+                     .limit(limit + 1))
+        more = len(found) > limit
+        found = found[:limit]
+        return found, (domain.encode_cursor(found[-1]["created_at"], found[-1]["_id"]) if more else None)
+
+    # -- likes and comments -------------------------------------------------------------------------------
+    def like(self, user_id, moment_id):
+        try:
+            self.likes.insert_one({"_id": f"{moment_id}:{user_id}", "moment_id": moment_id, "user_id": user_id,
+                                   "at": domain.now()})
+        except DuplicateKeyError:
+            pass  # liked before: once per user
+
+    def unlike(self, user_id, moment_id):
+        self.likes.delete_one({"_id": f"{moment_id}:{user_id}"})
+
+    def liked_by(self, user_id, moment_ids, comment=None):
+        ids = [f"{m}:{user_id}" for m in moment_ids]
+        return {like["moment_id"] for like in self.likes.find({"_id": {"$in": ids}}, {"moment_id": 1},
+                                                              comment=comment)}
+
+    def add_comment(self, user_id, moment_id, text):
+        comment = {"_id": new_id("cmt"), "moment_id": moment_id, "user_id": user_id, "text": text,
+                   "created_at": domain.now()}
+        self.comments.insert_one(comment)
+        return comment
+
+    def interactions(self, moment_id):
+        """The newest likes and comments of a moment (comments returned oldest first, as they read)."""
+        likes = list(self.likes.find({"moment_id": moment_id}).sort("at", DESCENDING).limit(INTERACTIONS_SCANNED))
+        comments = list(self.comments.find({"moment_id": moment_id}).sort("created_at", DESCENDING)
+                        .limit(INTERACTIONS_SCANNED))
+        return likes, comments[::-1]
+
+    # -- shares -------------------------------------------------------------------------------------------
+    def new_share(self, sharer_id, product_id, channel):
+        return {"_id": domain.new_share_code(), "sharer_id": sharer_id, "product_id": product_id,
+                "channel": channel, "clicks": 0, "anonymous_clicks": 0, "created_at": domain.now()}
+
+    def create_share(self, share):
+        def txn(session):
+            self._insert_share(share, session)
+            return share
+        for _ in range(3):
+            try:
+                return self.transaction(txn)
+            except DuplicateKeyError:  # a code taken already (odds ~1e-18): draw another
+                share["_id"] = domain.new_share_code()
+        raise Conflict("could not allocate a share code; try again")
+
+    def _insert_share(self, share, session):
+        self.shares.insert_one(share, session=session)
+        self.emit(session, "share.created", {
+            "share_code": share["_id"], "sharer_id": share["sharer_id"], "product_id": share["product_id"],
+            "channel": share["channel"], "created_at": share["created_at"].isoformat()}, subject=share["_id"])
+
+    def share(self, share_code):
+        return self.shares.find_one({"_id": share_code})
+
+    def record_click(self, share_code, viewer_id):
+        """Count a click (anonymous ones too), keep it, and tell others (commission binds the viewer)."""
+        def txn(session):
+            share = self.shares.find_one_and_update(
+                {"_id": share_code}, {"$inc": {"clicks": 1, "anonymous_clicks": 0 if viewer_id else 1}},
+                session=session)
+            if share is None:
+                raise NotFound("share link not found")
+            now = domain.now()
+            self.share_clicks.insert_one({"_id": new_id("clk"), "share_code": share_code,
+                                          "sharer_id": share["sharer_id"], "product_id": share["product_id"],
+                                          "viewer_id": viewer_id, "at": now}, session=session)
+            self.emit(session, "share.clicked", {
+                "share_code": share_code, "sharer_id": share["sharer_id"], "product_id": share["product_id"],
+                "viewer_id": viewer_id, "clicked_at": now.isoformat()}, subject=share_code)
+            return share
+        return self.transaction(txn)
