@@ -19,10 +19,6 @@ from kit.mongo import BaseStore
 from kit.validation import new_id, utcnow
 
 
-class BalanceTooLow(Conflict):
-    """A move would take more out of a bucket than it holds (for a withdrawal: above the withdrawable balance)."""
-
-
 class CommissionStore(BaseStore):
     INDEXES = {
         "shares": [IndexModel([("sharer_id", ASCENDING)])],
@@ -145,7 +141,8 @@ class CommissionStore(BaseStore):
         moved = self.balances.update_one({"_id": user_id, f"{source}_fen": {"$gte": amount}},
                                          {"$inc": inc, "$set": {"updated_at": now}}, session=session)
         if moved.matched_count == 0:
-            raise BalanceTooLow(f"amount above the {source} balance",
+            # (only kit.errors classes cross RPC as themselves: a subclass would reach the gateway as a 500)
+            raise Conflict(f"amount above the {source} balance",
                                 {"amount_fen": [f"more than the {source} balance"]})
 
     # -- settlement ------------------------------------------------------------------------------------
