@@ -1,5 +1,5 @@
 """RPC payload schemas of the catalog service."""
-from marshmallow import fields, validate, validates_schema, ValidationError
+from marshmallow import fields, validate
 
 from kit.validation import Fen, Id, SafeDict, StrictSchema
 
@@ -59,11 +59,6 @@ class ProductUpdate(StrictSchema):
     group_buy = fields.Nested(GroupBuyOffer, allow_none=True)
     skus = fields.List(fields.Nested(SkuUpdate), validate=validate.Length(1, 50))
 
-    @validates_schema
-    def not_empty(self, data, **kwargs):
-        if not data:
-            raise ValidationError("nothing to update")
-
 
 class ProductSearch(StrictSchema):
     q = fields.String(load_default="", validate=validate.Length(max=100))
@@ -82,3 +77,9 @@ class Reservation(StrictSchema):
     order_id = Id(required=True)
     lines = fields.List(fields.Nested(ReservationLine), required=True, validate=validate.Length(1, 50))
     group = fields.Boolean(load_default=False, metadata={"description": "price at the group-buy price"})
+
+
+class ReviewInput(StrictSchema):
+    order_id = Id(required=True, metadata={"description": "your completed order with this product"})
+    rating = fields.Integer(strict=True, required=True, validate=validate.Range(1, 5))
+    text = Text(0, 1000, load_default="")

@@ -20,6 +20,14 @@ class RateLimited(QuanziError):
         self.retry_after = retry_after
 
 
+class MethodNotAllowed(QuanziError):
+    code = "method_not_allowed"
+
+    def __init__(self, message, allowed):
+        super().__init__(message)
+        self.allowed = allowed
+
+
 class ServiceUnavailable(QuanziError):
     code = "service_unavailable"
 
@@ -29,6 +37,7 @@ STATUS_BY_ERROR = [
     (Unauthorized, 401),
     (Forbidden, 403),
     (NotFound, 404),
+    (MethodNotAllowed, 405),
     (Conflict, 409),
     (PayloadTooLarge, 413),
     (RuleRefused, 422),

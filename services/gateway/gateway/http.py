@@ -22,7 +22,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wrappers import Response
 
 from gateway.auth import read_token
-from gateway.errors import PayloadTooLarge, RateLimited, Unauthorized, error_status
+from gateway.errors import MethodNotAllowed, PayloadTooLarge, RateLimited, Unauthorized, error_status
 from gateway.idempotency import IdempotencyKeys, body_hash
 from gateway.ratelimit import RateLimiter
 from kit.config import load_settings
@@ -49,7 +49,18 @@ HTTP_LATENCY = Histogram("quanzi_http_request_duration_seconds", "Gateway reques
 HTTP_REQUESTS = Counter("quanzi_http_requests_total", "Gateway requests by route and status",
                         ["method", "route", "status"])
 
-ROUTES = []  # every api() route, for the OpenAPI document
+ROUTES = []  # every documented api() route, for the OpenAPI document
+_ROUTE_MAP = []  # (methods, url) of every concrete route, to tell 404 from 405
+
+
+def allowed_methods(path):
+    """The methods some route serves at `path` (empty when no route has this path)."""
+    from werkzeug.routing import Map, Rule
+    if not isinstance(_ROUTE_MAP, Map):
+        globals()["_ROUTE_MAP"] = Map([Rule(url, methods=methods.split(",")) for methods, url in _ROUTE_MAP
+                                       if "<path:" not in url])
+    adapter = _ROUTE_MAP.bind("localhost")
+    return sorted(m for m in ("GET", "POST", "PUT", "PATCH", "DELETE") if adapter.test(path, m))
 
 
 @dataclass
@@ -109,9 +120,15 @@ def json_response(status, payload, headers=None):
 
 def error_response(exc, request_id):
     status, code, message, fields = error_status(exc)
-    if status >= 500:
+    if status == 500:
         log.error("request %s failed: %r", request_id, exc, exc_info=(type(exc), exc, exc.__traceback__))
-    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else None
+    elif status > 500:  # a backing service is down or slow: worth a line, not a traceback
+        log.warning("request %s: %s", request_id, exc)
+    headers = None
+    if isinstance(exc, RateLimited):
+        headers = {"Retry-After": str(exc.retry_after)}
+    elif isinstance(exc, MethodNotAllowed):
+        headers = {"Allow": ", ".join(exc.allowed)}
     return json_response(status, {"error": {"code": code, "message": message, "fields": fields}}, headers)
 
 
@@ -220,6 +237,7 @@ class ApiRoute(HttpRequestHandler):
 def api(method, path, **options):
     """Declare a gateway route; options: auth ('user', 'optional', 'admin', None), body/query/response schemas,
     status, summary, tags, errors (extra documented statuses)."""
+    _ROUTE_MAP.append((method, options.get("prefix", API_PREFIX) + path))
     if options.get("document", True):
         ROUTES.append({"method": method, "path": path, **options})
     return ApiRoute.decorator(method, path, **options)

@@ -3,6 +3,9 @@ import re
 
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
+from marshmallow import fields
+
+from kit.validation import SafeDict
 
 from gateway.http import API_PREFIX
 
@@ -17,8 +20,10 @@ def _schema_name(schema):
 
 
 def build_spec(routes, version="1.0.0"):
-    spec = APISpec(title="Quanzi API", version=version, openapi_version="3.0.3", plugins=[MarshmallowPlugin()],
+    plugin = MarshmallowPlugin()
+    spec = APISpec(title="Quanzi API", version=version, openapi_version="3.1.0", plugins=[plugin],
                    info={"description": "Social commerce: shop through friends, group buys, compliant commissions."})
+    plugin.converter.add_attribute_function(dict_constraints)
     spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
     spec.components.schema("Error", schema=_error_schema())
     seen = set()
@@ -67,6 +72,19 @@ def build_spec(routes, version="1.0.0"):
     for path, operations in paths.items():
         spec.path(path=path, operations=operations)
     return spec.to_dict()
+
+
+def dict_constraints(self, field, ret, **kwargs):
+    """Maps are objects: their size is maxProperties, and SafeDict's key rule is propertyNames (JSON Schema)."""
+    if not isinstance(field, fields.Dict):
+        return {}
+    extra = {}
+    for bound in ("minLength", "maxLength"):
+        if bound in ret:
+            extra[bound.replace("Length", "Properties")] = ret.pop(bound)
+    if isinstance(field, SafeDict):
+        extra["propertyNames"] = {"minLength": 1, "maxLength": 40, "pattern": "^[^$.\\x00]+$"}
+    return extra
 
 
 def _error_schema():

@@ -1,7 +1,8 @@
 """Health, the API document, and JSON for every unknown route."""
 from nameko.rpc import RpcProxy
 
-from gateway.http import ROUTES, api
+from gateway.errors import MethodNotAllowed
+from gateway.http import ROUTES, allowed_methods, api
 from contracts.asyncapi import build_asyncapi
 from gateway.docs import swagger_asset, swagger_page
 from gateway.openapi import build_spec
@@ -58,4 +59,7 @@ class SystemRoutes:
 
     @api("GET,POST,PUT,PATCH,DELETE", "/<path:path>", auth=None, prefix="", document=False)
     def not_found(self, c):
+        allowed = allowed_methods(c.request.path)
+        if allowed:
+            raise MethodNotAllowed(f"{c.request.method} is not allowed here", allowed)
         raise NotFound(f"no route {c.request.method} {c.request.path}")
