@@ -101,3 +101,8 @@ def product_view(product, skus):
         "group_buy": product.get("group_buy"), "status": "published" if product.get("visible") else "hidden",
         "rating": rating_of(product), "created_at": product["created_at"].isoformat(),
     }
+
+
+def review_view(review):
+    return {"review_id": review["_id"], "product_id": review["product_id"], "order_id": review["order_id"],
+            "rating": review["rating"], "text": review["text"], "created_at": review["created_at"].isoformat()}

@@ -4,6 +4,7 @@ from nameko.rpc import rpc
 from catalog import domain, schemas
 from catalog.store import CatalogStore
 from kit.errors import Forbidden, NotFound
+from kit.events import on_event
 from kit.mongo import MongoStore
 from kit.service import ServiceBase
 from kit.validation import load, new_id, utcnow
@@ -99,6 +100,18 @@ class CatalogService(ServiceBase):
     @rpc
     def release_stock(self, order_id):
         return {"order_id": order_id, "released": self.store.release(order_id)}
+
+    # -- reviews ------------------------------------------------------------------------------------------
+    @on_event("orders", "order.completed")
+    def order_completed(self, event, session):
+        """Remember who bought what (our own copy: the catalog never reads the orders database)."""
+        self.store.record_purchases(session, event["data"])
+
+    @rpc
+    def post_review(self, buyer_id, product_id, payload):
+        data = load(schemas.ReviewInput, payload)
+        review = self.store.post_review(buyer_id, product_id, data["order_id"], data["rating"], data["text"])
+        return domain.review_view(review)
 
     def _owned_merchant(self, owner_id, merchant_id):
         merchant = self.store.get_merchant(merchant_id)

@@ -4,9 +4,10 @@ import json
 from datetime import datetime
 
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
+from pymongo.errors import DuplicateKeyError
 
 from catalog import domain
-from kit.errors import Conflict, NotFound
+from kit.errors import Conflict, Forbidden, NotFound
 from kit.mongo import BaseStore
 from kit.validation import utcnow
 
@@ -34,6 +35,7 @@ class CatalogStore(BaseStore):
             IndexModel([("merchant_id", ASCENDING)]),
         ],
         "skus": [IndexModel([("product_id", ASCENDING)])],
+        "reviews": [IndexModel([("product_id", ASCENDING), ("created_at", DESCENDING)])],
     }
 
     @property
@@ -204,3 +206,43 @@ class CatalogStore(BaseStore):
                 self.skus.update_one({"_id": line["sku_id"]}, {"$inc": {"stock": line["qty"]}}, session=session)
             return True
         return self.transaction(txn)
+
+    # -- reviews: only from buyers of completed orders (learnt from order.completed events) ----------------
+    @property
+    def purchases(self):
+        return self.db["purchases"]
+
+    @property
+    def reviews(self):
+        return self.db["reviews"]
+
+    def record_purchases(self, session, order):
+        """One purchase per (order, product) of a completed order; the review right it gives."""
+        for product_id in {line["product_id"] for line in order["lines"]}:
+            self.purchases.update_one(
+                {"_id": f"{order['order_id']}:{product_id}"},
+                {"$setOnInsert": {"order_id": order["order_id"], "product_id": product_id,
+                                  "buyer_id": order["buyer_id"], "completed_at": order["completed_at"]}},
+                upsert=True, session=session)
+
+    def post_review(self, buyer_id, product_id, order_id, rating, text):
+        """Once per buyer and product: the review, the product's rating and review.posted, together."""
+        def txn(session):
+            self.get_product(product_id, session)
+            purchase = self.purchases.find_one({"_id": f"{order_id}:{product_id}", "buyer_id": buyer_id},
+                                               session=session)
+            if purchase is None:
+                raise Forbidden("only the buyer of a completed order may review its products",
+                                {"order_id": ["not a completed order of yours with this product"]})
+            review = {"_id": f"{buyer_id}:{product_id}", "product_id": product_id, "order_id": order_id,
+                      "buyer_id": buyer_id, "rating": rating, "text": text, "created_at": utcnow()}
+            self.reviews.insert_one(review, session=session)
+            self.products.update_one({"_id": product_id}, {"$inc": {"rating_sum": rating, "rating_count": 1}},
+                                     session=session)
+            self.emit(session, "review.posted", {"product_id": product_id, "order_id": order_id,
+                                                 "buyer_id": buyer_id, "rating": rating}, subject=product_id)
+            return review
+        try:
+            return self.transaction(txn)
+        except DuplicateKeyError:
+            raise Conflict("you already reviewed this product", {"product_id": ["already reviewed"]})

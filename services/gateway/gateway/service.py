@@ -5,6 +5,7 @@ from gateway.cache import ProductCache
 from gateway.routes.auth import AuthRoutes
 from gateway.routes.catalog import CatalogRoutes
 from gateway.routes.commission import CommissionRoutes
+from gateway.routes.orders import OrderRoutes
 from gateway.routes.social import SocialRoutes
 from gateway.routes.system import SystemRoutes
 from gateway.store import GatewayStore
@@ -12,7 +13,7 @@ from kit.mongo import MongoStore
 from kit.service import ServiceBase
 
 
-class GatewayService(AuthRoutes, CatalogRoutes, CommissionRoutes, SocialRoutes, SystemRoutes, ServiceBase):
+class GatewayService(AuthRoutes, CatalogRoutes, CommissionRoutes, OrderRoutes, SocialRoutes, SystemRoutes, ServiceBase):
     name = "gateway"
     store = MongoStore(GatewayStore, relay=False)
     products = ProductCache()
