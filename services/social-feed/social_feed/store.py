@@ -24,6 +24,11 @@ TIMELINE_QUERY = "timeline_page"  # tags the queries of a timeline read (Mongo l
 DUPLICATE_KEY = 11000
 
 
+def new_profile(user_id, nickname, inviter_id=None, share_code=None, at=None):
+    return {"_id": user_id, "nickname": nickname, "avatar_url": None, "inviter_id": inviter_id,
+            "invited_via": share_code if inviter_id else None, "friend_count": 0, "created_at": at or domain.now()}
+
+
 def friend_edges(a, b, since):
     """The two edge documents of a friendship between a and b."""
     return [{"_id": domain.edge_id(x, y), "owner": x, "friend": y, "since": since} for x, y in ((a, b), (b, a))]
@@ -90,13 +95,11 @@ class SocialFeedStore(BaseStore):
                 chain = self._inviter_chain(share["sharer_id"], session)
                 domain.check_inviter(user_id, share["sharer_id"], chain)
                 inviter_id = share["sharer_id"]
-            now = domain.now()
-            profile = {"_id": user_id, "nickname": nickname, "avatar_url": None, "inviter_id": inviter_id,
-                       "invited_via": share_code if inviter_id else None, "friend_count": 0, "created_at": now}
+            profile = new_profile(user_id, nickname, inviter_id, share_code)
             self.profiles.insert_one(profile, session=session)
             self.emit(session, "user.joined", {"user_id": user_id, "inviter_id": inviter_id,
-                                               "share_code": profile["invited_via"], "joined_at": now.isoformat()},
-                      subject=user_id)
+                                               "share_code": profile["invited_via"],
+                                               "joined_at": profile["created_at"].isoformat()}, subject=user_id)
             return profile, True
         try:
             return self.transaction(txn)
