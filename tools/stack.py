@@ -302,6 +302,7 @@ class LocalMongo:
         self.log_path = self.home / "mongod.log"
         self.uri = f"mongodb://127.0.0.1:{port}/?replicaSet=rs0"
         self._proc = None
+        self._terminated = None  # pid already sent SIGTERM
 
     @property
     def pid(self):
@@ -357,7 +358,9 @@ class LocalMongo:
         return self._proc is not None and self._proc.poll() is None
 
     def _terminate(self):
-        if self.is_running():
+        # Once per process: a second SIGTERM would break off mongod's clean shutdown.
+        if self.is_running() and self._proc.pid != self._terminated:
+            self._terminated = self._proc.pid
             self._proc.terminate()
 
     def stop(self, timeout=30):
@@ -436,6 +439,7 @@ class ServiceProcess:
         self.config = Path(config)
         self.pid_path = pid_path
         self._proc = None
+        self._terminated = None  # pid already sent SIGTERM
         self._http = requests.Session()
         self._http.trust_env = False  # never send 127.0.0.1 through an HTTP proxy from the environment
 
@@ -476,8 +480,10 @@ class ServiceProcess:
         return self._proc is not None and self._proc.poll() is None
 
     def _terminate(self):
-        if self.is_running():
-            _killpg(self._proc.pid, signal.SIGTERM)  # nameko stops gracefully on SIGTERM
+        # nameko stops gracefully on SIGTERM; only once per process, a second one restarts that shutdown.
+        if self.is_running() and self._proc.pid != self._terminated:
+            self._terminated = self._proc.pid
+            _killpg(self._proc.pid, signal.SIGTERM)
 
     def stop(self, timeout=15):
         if self._proc is None:
