@@ -23,11 +23,16 @@ from kit.mongo import DUPLICATE
 log = logging.getLogger(__name__)
 
 ATTEMPTS_HEADER = "x-quanzi-attempts"
+ERROR_HEADER = "x-quanzi-error"  # the last failure, on retried and parked copies
 DEFAULT_EXCHANGE = Exchange("")
 
 
-def retry_queue_name(queue_name, attempt):
-    return f"{queue_name}.retry.{attempt}"
+def retry_queue_name(queue_name, attempt, delay=None):
+    """`<queue>.retry.<attempt>.<delay>ms`. The delay is in the name because RabbitMQ refuses to redeclare a
+    queue with another TTL: a service restarted with new EVENT_RETRY_DELAYS would otherwise not start."""
+    if delay is None:
+        return f"{queue_name}.retry.{attempt}"
+    return f"{queue_name}.retry.{attempt}.{round(delay * 1000)}ms"
 
 
 def dlq_name(queue_name):
@@ -38,8 +43,8 @@ def declare_retry_topology(connection, queue_name, delays):
     """Per-attempt delay queues (one TTL each, so no head-of-line waiting) and the dead-letter queue."""
     with connection.channel() as channel:
         for attempt, delay in enumerate(delays):
-            Queue(retry_queue_name(queue_name, attempt), durable=True, queue_arguments={
-                "x-message-ttl": int(delay * 1000),
+            Queue(retry_queue_name(queue_name, attempt, delay), durable=True, queue_arguments={
+                "x-message-ttl": round(delay * 1000),
                 "x-dead-letter-exchange": "",
                 "x-dead-letter-routing-key": queue_name,
             })(channel).declare()
@@ -70,7 +75,8 @@ class ReliableEventHandler(EventHandler):
         error = "".join(traceback.format_exception_only(exc_info[0], exc_info[1])).strip()[:2000]
         try:
             if attempts < len(self.delays):
-                self._republish(message, retry_queue_name(self.queue.name, attempts), attempts + 1, error)
+                self._republish(message, retry_queue_name(self.queue.name, attempts, self.delays[attempts]),
+                                attempts + 1, error)
                 EVENTS_CONSUMED.labels(service, self.event_type, "retried").inc()
             else:
                 self._republish(message, dlq_name(self.queue.name), attempts + 1, error)
@@ -87,7 +93,7 @@ class ReliableEventHandler(EventHandler):
 
     def _republish(self, message, routing_key, attempts, error):
         headers = dict(message.headers or {})
-        headers.update({ATTEMPTS_HEADER: attempts, "x-quanzi-error": error, "x-quanzi-queue": self.queue.name})
+        headers.update({ATTEMPTS_HEADER: attempts, ERROR_HEADER: error, "x-quanzi-queue": self.queue.name})
         with producers[self.connection].acquire(block=True, timeout=10) as producer:
             producer.publish(message.body, exchange=DEFAULT_EXCHANGE, routing_key=routing_key, headers=headers,
                              content_type=message.content_type, content_encoding=message.content_encoding,

@@ -10,11 +10,21 @@ import kombu
 
 from kit.config import load_settings
 from kit.mongo import BaseStore, connect
+from tests.helpers import eventually
 from tools.stack import REPO
 
 
 def unique(prefix):
     return f"{prefix}{uuid.uuid4().hex[:10]}"
+
+
+def until(predicate, timeout=10):
+    """Wait until `predicate()` returns something truthy, and return it (`eventually` waits for no raise)."""
+    def check():
+        value = predicate()
+        assert value, f"still {value!r}"
+        return value
+    return eventually(check, timeout)
 
 
 def accrued(order_id, n):

@@ -12,7 +12,7 @@ import pytest
 import kit.outbox
 from kit.outbox import LEASE_SECONDS
 from tests.helpers import eventually
-from tests.kit.support import RelayProcess, Subscriber, accrued, fresh_store, outbox_status, unique
+from tests.kit.support import RelayProcess, Subscriber, accrued, fresh_store, outbox_status, unique, until
 
 pytestmark = pytest.mark.slow
 
@@ -109,7 +109,7 @@ def test_events_written_while_the_broker_is_down_stay_pending_then_arrive_exactl
 
     # when the broker is back, every event arrives, once, each order's events in their written order
     subscriber.wait_for_ids(written, timeout=30)
-    eventually(lambda: outbox_status(store) == {"sent": len(written) + 1}, timeout=5)
+    until(lambda: outbox_status(store) == {"sent": len(written) + 1}, timeout=5)
     subscriber.drain()  # anything published twice would be here by now
     assert subscriber.duplicates() == set()
     assert len(subscriber.received) == len(written) + 1
@@ -132,7 +132,7 @@ def test_a_relay_killed_mid_batch_loses_nothing_and_repeats_only_events_it_had_p
     # when a relay runs again
     relays()
     subscriber.wait_for_ids(written, timeout=20)
-    eventually(lambda: outbox_status(store) == {"sent": len(written)}, timeout=5)
+    until(lambda: outbox_status(store) == {"sent": len(written)}, timeout=5)
     subscriber.drain()
 
     # then nothing is missing, and the only repeats are events the killed relay had got confirmed
