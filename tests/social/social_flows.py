@@ -45,9 +45,9 @@ def publish_event(amqp_uri, envelope):
                                       serializer="json", declare=[exchange], delivery_mode=2)
 
 
-def metric(service, name, **labels):
+def metric(process, name, **labels):
     """A counter's value on a service's /metrics (0 when not exported yet)."""
-    text = requests.get(service.url + "/metrics", timeout=5).text
+    text = requests.get(process.url + "/metrics", timeout=5).text
     wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
     for line in text.splitlines():
         match = re.match(rf"^{re.escape(name)}\{{(.*)\}} ([0-9.e+]+)$", line)
