@@ -6,8 +6,9 @@ type) with publisher confirms, then marks them sent. A crash between publish and
 restart (at-least-once); consumers dedupe on the envelope id.
 
 Ordering and replicas: events are spread over `partitions` by subject (aggregate id). Each relay holds leases
-on a fair share of partitions (renewed every loop, expiring after LEASE_SECONDS), and publishes a partition's
-events in `seq` order, stopping at the first failure, so one aggregate's events leave in the order written.
+on a fair share of partitions (renewed every loop, expiring after LEASE_SECONDS; a batch stops half-way
+through the lease so a slow one never outlives it), and publishes a partition's events in `seq` order,
+stopping at the first failure, so one aggregate's events leave in the order written.
 Replicas share the work; a dead replica's partitions are taken over when its leases expire."""
 import logging
 import math
@@ -100,6 +101,7 @@ class OutboxRelay:
         self._running = True
         self._connection = None
         self._last_gauge = 0.0
+        self._lease_deadline = float("inf")  # set by claim_partitions
 
     # -- control ------------------------------------------------------------------------------------
     def nudge(self):
@@ -142,6 +144,9 @@ class OutboxRelay:
         return published
 
     def claim_partitions(self):
+        # Stop publishing well before these leases (and our `seen`) can lapse: past that, another relay
+        # may take our partitions and publish the rest of our batch a second time.
+        self._lease_deadline = time.monotonic() + LEASE_SECONDS / 2
         now = utcnow()
         until = now + timedelta(seconds=LEASE_SECONDS)
         self.outbox.relays.update_one({"_id": self.relay_id}, {"$set": {"seen": now}}, upsert=True)
@@ -175,6 +180,8 @@ class OutboxRelay:
         try:
             producer = self._producer()
             for doc in pending:
+                if time.monotonic() > self._lease_deadline:
+                    break  # mark what went out, renew the leases, carry on in the next pass
                 producer.publish(
                     doc["envelope"], exchange=self.exchange, routing_key=doc["type"], serializer="json",
                     delivery_mode=2, declare=[self.exchange], retry=False, mandatory=False,

@@ -184,3 +184,18 @@ def test_two_relays_share_partitions_keep_each_aggregate_in_order_and_one_takes_
     subscriber.drain()
     assert subscriber.duplicates() == set()
     assert_in_write_order(subscriber, orders, range(12))
+
+
+def test_a_relay_slower_than_its_lease_hands_work_over_instead_of_publishing_it_twice(store, subscriber, relays):
+    # e.g. a broker throttling publishers: one batch takes longer than the relay's leases last
+    orders = [unique("ord_") for _ in range(8)]
+    written = write_round_robin(store, orders, range(10))
+    slow = relays(delay=0.15)  # 80 events in one batch: 12 s, longer than LEASE_SECONDS
+    slow.wait_published(3)
+    other = relays()
+
+    subscriber.wait_for_ids(written, timeout=3 * LEASE_SECONDS)
+    subscriber.drain()
+    assert subscriber.duplicates() == set()  # nobody crashed: nothing twice
+    assert set(other.published) & set(written)  # the other relay took its share
+    assert_in_write_order(subscriber, orders, range(10))
