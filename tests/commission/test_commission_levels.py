@@ -6,8 +6,9 @@ import pytest
 
 from tests.commission import bus as ev
 from tests.commission.bus import Story, uid
-from tests.flows import approved_merchant, product_payload
-from tools.stack import ServiceProcess, free_port
+from tests.flows import approved_merchant, expect, product_payload
+from tests.helpers import eventually
+from tools.stack import SERVICES, ServiceProcess, free_port
 
 
 def chain(send, length):
@@ -81,6 +82,29 @@ def test_an_inviter_bound_later_counts_for_level_2_and_first_touch_stays(two_lev
     send(Story(uid("usr"), share_code=code).paid())
     assert books.summary(first)["pending_fen"] == 500
     assert books.summary(second)["pending_fen"] == 0
+
+
+@pytest.mark.skipif(not all(spec.present for spec in SERVICES if spec.name in ("orders", "social_feed")),
+                    reason="needs the orders and social-feed services")
+def test_over_http_the_sharer_earns_level_1_and_the_inviter_they_registered_through_level_2(two_levels, api):
+    from tests.orders.shop import ADDRESS, open_shop, pay
+    _, _, product, sku = open_shop(api, price_fen=10_000)  # 10 % level 1, 5 % level 2
+    inviter = api.register_user()
+    invite = expect(api.post("/shares", json={"product_id": product["product_id"]}, token=inviter["token"]), 201)
+    sharer = api.register_user(share_code=invite["share_code"])
+    code = expect(api.post("/shares", json={"product_id": product["product_id"]}, token=sharer["token"]),
+                  201)["share_code"]
+    buyer = api.register_user()
+    order = expect(api.post("/orders", json={"items": [{"sku_id": sku, "qty": 1}], "address": ADDRESS,
+                                             "share_code": code}, token=buyer["token"]), 201)
+    pay(api, buyer["token"], order["order_id"])
+
+    def pending(user):
+        return expect(api.get("/commissions/summary", token=user["token"]), 200)["pending_fen"]
+
+    def both_paid():
+        assert (pending(sharer), pending(inviter)) == (1000, 500)
+    eventually(both_paid, timeout=20, interval=0.2)
 
 
 def test_rates_above_the_platform_cap_are_refused_where_they_are_set(api):
