@@ -9,6 +9,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from kit.events import dlq_name, retry_queue_name
 from tests.deploy.deploy_support import (DOCKERFILE, K8S, KUBERNETES_VERSION, REPO, SERVICE_NAMES, effective_replicas,
                                          named, of_kind, pod_templates, render, render_with_components, selects)
 
@@ -410,7 +411,8 @@ def test_keda_scales_event_driven_services_on_all_their_queues_and_only_those(re
             counted = bool(pattern.search(queue))
             assert counted == (owner == service), f"{target}'s trigger {'counts' if counted else 'misses'} {queue}"
             # Retries wait on purpose and parked messages need an operator: neither calls for more pods.
-            assert not pattern.search(queue + ".retry.0") and not pattern.search(queue + ".dlq")
+            for delay_queue in (retry_queue_name(queue, 0, 1.0), retry_queue_name(queue, 2, 30.0), dlq_name(queue)):
+                assert not pattern.search(delay_queue), f"{target}'s trigger counts {delay_queue}"
     assert any(owner == "commission" and q.startswith("evt-") for owner, q in consumer_queues()), \
         "expected event consumers in the commission service"
 
