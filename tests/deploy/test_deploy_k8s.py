@@ -281,9 +281,10 @@ def test_the_dev_secret_script_creates_every_secret_and_key_the_manifests_use(re
 def test_every_setting_the_code_reads_is_configured_or_secret(rendered):
     """A variable the services read but the manifests never set runs on its development default in prod."""
     read = set()
-    for path in [REPO / "kit" / "config.py", *(REPO / "services").rglob("*.py")]:
+    for path in [*(REPO / "kit").rglob("*.py"), *(REPO / "services").rglob("*.py")]:
         text = path.read_text()
-        read |= set(re.findall(r"""env(?:iron)?\.get\(\s*["']([A-Z][A-Z0-9_]+)["']""", text))
+        read |= set(re.findall(r"""(?:env(?:iron)?\.get|getenv)\(\s*["']([A-Z][A-Z0-9_]+)["']""", text))
+        read |= set(re.findall(r"""environ\[\s*["']([A-Z][A-Z0-9_]+)["']\s*\]""", text))
         read |= set(re.findall(r"""_(?:int|floats)\(\s*env,\s*["']([A-Z][A-Z0-9_]+)["']""", text))
     config = named(rendered["prod"], "ConfigMap", next(
         c["metadata"]["name"] for c in of_kind(rendered["prod"], "ConfigMap")
