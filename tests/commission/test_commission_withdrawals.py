@@ -1,12 +1,16 @@
 """Withdrawals and the commission endpoints over HTTP: atomic under concurrency, idempotent, failed payouts
 return the money; the ledger pages; admins see anyone's ledger and the reconciliation."""
 import concurrent.futures
+import os
+import subprocess
+import sys
 
 import requests
 
 from tests.commission import bus as ev
 from tests.commission.bus import Story, uid
 from tests.flows import expect
+from tools.stack import REPO
 
 
 def give_withdrawable(send, books, user_id, fen):
@@ -110,9 +114,17 @@ def test_admins_see_a_users_ledger_and_a_clean_reconciliation(api, send, books):
     assert report["ok"] is True and report["differences"] == [] and report["ledger_entries"] >= 3
 
 
-def test_reconciliation_reports_a_balance_that_drifted_from_the_ledger(rpc, mongo, send, books):
+def make_reconcile(stack):
+    """`make reconcile` as an operator runs it against this stack: (exit code, output)."""
+    done = subprocess.run([sys.executable, "-m", "tools.reconcile"], cwd=REPO, capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "AMQP_URI": stack.amqp_uri})
+    return done.returncode, done.stdout + done.stderr
+
+
+def test_reconciliation_reports_a_balance_that_drifted_from_the_ledger(rpc, mongo, send, books, stack):
     user = uid("usr")
     give_withdrawable(send, books, user, 100)
+    assert make_reconcile(stack)[0] == 0
     balances = mongo["quanzi_commission"]["balances"]
     balances.update_one({"_id": user}, {"$inc": {"withdrawable_fen": 7}})  # a bug or a hand edit
     try:
@@ -120,6 +132,8 @@ def test_reconciliation_reports_a_balance_that_drifted_from_the_ledger(rpc, mong
         assert not report["ok"]
         assert {"user_id": user, "bucket": "withdrawable", "ledger_fen": 100, "balance_fen": 107} in \
             report["differences"]
+        code, output = make_reconcile(stack)
+        assert code == 1 and user in output and "DIFFERENCES" in output
     finally:
         balances.update_one({"_id": user}, {"$inc": {"withdrawable_fen": -7}})
     assert rpc.commission.reconcile()["ok"]
