@@ -17,7 +17,7 @@ def share_of(api, user, product_id, **fields):
     return expect(api.post("/shares", json={"product_id": product_id, **fields}, token=user["token"]), 201)
 
 
-def test_opening_a_share_link_counts_the_click_returns_the_product_and_tells_other_teams(api, kombu_listener):
+def test_opening_a_share_link_counts_the_click_returns_the_product_and_tells_other_teams(api, mongo, kombu_listener):
     events = kombu_listener("social_feed.events", ["share.created", "share.clicked"])
     _, _, product = published_product(api, title="Anji white tea 安吉白茶")
     sharer, viewer = api.register_user(), api.register_user()
@@ -34,6 +34,9 @@ def test_opening_a_share_link_counts_the_click_returns_the_product_and_tells_oth
         assert landing["sharer_id"] == sharer["user_id"]
         assert landing["product"] == {**landing["product"], "product_id": product["product_id"],
                                       "title": "Anji white tea 安吉白茶", "min_price_fen": 9900}
+    # and both clicks are kept, the anonymous one counted too
+    kept = mongo[SOCIAL_DB].share_clicks.find({"share_code": code})
+    assert sorted((c["viewer_id"] or "") for c in kept) == ["", viewer["user_id"]]
     # and an independent subscriber got share.created once and each click once, as CloudEvents with ids only
     clicks = lambda: [m for m in events.messages if m["type"] == "share.clicked" and m["subject"] == code]  # noqa
     eventually(lambda: _count(clicks(), 2), timeout=10)

@@ -377,7 +377,7 @@ class SocialFeedStore(BaseStore):
     # -- shares -------------------------------------------------------------------------------------------
     def new_share(self, sharer_id, product_id, channel):
         return {"_id": domain.new_share_code(), "sharer_id": sharer_id, "product_id": product_id,
-                "channel": channel, "clicks": 0, "anonymous_clicks": 0, "created_at": domain.now()}
+                "channel": channel, "created_at": domain.now()}
 
     def create_share(self, share):
         def txn(session):
@@ -400,11 +400,11 @@ class SocialFeedStore(BaseStore):
         return self.shares.find_one({"_id": share_code})
 
     def record_click(self, share_code, viewer_id):
-        """Count a click (anonymous ones too), keep it, and tell others (commission binds the viewer)."""
+        """Keep a click (anonymous ones too: viewer_id None) and tell others (commission binds the viewer).
+        Insert-only: a viral link's clicks never contend on one counter document; counts come from
+        share_clicks by its (share_code, at) index."""
         def txn(session):
-            share = self.shares.find_one_and_update(
-                {"_id": share_code}, {"$inc": {"clicks": 1, "anonymous_clicks": 0 if viewer_id else 1}},
-                session=session)
+            share = self.shares.find_one({"_id": share_code}, session=session)
             if share is None:
                 raise NotFound("share link not found")
             now = domain.now()
