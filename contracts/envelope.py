@@ -1,4 +1,5 @@
 """The CloudEvents 1.0 envelope every Quanzi event travels in (structured mode, JSON)."""
+import functools
 import uuid
 from datetime import datetime, timezone
 
@@ -23,18 +24,22 @@ class EnvelopeSchema(Schema):
     data = fields.Dict(required=True)
 
 
+@functools.lru_cache(maxsize=None)
+def _schema(event_type):
+    return spec_for(event_type).schema()  # built once: building a schema costs more than using it
+
+
 def validate_data(event_type, data):
     """Return `data` checked against the type's schema; raise ValueError naming the bad fields."""
-    spec = spec_for(event_type)
     try:
-        return spec.schema().load(data)
+        return _schema(event_type).load(data)
     except ValidationError as err:
         raise ValueError(f"{event_type} data does not match its contract: {err.messages}")
 
 
 def make_envelope(event_type, data, subject=None, event_id=None, time=None):
     spec = spec_for(event_type)
-    checked = spec.schema().dump(validate_data(event_type, data))
+    checked = _schema(event_type).dump(validate_data(event_type, data))
     return {
         "specversion": "1.0",
         "id": event_id or str(uuid.uuid4()),

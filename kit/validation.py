@@ -1,5 +1,6 @@
 """Input validation shared by every RPC and HTTP entry: one marshmallow schema per payload, unknown fields
 rejected, and no user-supplied key can become a Mongo operator or a dotted path."""
+import functools
 import re
 import secrets
 from datetime import datetime, timezone
@@ -52,10 +53,17 @@ class SafeDict(fields.Dict):
         )
 
 
+@functools.lru_cache(maxsize=None)
+def schema_instance(schema_cls):
+    """One instance per schema class: building a marshmallow schema (deep-copying its fields, nested schemas
+    included) costs several times what a load costs, and a schema keeps no per-call state."""
+    return schema_cls()
+
+
 def load(schema, payload, partial=False):
     """Validate `payload` with `schema` (class or instance); raise InvalidInput naming every bad field."""
     if isinstance(schema, type):
-        schema = schema()
+        schema = schema_instance(schema)
     if not isinstance(payload, dict):
         raise InvalidInput("request body must be a JSON object", {"_schema": ["Expected a JSON object."]})
     try:
