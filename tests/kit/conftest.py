@@ -1,7 +1,8 @@
 """The kit's reliability tests run against a RabbitMQ node and a replica set of their own (free ports,
 under .stack/kit-<pid>): the outbox tests stop and restart that broker, which must never happen to the
-shared test stack's broker, and the kit needs no Quanzi service running. Started once for tests/kit,
-on first use; kept (with its logs) when a test failed."""
+shared test stack's broker, and the kit needs no Quanzi service running. Started once, on the first
+test that needs them, and stopped at the end of the session (idle, they cost well under 1 % of a core);
+their folder (logs) is kept when a test failed."""
 import json
 import os
 import shutil

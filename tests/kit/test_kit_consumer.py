@@ -5,6 +5,7 @@ in its own process) against the kit's private broker and replica set.
 Each test publishes `commission.accrued` envelopes for its own order id to `kitsrc.events`, as the source
 service's relay would, and watches: what the handler applied (Mongo), the follow-up events it emitted (an
 independent subscriber on `kitprobe.events`), the dead-letter queue, and the service's /metrics."""
+import json
 import os
 import subprocess
 import sys
@@ -165,6 +166,9 @@ def test_a_handler_that_always_fails_is_parked_with_its_error_and_once_fixed_a_r
     assert db.applied.count_documents({"order_id": order_id}) == 0
     assert moved(probe, before) == {"applied": 0, "duplicate": 0, "retried": 3, "dead_lettered": 1,
                                     "failures": 4, "published": 0}
+    logged = [json.loads(line) for line in probe.log_path.read_text().splitlines() if line.startswith("{")]
+    assert any(entry["level"] == "ERROR" and f"parked in {QUEUE}.dlq after 4 attempts" in entry["message"]
+               for entry in logged)
 
     # when an operator looks: type, id, attempts and error are shown, and the message stays parked
     shown = dlq_tool(kit_servers, "show", QUEUE)
