@@ -86,8 +86,8 @@ def selects(selector, labels):
 def pod_templates(objects):
     """(owner, pod spec, pod labels) for every object that runs pods."""
     for o in objects:
-        if o["kind"] in ("Deployment", "StatefulSet", "DaemonSet", "Job"):
-            template = o["spec"]["template"]
+        if o["kind"] in ("Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob"):
+            template = o["spec"]["jobTemplate"]["spec"]["template"] if o["kind"] == "CronJob" else o["spec"]["template"]
             yield o, template["spec"], template["metadata"].get("labels", {})
 
 

@@ -148,10 +148,19 @@ def test_images_install_the_runtime_requirements_the_tests_ran_with():
 # --- the entrypoint, run as the image would run it ------------------------------------------------------------------
 
 def image_layout(root):
-    """What the build stage puts in /app: kit, contracts, config, services and the entrypoint (no bytecode)."""
-    for name in ("kit", "contracts", "config", "services"):
-        shutil.copytree(REPO / name, root / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    shutil.copy2(ENTRYPOINT, root / "entrypoint.sh")
+    """What the build stage's COPY instructions put in /app (WORKDIR), laid out under `root` (no bytecode)."""
+    build = [args for stage, keyword, args in instructions() if stage == 1 and keyword == "COPY"]
+    for args in build:
+        *sources, dest = args.split()
+        if dest.startswith("/"):  # /tmp/: the requirements, not part of /app
+            continue
+        for source in sources:
+            target = root / dest / Path(source).name if dest.endswith("/") and len(sources) > 1 else root / dest
+            if (REPO / source).is_dir():
+                shutil.copytree(REPO / source, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(REPO / source, target)
     return root
 
 
@@ -207,6 +216,20 @@ def test_the_entrypoint_serves_the_gateway_and_stops_gracefully_on_sigterm(stack
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     assert files_under(root) == before, "the service wrote into its code directory (read-only in the image)"
+
+
+def test_commands_the_manifests_run_exist_in_the_image(tmp_path):
+    """Containers of the Quanzi image that override the entrypoint (the reconciliation CronJob) run
+    `python -m <module>`: the module is in the image and imports with the image's PYTHONPATH."""
+    from tests.deploy.deploy_support import K8S, pod_templates, render
+    root = image_layout(tmp_path / "app")
+    commands = {tuple(c["command"]) for _, pod, _ in pod_templates(render(K8S / "overlays" / "prod"))
+                for c in pod["containers"] if "/quanzi:" in c["image"] and c.get("command")}
+    assert commands, "expected the reconciliation CronJob"
+    for command in commands:
+        assert command[:2] == ("python", "-m"), command
+        subprocess.run(["python", "-c", f"import {command[2]}"], env=entrypoint_env(root), cwd=tmp_path, check=True,
+                       capture_output=True, timeout=60)
 
 
 @pytest.mark.parametrize("service, env, message", [

@@ -350,17 +350,20 @@ def test_only_the_gateway_takes_traffic_and_services_reach_only_broker_database_
 
 def test_in_cluster_backends_take_only_quanzi_services(rendered):
     objects = rendered["dev"]
+    pods = list(pod_templates(objects))
     for backend, port in (("rabbitmq", 5672), ("mongodb", 27017)):
         labels = named(objects, "StatefulSet", backend)["spec"]["template"]["metadata"]["labels"]
-        peers = [(peer, {p["port"] for p in rule["ports"]})
-                 for policy in policies_for(objects, labels, "Ingress") for rule in policy["spec"].get("ingress", [])
-                 for peer in rule["from"]]
-        for peer, ports in peers:
-            if port in ports:
-                source = peer.get("podSelector", {}).get("matchLabels", {})
-                assert "namespaceSelector" not in peer, f"{backend} open to another namespace"
-                assert source.get("app.kubernetes.io/component") == "service" or \
-                    source.get("app.kubernetes.io/name") in (backend, f"{backend}-init"), (backend, peer)
+        peers = [peer for policy in policies_for(objects, labels, "Ingress") for rule in policy["spec"].get("ingress", [])
+                 if port in {p["port"] for p in rule["ports"]} for peer in rule["from"]]
+        assert peers
+        for peer in peers:
+            assert "namespaceSelector" not in peer and "ipBlock" not in peer, f"{backend} open beyond the namespace"
+            admitted = [(o["metadata"]["name"], pod_labels) for o, _, pod_labels in pods
+                        if selects(peer["podSelector"], pod_labels)]
+            assert admitted, f"{backend}: a rule admits no pod at all: {peer}"
+            for name, pod_labels in admitted:
+                assert pod_labels.get("app.kubernetes.io/component") in ("service", "job") or \
+                    pod_labels["app.kubernetes.io/name"] in (backend, f"{backend}-init"), (backend, name)
 
 
 def test_the_ingress_exposes_only_the_api(rendered):
