@@ -43,6 +43,7 @@ class PromApi:
 def prometheus(stack, tmp_path_factory):
     """deploy/prometheus/prometheus.yml's global settings and rules, the stack's services as static targets
     (in a cluster they come from DNS), scraped every second."""
+    stack.wait_healthy()  # earlier tests stop and restart services: start from every service serving
     home = tmp_path_factory.mktemp("prometheus")
     shipped = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text())
     config = {
