@@ -9,6 +9,11 @@ order-independent (a set union, a max, a flag), so any arrival order of the same
 After each event the commissions are brought in line with the facts (`plan`): accrue once paid and
 attributed, reverse whatever the refunds and cancellations say is owed back, freeze once completed. The moves
 are idempotent by their ledger key, so the final amounts depend on the facts only, never on arrival order.
+(The history may differ: a refund seen before the freeze reverses from pending, after it from frozen.)
+
+Attribution is decided once, when the payment is first known, from the shares, clicks and inviters recorded by
+then. Those happen before the order by human action (share, open the link, buy), so their events are long
+consumed in practice; a share code still unknown at that point counts as invalid and the binding applies.
 
 Where the rates come from: each order line carries `level1_bp` / `level2_bp` captured by the orders service
 when the order was made (from the catalog's product at that moment), and `goods_fen`, the goods actually
