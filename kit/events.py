@@ -63,6 +63,10 @@ class ReliableEventHandler(EventHandler):
         self.connection = Connection(settings.amqp_uri, transport_options={"confirm_publish": True})
         declare_retry_topology(self.connection, self.queue.name, self.delays)
 
+    def stop(self):
+        super().stop()
+        self.connection.release()
+
     def handle_result(self, message, worker_ctx, result=None, exc_info=None):
         service = self.container.service_name
         if exc_info is None:

@@ -24,7 +24,7 @@ from nameko.standalone.events import get_event_exchange
 from pymongo import ASCENDING, DESCENDING, UpdateOne
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
-from contracts import make_envelope
+from contracts import make_envelope, spec_for
 from kit.metrics import EVENTS_PUBLISHED, OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE
 from kit.validation import utcnow
 
@@ -71,6 +71,9 @@ class Outbox:
         return seq
 
     def add(self, session, event_type, data, subject=None):
+        owner = spec_for(event_type).source_service
+        if owner != self.service_name:  # it would go out on the wrong exchange, where nobody listens for it
+            raise ValueError(f"{self.service_name} cannot emit {event_type}: that event belongs to {owner}")
         envelope = make_envelope(event_type, data, subject=subject)
         self.events.insert_one({
             "_id": envelope["id"],
