@@ -5,7 +5,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from tests.flows import expect
 from tests.helpers import Api
-from tests.social.social_flows import SOCIAL_DB, befriend, friend_ids, unfriend
+from tests.social.social_flows import SOCIAL_DB, friend_ids, unfriend
 
 
 def test_a_request_accepted_makes_both_friends_and_unfriending_undoes_both(api, kombu_listener):

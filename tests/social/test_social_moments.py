@@ -15,7 +15,8 @@ def wait_in_timeline(api, user, moment_id, timeout=10):
 
 
 def test_visibility_matrix_in_timelines_and_detail_views(api):
-    author, friend, stranger, ex_friend = (api.register_user(nickname=n) for n in ("author", "friend", "stranger", "ex"))
+    author, friend, stranger, ex_friend = (api.register_user(nickname=n)
+                                           for n in ("author", "friend", "stranger", "ex"))
     befriend(api, author, friend)
     befriend(api, ex_friend, author)
     # given one moment of each visibility, fanned out while the ex-friend was still a friend

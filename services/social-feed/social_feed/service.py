@@ -4,6 +4,7 @@ The acting user's id comes from the gateway (from the bearer token); everything 
 through a schema. Another user's hidden moment is NotFound, never Forbidden (do not reveal it exists)."""
 import time
 
+import eventlet
 from nameko.rpc import RpcProxy, rpc
 from prometheus_client import Counter, Histogram
 
@@ -20,6 +21,7 @@ FAN_OUT_SECONDS = Histogram("quanzi_social_fan_out_seconds", "Time to write one 
                             buckets=LATENCY_BUCKETS)
 FAN_OUT_ENTRIES = Counter("quanzi_social_fan_out_entries_total", "Timeline entries written by fan-out")
 SHARE_CLICKS = Counter("quanzi_share_clicks_total", "Share link opens", ["viewer"])
+CATALOG_TIMEOUT = 10  # the gateway's own budget: by then its caller has had a 503, so stop waiting too
 
 
 def checked_id(value, what="not found"):
@@ -107,7 +109,7 @@ class SocialFeedService(ServiceBase):
             domain.check_product_card(user_id, existing, product_id)
             product_id = existing["product_id"]
         elif product_id:
-            self.catalog.get_product(product_id)  # NotFound unless published
+            self._require_published(product_id)
             share = self.store.new_share(user_id, product_id, "moments")
             share_code = share["_id"]
         moment = {"_id": new_id("mom"), "author_id": user_id, "text": data["text"], "images": data["images"],
@@ -193,7 +195,7 @@ class SocialFeedService(ServiceBase):
     @rpc
     def create_share(self, user_id, payload):
         data = load(schemas.ShareInput, payload)
-        self.catalog.get_product(data["product_id"])  # any published product may be shared; NotFound otherwise
+        self._require_published(data["product_id"])  # any published product may be shared
         share = self.store.create_share(self.store.new_share(user_id, data["product_id"], data["channel"]))
         return domain.share_view(share)
 
@@ -206,6 +208,13 @@ class SocialFeedService(ServiceBase):
         share = self.store.record_click(share_code, viewer_id)
         SHARE_CLICKS.labels("signed_in" if viewer_id else "anonymous").inc()
         return domain.share_view(share)
+
+    def _require_published(self, product_id):
+        """NotFound unless the catalog shows the product. Time-bounded: a catalog outage fails these calls
+        instead of pinning this service's workers until it returns."""
+        reply = self.catalog.get_product.call_async(product_id)
+        with eventlet.Timeout(CATALOG_TIMEOUT):
+            reply.result()
 
     # -- timeline fan-out (own events: the POST returns at once, the kit retries a failed fan-out) ----------
     @on_event("social_feed", "moment.posted")

@@ -12,7 +12,7 @@ comments, shares (_id = share code), share_clicks
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from kit.errors import Conflict, NotFound
+from kit.errors import Conflict, NotFound, RuleRefused
 from kit.mongo import BaseStore
 from kit.validation import new_id
 from social_feed import domain
@@ -84,7 +84,8 @@ class SocialFeedStore(BaseStore):
 
     def create_profile(self, user_id, nickname, share_code):
         """The profile of a new user, once (a repeated call returns the first one): (profile, created).
-        A valid share code makes its sharer the inviter; an unknown one is ignored."""
+        A valid share code makes its sharer the inviter; an unknown one, or one the inviter rules refuse, is
+        ignored: signing up never fails because of a link."""
         def txn(session):
             existing = self.profiles.find_one({"_id": user_id}, session=session)
             if existing is not None:
@@ -92,9 +93,11 @@ class SocialFeedStore(BaseStore):
             share = self.shares.find_one({"_id": share_code}, session=session) if share_code else None
             inviter_id = None
             if share is not None:
-                chain = self._inviter_chain(share["sharer_id"], session)
-                domain.check_inviter(user_id, share["sharer_id"], chain)
-                inviter_id = share["sharer_id"]
+                try:
+                    domain.check_inviter(user_id, share["sharer_id"], self._inviter_chain(share["sharer_id"], session))
+                    inviter_id = share["sharer_id"]
+                except RuleRefused:
+                    pass
             profile = new_profile(user_id, nickname, inviter_id, share_code)
             self.profiles.insert_one(profile, session=session)
             self.emit(session, "user.joined", {"user_id": user_id, "inviter_id": inviter_id,
