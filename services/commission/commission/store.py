@@ -14,7 +14,7 @@ from pymongo.errors import DuplicateKeyError
 
 from commission import domain
 from kit import paging
-from kit.errors import Conflict, NotFound
+from kit.errors import Conflict
 from kit.mongo import BaseStore
 from kit.validation import new_id, utcnow
 
@@ -240,12 +240,6 @@ class CommissionStore(BaseStore):
 
     def withdrawals_page(self, user_id, limit, cursor=None):
         return self._page(self.withdrawals, {"user_id": user_id}, "created_at", limit, cursor)
-
-    def get_withdrawal(self, withdrawal_id):
-        withdrawal = self.withdrawals.find_one({"_id": withdrawal_id})
-        if withdrawal is None:
-            raise NotFound("withdrawal not found")
-        return withdrawal
 
     @staticmethod
     def _page(collection, query, field, limit, cursor):
