@@ -216,6 +216,25 @@ class SocialFeedService(ServiceBase):
         with eventlet.Timeout(CATALOG_TIMEOUT):
             reply.result()
 
+    # -- social proof for product pages -------------------------------------------------------------------
+    @rpc
+    def social_proof(self, viewer_id, product_id):
+        """{friends_bought, friends_shared: [{user_id, nickname}] (10 at most), *_count}: the viewer's friends
+        who bought (paid orders, learnt from order.paid) or shared the product."""
+        proof = self.store.social_proof(checked_id(viewer_id), checked_id(product_id))
+        names = self.store.profiles_by_id(proof["bought"][0] + proof["shared"][0])
+
+        def people(ids):
+            return [{"user_id": i, "nickname": names.get(i, {}).get("nickname")} for i in ids]
+        return {"friends_bought": people(proof["bought"][0]), "friends_bought_count": proof["bought"][1],
+                "friends_shared": people(proof["shared"][0]), "friends_shared_count": proof["shared"][1]}
+
+    @on_event("orders", "order.paid")
+    def remember_purchase(self, event, session):
+        data = event["data"]
+        self.store.record_purchase(data["buyer_id"], [line["product_id"] for line in data["lines"]],
+                                   domain.now(), session)
+
     # -- timeline fan-out (own events: the POST returns at once, the kit retries a failed fan-out) ----------
     @on_event("social_feed", "moment.posted")
     def fan_out_moment(self, event, session):

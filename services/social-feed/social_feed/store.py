@@ -61,10 +61,12 @@ class SocialFeedStore(BaseStore):
         "likes": [IndexModel([("moment_id", ASCENDING), ("at", DESCENDING)])],
         "comments": [IndexModel([("moment_id", ASCENDING), ("created_at", DESCENDING)])],
         "share_clicks": [IndexModel([("share_code", ASCENDING), ("at", DESCENDING)])],
+        "shares": [IndexModel([("product_id", ASCENDING), ("sharer_id", ASCENDING)])],
+        "purchases": [IndexModel([("product_id", ASCENDING), ("buyer_id", ASCENDING)])],
     }
 
     COLLECTIONS = ("profiles", "friend_requests", "friendships", "moments", "timelines", "likes", "comments",
-                   "shares", "share_clicks")
+                   "shares", "share_clicks", "purchases")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -419,3 +421,20 @@ class SocialFeedStore(BaseStore):
                 "viewer_id": viewer_id, "clicked_at": now.isoformat()}, subject=share_code)
             return share
         return self.transaction(txn)
+
+    # -- social proof (who among my friends bought or shared this) --------------------------------------
+    def record_purchase(self, buyer_id, product_ids, at, session):
+        """From order.paid: a read model of who bought what (one entry per buyer and product)."""
+        for product_id in set(product_ids):
+            self.purchases.update_one({"_id": f"{buyer_id}:{product_id}"}, {"$setOnInsert": {
+                "buyer_id": buyer_id, "product_id": product_id, "at": at}}, upsert=True, session=session)
+
+    def social_proof(self, viewer_id, product_id, shown=10):
+        """Friends of the viewer who bought / shared the product: ({ids shown}, count) each. Costs one covered
+        read of the viewer's friend ids (at most the 5,000 cap) and two indexed lookups."""
+        friend_ids = [e["friend"] for e in self.friendships.find({"owner": viewer_id}, {"friend": 1, "_id": 0})]
+        if not friend_ids:
+            return {"bought": ([], 0), "shared": ([], 0)}
+        bought = self.purchases.distinct("buyer_id", {"product_id": product_id, "buyer_id": {"$in": friend_ids}})
+        shared = self.shares.distinct("sharer_id", {"product_id": product_id, "sharer_id": {"$in": friend_ids}})
+        return {"bought": (sorted(bought)[:shown], len(bought)), "shared": (sorted(shared)[:shown], len(shared))}
