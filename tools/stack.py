@@ -316,6 +316,9 @@ class LocalMongo:
         (self.home / "db").mkdir(parents=True, exist_ok=True)
         command = [str(mongod_path()), "--dbpath", str(self.home / "db"), "--port", str(self.port),
                    "--bind_ip", "127.0.0.1", "--replSet", "rs0", "--wiredTigerCacheSizeGB", "0.25",
+                   # A service killed mid-transaction leaves its locks until the transaction expires (60 s by
+                   # default); redeliveries would wait that long. Our transactions last milliseconds.
+                   "--setParameter", "transactionLifetimeLimitSeconds=15",
                    "--logpath", str(self.log_path), "--logappend"]
         # stdout only gets what mongod says before it opens its log (bad options and the like).
         with open(self.home / "mongod.out", "ab") as out:
