@@ -245,3 +245,11 @@ def test_reconciliation_finds_a_commission_that_disagrees_with_its_entries():
                                                        "ord_2:1": {"accrual": 5}}) == [
         {"commission_id": "ord_1:1", "field": "settled_fen", "stored": 700, "ledger": 0},
         {"commission_id": "ord_2:1", "field": "exists", "stored": 0, "ledger": 5}]
+
+
+def test_preview_uses_the_real_orders_rate_cap_and_rounding():
+    shown = domain.preview({"sku_a": 9999, "group": 7900}, level1_bp=1234, level2_bp=500, max_total_bp=3000)
+    assert shown == {"level1_bp": 1234, "per_unit_fen": {"sku_a": 1233, "group": 974}}
+    # rates above the cap are cut as on a real order, and level 2 is never previewed as the viewer's own
+    capped = domain.preview({"sku_a": 1000}, level1_bp=3500, level2_bp=500, max_total_bp=3000)
+    assert capped == {"level1_bp": 3000, "per_unit_fen": {"sku_a": 300}}

@@ -80,6 +80,13 @@ def amounts_by_level(lines, max_total_bp):
     return totals
 
 
+def preview(prices, level1_bp, level2_bp, max_total_bp):
+    """What a sharer would earn at level 1 per unit if a friend bought through their share: the same rule as a
+    real order (capped rate, floored to the fen), for each price shown on a product page."""
+    rate, _ = capped_rates(level1_bp, level2_bp, max_total_bp)
+    return {"level1_bp": rate, "per_unit_fen": {key: price * rate // BP for key, price in prices.items()}}
+
+
 def beneficiaries(order, level1_id, inviter_id, max_levels, max_total_bp):
     """[(level, user_id, amount_fen)] for a paid order: level 1 = the attributed sharer; level 2 = that
     sharer's inviter, only when max_levels is 2 and the inviter is not the buyer. Never a third level: the

@@ -27,3 +27,10 @@ class WithdrawalRequest(WithdrawalBody):
 
 class UserRef(StrictSchema):
     user_id = Id(required=True)
+
+
+class PreviewQuery(StrictSchema):
+    prices = fields.Dict(keys=fields.String(validate=validate.Regexp(r"^[A-Za-z0-9_-]{1,64}$")),
+                         values=Fen(), required=True, validate=validate.Length(max=60))
+    level1_bp = fields.Integer(strict=True, required=True, validate=validate.Range(0, 10000))
+    level2_bp = fields.Integer(strict=True, load_default=0, validate=validate.Range(0, 10000))

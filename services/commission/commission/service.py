@@ -136,6 +136,13 @@ class CommissionService(ServiceBase):
         return domain.withdrawal_view(withdrawal)
 
     @rpc
+    def preview(self, payload):
+        """Per-unit level-1 commission for a product page (prices keyed by SKU id, or "group")."""
+        data = load(schemas.PreviewQuery, payload)
+        return domain.preview(data["prices"], data["level1_bp"], data["level2_bp"],
+                              self.config.commission_max_total_bp)
+
+    @rpc
     def reconcile(self):
         """Admin/operator: every balance and commission recomputed from the ledger; any difference listed."""
         return self.store.reconcile()
