@@ -1,5 +1,6 @@
 """Shared by the deploy tests: where things are, the tools (kubectl, promtool, hadolint), rendering kustomize
 overlays, and small helpers to read the rendered Kubernetes objects."""
+import json
 import os
 import re
 import shutil
@@ -17,6 +18,8 @@ K8S = DEPLOY / "k8s"
 PROMETHEUS = DEPLOY / "prometheus"
 DOCKERFILE = DEPLOY / "docker" / "Dockerfile"
 KUBERNETES_VERSION = "1.30.0"
+RULES = sorted((PROMETHEUS / "rules").glob("*.yml"))
+DASHBOARD = PROMETHEUS / "grafana" / "quanzi.json"
 
 
 def k8s_name(spec):
@@ -122,3 +125,14 @@ def code_metric_names():
 def metric_names_in(expr):
     """The quanzi_* series an expression reads (recording rules' names contain ':' and are not matched)."""
     return set(re.findall(r"(?<![:\w])quanzi_[a-z0-9_]+(?![:\w])", expr))
+
+
+def dashboard_exprs():
+    """(panel title, PromQL) of every query on the Grafana dashboard."""
+    dashboard = json.loads(DASHBOARD.read_text())
+    return [(panel["title"], target["expr"]) for panel in dashboard["panels"] for target in panel.get("targets", [])]
+
+
+def concrete(expr):
+    """A dashboard expression as Prometheus sees it once Grafana filled in its variables."""
+    return expr.replace("$__rate_interval", "1m").replace("$service", ".*")

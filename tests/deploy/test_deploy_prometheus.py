@@ -7,11 +7,9 @@ import re
 import pytest
 import yaml
 
-from tests.deploy.deploy_support import (K8S, PROMETHEUS, SERVICE_NAMES, code_metric_names, metric_names_in, named,
-                                         render, run, tool)
+from tests.deploy.deploy_support import (DASHBOARD, K8S, PROMETHEUS, RULES, SERVICE_NAMES, code_metric_names, concrete,
+                                         dashboard_exprs, metric_names_in, named, render, run, tool)
 
-RULES = sorted((PROMETHEUS / "rules").glob("*.yml"))
-DASHBOARD = PROMETHEUS / "grafana" / "quanzi.json"
 # What operators must be warned about (the issue's list), by alert name.
 REQUIRED_ALERTS = {
     "QuanziOutboxBacklogGrowing",          # outbox backlog growing
@@ -25,16 +23,6 @@ REQUIRED_ALERTS = {
 
 def rules():
     return [rule for path in RULES for group in yaml.safe_load(path.read_text())["groups"] for rule in group["rules"]]
-
-
-def dashboard_exprs():
-    dashboard = json.loads(DASHBOARD.read_text())
-    return [(panel["title"], target["expr"]) for panel in dashboard["panels"] for target in panel.get("targets", [])]
-
-
-def concrete(expr):
-    """A dashboard expression as Prometheus sees it once Grafana filled in its variables."""
-    return expr.replace("$__rate_interval", "1m").replace("$service", ".*")
 
 
 def test_promtool_accepts_the_config_and_its_rule_files():

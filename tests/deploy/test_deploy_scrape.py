@@ -9,8 +9,7 @@ import pytest
 import requests
 import yaml
 
-from tests.deploy.deploy_support import PROMETHEUS, k8s_name, tool
-from tests.deploy.test_deploy_prometheus import RULES, concrete, dashboard_exprs
+from tests.deploy.deploy_support import PROMETHEUS, RULES, concrete, dashboard_exprs, k8s_name, tool
 from tests.helpers import eventually
 from tools.stack import free_port
 
