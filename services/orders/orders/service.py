@@ -177,6 +177,10 @@ class OrdersService(ServiceBase):
         delivered, the provider sends it again later and the order is paid then."""
         order = self._acting(viewer, order_id, "buyer")
         domain.transition(order, "pay")  # 409 unless it waits for payment
+        if order.get("group_id"):
+            group = self.store.group(order["group_id"])
+            if not domain.payment_applies(order, group, utcnow()):  # money for it would only be refunded
+                raise Conflict("this group buy has closed", {"group_id": ["closed"]})
         payment = self.provider.create_payment(order["_id"], order["total_fen"])
         self.provider.notify(payment)
         return domain.order_view(self.store.order(order["_id"]), with_address=True)
