@@ -40,7 +40,9 @@ class ProbeStore(BaseStore):
 
 
 class ProbeService(ServiceBase):
-    name = "kitprobe"
+    # Named after the owner of its follow-up event (a service emits only its own events); it runs on the
+    # kit tests' private broker and database, never beside the real commission service.
+    name = "commission"
     store = MongoStore(ProbeStore)
 
     @on_event(SOURCE, EVENT_TYPE)

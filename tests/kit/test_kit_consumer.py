@@ -4,7 +4,7 @@ in its own process) against the kit's private broker and replica set.
 
 Each test publishes `commission.accrued` envelopes for its own order id to `kitsrc.events`, as the source
 service's relay would, and watches: what the handler applied (Mongo), the follow-up events it emitted (an
-independent subscriber on `kitprobe.events`), the dead-letter queue, and the service's /metrics."""
+independent subscriber on `commission.events`), the dead-letter queue, and the service's /metrics."""
 import json
 import os
 import subprocess
@@ -26,7 +26,7 @@ from tools.stack import REPO, ServiceDied, ServiceProcess, ServiceSpec, free_por
 pytestmark = pytest.mark.slow
 
 SPEC = ServiceSpec("kitprobe", ".", "tests.kit.probe_service:ProbeService")
-QUEUE = "evt-kitsrc-commission.accrued--kitprobe.on_accrued"
+QUEUE = "evt-kitsrc-commission.accrued--commission.on_accrued"
 DELAYS = "0.2,0.4,0.8"  # three retries, then the dead-letter queue
 
 
@@ -43,13 +43,13 @@ def probe(kit_servers):
 @pytest.fixture(scope="module")
 def db(kit_servers):
     client = pymongo.MongoClient(kit_servers.mongo_uri)
-    yield client["quanzi_kitprobe"]
+    yield client["quanzi_commission"]
     client.close()
 
 
 @pytest.fixture
 def follow_ups(kit_servers):
-    listener = Listener(kit_servers.amqp_uri, "kitprobe.events", ["commission.settled"])
+    listener = Listener(kit_servers.amqp_uri, "commission.events", ["commission.settled"])
     yield listener
     listener.close()
 
@@ -80,7 +80,7 @@ def counters(proc):
     values = metrics(proc)
 
     def get(name, **labels):
-        return values.get((name, frozenset({"service": "kitprobe", **labels}.items())), 0)
+        return values.get((name, frozenset({"service": "commission", **labels}.items())), 0)
     result = {outcome: get("quanzi_events_consumed_total", type="commission.accrued", outcome=outcome)
               for outcome in ("applied", "duplicate", "retried", "dead_lettered")}
     result["failures"] = get("quanzi_handler_failures_total", type="commission.accrued")
