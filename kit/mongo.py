@@ -52,12 +52,27 @@ class BaseStore:
         """Run fn(session) in a multi-document transaction (retried on transient conflicts).
 
         Events added with `emit` inside fn commit with the state change or not at all."""
+        callbacks = []
+
+        def attempt(session):
+            callbacks.clear()  # a retried attempt starts over: only the committed attempt's callbacks run
+            session.after_commit = callbacks.append
+            return fn(session)
+
         with self.client.start_session() as session:
             result = session.with_transaction(
-                fn, read_concern=ReadConcern("majority"), write_concern=WriteConcern("majority"))
+                attempt, read_concern=ReadConcern("majority"), write_concern=WriteConcern("majority"))
         for listener in self._committed_listeners:
             listener()
+        for callback in callbacks:
+            callback()
         return result
+
+    @staticmethod
+    def after_commit(session, callback):
+        """Run callback() once the transaction of `session` has committed (e.g. count a business metric):
+        never for an attempt that was retried or aborted."""
+        session.after_commit(callback)
 
     def emit(self, session, event_type, data, subject=None):
         """Record an event in the outbox within the caller's transaction; returns the envelope."""

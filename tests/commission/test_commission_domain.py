@@ -253,3 +253,11 @@ def test_preview_uses_the_real_orders_rate_cap_and_rounding():
     # rates above the cap are cut as on a real order, and level 2 is never previewed as the viewer's own
     capped = domain.preview({"sku_a": 1000}, level1_bp=3500, level2_bp=500, max_total_bp=3000)
     assert capped == {"level1_bp": 3000, "per_unit_fen": {"sku_a": 300}}
+
+
+def test_difference_fen_adds_up_every_disagreement_in_absolute_value():
+    balances = [{"user_id": "u", "bucket": "pending", "ledger_fen": 100, "balance_fen": 70},
+                {"user_id": "u", "bucket": "frozen", "ledger_fen": 0, "balance_fen": -5}]
+    commissions = [{"commission_id": "o:1", "field": "accrued_fen", "stored": 10, "ledger": 12}]
+    assert domain.difference_fen(balances, commissions) == 30 + 5 + 2
+    assert domain.difference_fen([], []) == 0

@@ -132,8 +132,17 @@ def test_reconciliation_reports_a_balance_that_drifted_from_the_ledger(rpc, mong
         assert not report["ok"]
         assert {"user_id": user, "bucket": "withdrawable", "ledger_fen": 100, "balance_fen": 107} in \
             report["differences"]
+        assert reconciliation_gauge(stack) >= 7  # what the alert watches
         code, output = make_reconcile(stack)
         assert code == 1 and user in output and "DIFFERENCES" in output
     finally:
         balances.update_one({"_id": user}, {"$inc": {"withdrawable_fen": -7}})
     assert rpc.commission.reconcile()["ok"]
+    assert reconciliation_gauge(stack) == 0
+
+
+def reconciliation_gauge(stack):
+    import requests
+    text = requests.get(stack.services["commission"].url + "/metrics", timeout=5).text
+    return float(next(line.split()[1] for line in text.splitlines()
+                      if line.startswith("quanzi_reconciliation_difference_fen ")))

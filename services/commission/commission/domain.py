@@ -288,6 +288,12 @@ def ledger_balances(sums):
     return balances
 
 
+def difference_fen(balance_differences_, commission_differences_):
+    """One number for monitoring: how many fen, in absolute value, the stored state is off from the ledger."""
+    total = sum(abs(d["ledger_fen"] - d["balance_fen"]) for d in balance_differences_)
+    return total + sum(abs(d["stored"] - d["ledger"]) for d in commission_differences_)
+
+
 def balance_differences(from_ledger, stored):
     """[{user_id, bucket, ledger_fen, balance_fen}] wherever the stored balance disagrees with the ledger, or a
     balance is negative."""

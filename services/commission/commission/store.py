@@ -9,6 +9,7 @@ ledger       append-only moves between balance buckets, unique per (order, benef
 balances     per user, one field per bucket; changed only in the transaction that writes the ledger entry
 withdrawals  payout requests, unique per (user, Idempotency-Key)
 """
+from prometheus_client import Counter, Gauge
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
@@ -17,6 +18,10 @@ from kit import paging
 from kit.errors import Conflict
 from kit.mongo import BaseStore
 from kit.validation import new_id, utcnow
+
+ACCRUED_FEN = Counter("quanzi_commission_accrued_fen_total", "Commission accrued on paid orders, in fen")
+RECONCILIATION_DIFFERENCE = Gauge("quanzi_reconciliation_difference_fen",
+                                  "Total |ledger - balance| found by the last reconciliation, in fen")
 
 
 class CommissionStore(BaseStore):
@@ -80,6 +85,8 @@ class CommissionStore(BaseStore):
         self.orders.replace_one({"_id": order_id}, order, upsert=True, session=session)
         if new:
             self.commissions.insert_many(new, session=session)
+            accrued = sum(c["accrued_fen"] for c in new)
+            self.after_commit(session, lambda: ACCRUED_FEN.inc(accrued))
         for commission_id, fields in changed.items():
             self.commissions.update_one({"_id": commission_id}, {"$set": {**fields, "updated_at": now}},
                                         session=session)
@@ -271,6 +278,7 @@ class CommissionStore(BaseStore):
             entries = self.ledger.count_documents({}, session=session)
         differences = domain.balance_differences(domain.ledger_balances(sums), stored)
         commission_differences = domain.commission_differences(commissions, per_commission)
+        RECONCILIATION_DIFFERENCE.set(domain.difference_fen(differences, commission_differences))
         return {"ok": not differences and not commission_differences, "ledger_entries": entries,
                 "users_checked": len(set(stored) | {s[0] for s in sums}), "commissions_checked": len(commissions),
                 "differences": differences[:100], "commission_differences": commission_differences[:100]}
