@@ -41,3 +41,33 @@ class ProductCache(DependencyProvider):
 
     def get_dependency(self, worker_ctx):
         return self.views
+
+
+class TtlMap:
+    """A small time-bounded map for page parts that may lag a little (open groups, social proof)."""
+
+    def __init__(self, ttl, max_entries=MAX_ENTRIES):
+        self.ttl, self.max_entries, self.entries = ttl, max_entries, {}
+
+    def get(self, key):
+        entry = self.entries.get(key)
+        return entry[1] if entry is not None and entry[0] >= time.monotonic() else None
+
+    def put(self, key, value):
+        if len(self.entries) >= self.max_entries:
+            self.entries.clear()
+        self.entries[key] = (time.monotonic() + self.ttl, value)
+
+    def drop(self, key):
+        self.entries.pop(key, None)
+
+
+class PageParts(DependencyProvider):
+    """Caches for the aggregated product page: open groups (2 s: seats fill fast), a viewer's social proof
+    (30 s) and the commission preview (until the product changes)."""
+
+    def setup(self):
+        self.parts = {"groups": TtlMap(2), "social": TtlMap(30), "commission": TtlMap(300)}
+
+    def get_dependency(self, worker_ctx):
+        return self.parts

@@ -70,6 +70,33 @@ class Sku(Schema):
     stock = fields.Integer()
 
 
+class Person(Schema):
+    user_id = Id(required=True)
+    nickname = fields.String(allow_none=True)
+
+
+class SocialProof(Schema):
+    friends_bought = fields.List(fields.Nested(Person))
+    friends_bought_count = fields.Integer()
+    friends_shared = fields.List(fields.Nested(Person))
+    friends_shared_count = fields.Integer()
+
+
+class CommissionPreview(Schema):
+    level1_bp = fields.Integer()
+    per_unit_fen = fields.Dict(keys=fields.String(), values=fields.Integer(),
+                               metadata={"description": "per SKU id, and 'group' for the group price"})
+
+
+class OpenGroup(Schema):
+    group_id = Id(required=True)
+    size = fields.Integer()
+    seats_left = fields.Integer()
+    price_fen = fields.Integer()
+    leader_id = Id()
+    expires_at = fields.String()
+
+
 class Product(Schema):
     product_id = Id(required=True)
     merchant_id = Id()
@@ -84,7 +111,13 @@ class Product(Schema):
     status = fields.String()
     rating = fields.Nested(Rating)
     created_at = fields.String()
-    social = fields.Dict(allow_none=True)
+    open_groups = fields.List(fields.Nested(OpenGroup), allow_none=True,
+                              metadata={"description": "groups of this product a viewer can still join"})
+    social = fields.Nested(SocialProof, allow_none=True, metadata={"description": "signed-in viewers only"})
+    commission_preview = fields.Nested(CommissionPreview, allow_none=True,
+                                       metadata={"description": "signed-in viewers: level-1 earnings per unit"})
+    degraded = fields.List(fields.String(), metadata={
+        "description": "parts left null because their service was slow or down (groups, social, commission)"})
 
 
 class ProductSummary(Schema):

@@ -4,15 +4,21 @@ from nameko.rpc import RpcProxy
 
 from catalog.schemas import MerchantApplication, ProductInput, ProductSearch, ProductUpdate, Reason
 from gateway import schemas
-from gateway.cache import ProductCache
+from gateway.cache import PageParts, ProductCache
 from gateway.http import api
-from gateway.rpc import call
+from gateway.rpc import call, call_all
+
+PAGE_BUDGET = 0.12  # seconds for the optional parts, so the page answers within 150 ms even when one hangs
 from kit.errors import NotFound
 
 
 class CatalogRoutes:
     catalog = RpcProxy("catalog")
+    orders = RpcProxy("orders")
+    social_feed = RpcProxy("social_feed")
+    commission = RpcProxy("commission")
     products = ProductCache()
+    page_parts = PageParts()
 
     @api("POST", "/merchants", body=MerchantApplication, response=schemas.Merchant, status=201, tags=["merchants"],
          summary="Apply to sell; an admin reviews the application")
@@ -68,13 +74,37 @@ class CatalogRoutes:
         return self.product_page(c, view)
 
     def product_page(self, c, view):
-        """Hook for the aggregated product page (social proof, commission preview)."""
-        return view
+        """The product page in one call: the product, open groups to join and, for a signed-in viewer, friends
+        who bought or shared it and what they would earn sharing it. The other services are asked in parallel
+        within PAGE_BUDGET; a part that is slow or down is null and named in `degraded`."""
+        product_id = view["product_id"]
+        wanted = {}
+        if view.get("group_buy"):
+            wanted["groups"] = (product_id, self.orders.open_groups, (product_id,))
+        if c.user_id:
+            wanted["social"] = ((c.user_id, product_id), self.social_feed.social_proof, (c.user_id, product_id))
+            prices = {s["sku_id"]: s["price_fen"] for s in view["skus"]}
+            if view.get("group_buy"):
+                prices["group"] = view["group_buy"]["price_fen"]
+            wanted["commission"] = (product_id, self.commission.preview, ({"prices": prices, **view["commission"]},))
+        parts, calls = {}, {}
+        for name, (key, method, args) in wanted.items():
+            parts[name] = self.page_parts[name].get(key)
+            if parts[name] is None:
+                calls[name] = (method, args)
+        answers, degraded = call_all(calls, timeout=PAGE_BUDGET)
+        for name, answer in answers.items():
+            parts[name] = answer
+            if answer is not None:
+                self.page_parts[name].put(wanted[name][0], answer)
+        return {**view, "open_groups": parts.get("groups"), "social": parts.get("social"),
+                "commission_preview": parts.get("commission"), "degraded": sorted(degraded)}
 
     # -- keep the read model fresh ----------------------------------------------------------------
     @event_handler("catalog", "product.updated", handler_type=BROADCAST, reliable_delivery=False)
     def product_updated(self, event):
         self.products.drop(event["data"]["product_id"])
+        self.page_parts["commission"].drop(event["data"]["product_id"])
 
     @event_handler("catalog", "product.hidden", handler_type=BROADCAST, reliable_delivery=False)
     def product_hidden(self, event):

@@ -1,9 +1,8 @@
 """Health, the API document, and JSON for every unknown route."""
-from nameko.rpc import RpcProxy
 
+from contracts.asyncapi import build_asyncapi
 from gateway.errors import MethodNotAllowed
 from gateway.http import ROUTES, allowed_methods, api
-from contracts.asyncapi import build_asyncapi
 from gateway.docs import swagger_asset, swagger_page
 from gateway.openapi import build_spec
 from gateway.rpc import call_all
@@ -17,15 +16,11 @@ class SystemRoutes:
          summary="The gateway and every service it can reach", errors=[503])
     def http_health(self, c):
         own = self.health_report()
-        answers, _ = call_all({name: (getattr(self, f"health_{name}").health, ()) for name in BACKENDS}, timeout=2)
+        answers, _ = call_all({name: (getattr(self, name).health, ()) for name in BACKENDS}, timeout=2)
         services = {name: (answer or {"status": "down"}) for name, answer in answers.items()}
         status = "ok" if own["status"] == "ok" and all(s["status"] == "ok" for s in services.values()) else "degraded"
         return (200 if own["status"] == "ok" else 503), {"status": status, "gateway": own, "services": services}
 
-    health_catalog = RpcProxy("catalog")
-    health_orders = RpcProxy("orders")
-    health_social_feed = RpcProxy("social_feed")
-    health_commission = RpcProxy("commission")
 
     @api("GET", "/openapi.json", auth=None, prefix="", tags=["system"], summary="This API's OpenAPI 3 document")
     def openapi(self, c):
