@@ -68,8 +68,15 @@ def mint_buyers(stack, count):
     return [{"user_id": i, "token": issue_token(stack.env["JWT_SECRET"], i, ["shopper"])} for i in ids]
 
 
+def distinct(messages):
+    """Events as a subscriber applies them: once per envelope id. Delivery is at-least-once (a relay that dies
+    between publishing and marking an event sent publishes it again after a restart, under the same id)."""
+    seen = set()
+    return [m for m in messages if not (m["id"] in seen or seen.add(m["id"]))]
+
+
 def events_of(listener, order_id=None, group_id=None):
-    """(type, envelope) received so far for one order or group."""
-    return [(m["type"], m) for m in listener.messages
+    """(type, envelope) of the distinct events received so far for one order or group."""
+    return [(m["type"], m) for m in distinct(listener.messages)
             if (order_id and m["data"].get("order_id") == order_id)
             or (group_id and m["data"].get("group_id") == group_id and m["type"].startswith("groupbuy."))]

