@@ -15,7 +15,8 @@ def test_a_shopper_orders_pays_receives_and_reviews(api, rpc):
     order = place(api, buyer["token"], sku, qty=2, key="first-try")
     # then it waits for payment at the price of the moment, free shipping from 99 yuan, stock reserved
     assert order["status"] == "pending_payment"
-    assert (order["goods_fen"], order["shipping_fen"], order["discount_fen"], order["total_fen"]) == (10000, 0, 0, 10000)
+    assert (order["goods_fen"], order["shipping_fen"], order["discount_fen"], order["total_fen"]) == \
+        (10000, 0, 0, 10000)
     assert order["lines"][0]["unit_price_fen"] == 5000 and order["address"] == ADDRESS
     assert stock_of(rpc, product["product_id"]) == 18
     # and a later price rise does not change it
