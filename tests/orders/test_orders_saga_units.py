@@ -102,3 +102,12 @@ def test_the_same_idempotency_key_returns_the_order_it_made_without_reserving_ag
     worker, store, catalog = service(existing=made)
     assert worker.create_order("usr_b", order_body("sku_a"), "key-1")["order_id"] == "ord_old"
     catalog.reserve_stock.call_async.assert_not_called()
+
+
+def test_a_key_already_used_for_a_plain_order_cannot_open_a_group():
+    made = {"_id": "ord_old", "buyer_id": "usr_b", "status": "pending_payment", "group_id": None}
+    worker, store, catalog = service(existing=made)
+    with pytest.raises(Conflict) as err:
+        worker.open_group("usr_b", {"sku_id": "sku_a", "address": order_body("x")["address"]}, "key-1")
+    assert "Idempotency-Key" in err.value.fields
+    catalog.reserve_stock.call_async.assert_not_called()

@@ -92,6 +92,10 @@ class OrdersService(ServiceBase):
             if intent is not None:
                 break
             if existing is not None and existing["status"] not in (CREATING, ABANDONED):
+                if (existing.get("group_id") is None) != (group is None) or \
+                        (group not in (None, "open") and existing["group_id"] != group):
+                    raise Conflict("this Idempotency-Key was used for another request",
+                                   {"Idempotency-Key": ["already used for another order"]})
                 return existing  # the same key again: the same order
             if time.monotonic() > deadline:
                 raise Conflict("a request with this Idempotency-Key is still being handled; retry shortly")
