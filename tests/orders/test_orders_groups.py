@@ -186,3 +186,13 @@ def _provider_refunds(mongo, trade_no):
 
 def _assert(condition):
     assert condition
+
+
+def test_a_products_open_groups_are_those_with_a_seat_left_closing_soonest_first(api, rpc):
+    _, _, product, sku = group_shop(api, size=2, window_seconds=600)
+    first, second, joiner = (api.register_user() for _ in range(3))
+    full = open_group(api, first, sku)["group_id"]
+    open_one = open_group(api, second, sku)["group_id"]
+    join(api, joiner, full, sku)
+    groups = rpc.orders.open_groups(product["product_id"])
+    assert [(g["group_id"], g["seats_left"], g["price_fen"]) for g in groups] == [(open_one, 1, 3900)]

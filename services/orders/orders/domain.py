@@ -259,6 +259,13 @@ def group_view(group):
             "expires_at": group["expires_at"].isoformat(), "formed_at": _iso(group.get("formed_at"))}
 
 
+def open_group_view(group):
+    """A group shown on its product's page, for shoppers to join."""
+    return {"group_id": group["_id"], "size": group["size"], "seats_left": group["free_seats"],
+            "price_fen": group["price_fen"], "leader_id": group["leader_id"],
+            "expires_at": group["expires_at"].isoformat()}
+
+
 def group_event_data(group, members, **extra):
     return {"group_id": group["_id"], "product_id": group["product_id"], "sku_id": group["sku_id"],
             "leader_id": group["leader_id"], "size": group["size"],

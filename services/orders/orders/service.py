@@ -173,6 +173,12 @@ class OrdersService(ServiceBase):
     def get_group(self, group_id):
         return domain.group_view(self.store.group(self._id(group_id)))
 
+    @rpc
+    def open_groups(self, product_id, limit=10):
+        """Groups of a product a shopper can still join (the product page shows them), closing soonest first."""
+        limit = max(1, min(int(limit), 50))
+        return [domain.open_group_view(g) for g in self.store.open_groups(self._id(product_id), utcnow(), limit)]
+
     # -- buyer and merchant actions ------------------------------------------------------------------------
     @rpc
     def pay(self, viewer, order_id):

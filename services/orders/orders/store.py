@@ -37,7 +37,8 @@ class OrdersStore(BaseStore):
             IndexModel([("merchant_id", ASCENDING), ("created_at", DESCENDING), ("_id", DESCENDING)]),
             IndexModel([("due_at", ASCENDING)]),
         ],
-        "groups": [IndexModel([("status", ASCENDING), ("expires_at", ASCENDING)])],
+        "groups": [IndexModel([("status", ASCENDING), ("expires_at", ASCENDING)]),
+                   IndexModel([("product_id", ASCENDING), ("status", ASCENDING), ("expires_at", ASCENDING)])],
         "payments": [IndexModel([("order_id", ASCENDING)])],
         "refunds": [IndexModel([("order_id", ASCENDING)]), IndexModel([("status", ASCENDING), ("due_at", ASCENDING)])],
     }
@@ -79,6 +80,12 @@ class OrdersStore(BaseStore):
         if group is None:
             raise NotFound("group buy not found")
         return group
+
+    def open_groups(self, product_id, now, limit):
+        """A product's groups with a free seat, closing soonest first."""
+        return list(self.groups.find({"product_id": product_id, "status": domain.GROUP_OPEN,
+                                      "expires_at": {"$gt": now}, "free_seats": {"$gt": 0}})
+                    .sort("expires_at", ASCENDING).limit(limit))
 
     def list_orders(self, match, status, limit, cursor):
         query = dict(match, status=status or {"$nin": [CREATING, ABANDONED]})
