@@ -37,7 +37,8 @@ def build_spec(routes, version="1.0.0"):
                   for n in re.findall(r"{([a-z_]+)}", path)]
         for name, schema in (("body", route.get("body")), ("query", route.get("query")),
                              ("response", route.get("response"))):
-            if schema is not None and _schema_name(schema) not in seen:
+            if schema is not None and _schema_name(schema) not in seen \
+                    and _schema_name(schema) not in spec.components.schemas:  # already added as a nested one
                 spec.components.schema(_schema_name(schema), schema=schema)
                 seen.add(_schema_name(schema))
         if route.get("query") is not None:

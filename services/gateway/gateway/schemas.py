@@ -134,3 +134,18 @@ class ProductSummary(Schema):
 class ProductPage(Schema):
     items = fields.List(fields.Nested(ProductSummary))
     next_cursor = fields.String(allow_none=True)
+
+
+class PendingFriendRequests(Schema):
+    items = fields.List(fields.Nested("FriendRequest"))
+    has_more = fields.Boolean()
+
+
+class Overview(Schema):
+    recent_orders = fields.List(fields.Nested("OrderSummary"), allow_none=True,
+                                metadata={"description": "the latest 5, newest first"})
+    commission = fields.Nested("CommissionSummary", allow_none=True)
+    friend_requests = fields.Nested(PendingFriendRequests, allow_none=True,
+                                    metadata={"description": "waiting for your answer, newest first"})
+    degraded = fields.List(fields.String(), metadata={"description": "parts left null: orders, commission, "
+                                                                   "friend_requests"})

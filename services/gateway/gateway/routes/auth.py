@@ -7,9 +7,11 @@ from gateway import schemas
 from gateway.auth import TOKEN_TTL, hash_password, issue_token, verify_password
 from gateway.errors import ServiceUnavailable, Unauthorized
 from gateway.http import api
-from gateway.rpc import DEFAULT_TIMEOUT, call
+from gateway.rpc import DEFAULT_TIMEOUT, call, call_all
 from kit.errors import InvalidInput
 from kit.validation import new_id, utcnow
+
+OVERVIEW_BUDGET = 0.5  # seconds for the three parts of /me/overview together
 
 # social_feed refuses a create_profile older than this (it sat in its queue while the service was down), so a
 # registration we already undid is never completed behind our back; it is inside our own time budget.
@@ -46,6 +48,22 @@ class AuthRoutes:
             raise Unauthorized("wrong phone number or password")
         return {"access_token": issue_token(self.config.jwt_secret, user["_id"], user["roles"]),
                 "token_type": "bearer", "expires_in": TOKEN_TTL}
+
+    @api("GET", "/me/overview", response=schemas.Overview, tags=["auth"],
+         summary="Home screen in one call: recent orders, commission balances, friend requests waiting")
+    def overview(self, c):
+        """Asked of three services in parallel; a part that is slow or down is null and named in `degraded`."""
+        answers, degraded = call_all({
+            "orders": (self.orders.list_orders, ({"user_id": c.user_id, "is_admin": False}, {"limit": 5})),
+            "commission": (self.commission.summary, (c.user_id,)),
+            "friend_requests": (self.social_feed.friend_requests, (c.user_id, {"limit": 5})),
+        }, timeout=OVERVIEW_BUDGET)
+        requests = answers["friend_requests"]
+        return {"recent_orders": answers["orders"] and answers["orders"]["items"],
+                "commission": answers["commission"],
+                "friend_requests": requests and {"items": requests["items"],
+                                                 "has_more": requests["next_cursor"] is not None},
+                "degraded": sorted(degraded)}
 
     @api("GET", "/me", response=schemas.Me, tags=["auth"], summary="The signed-in user's own profile")
     def me(self, c):

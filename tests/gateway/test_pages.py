@@ -1,0 +1,74 @@
+"""Aggregated pages: the product page and the home overview, whole when every service answers, and still
+answering within budget, with the missing part named, when one does not."""
+import time
+
+from tests.flows import expect
+from tests.helpers import eventually
+from tests.orders.shop import open_shop, pay, place
+from tests.social.social_flows import befriend
+
+GROUP = {"size": 3, "price_fen": 3900, "window_seconds": 3600}
+
+
+def test_a_signed_in_viewer_sees_groups_to_join_friends_who_bought_or_shared_and_what_sharing_earns(api):
+    owner, _, product, sku_id = open_shop(api, price_fen=5000, group_buy=GROUP)
+    product_id = product["product_id"]
+    viewer, buyer, sharer, leader = (api.register_user(nickname=n) for n in ("viewer", "buyer", "sharer", "leader"))
+    befriend(api, viewer, buyer)
+    befriend(api, viewer, sharer)
+    # given a friend who bought it, a friend who shared it, and a stranger's open group
+    pay(api, buyer["token"], place(api, buyer["token"], sku_id)["order_id"])
+    expect(api.post("/shares", json={"product_id": product_id, "channel": "moments"}, token=sharer["token"]), 201)
+    group = expect(api.post("/group-buys", json={"sku_id": sku_id, "qty": 1, "address": {
+        "recipient": "Wang", "phone": "13700001111", "region": "上海市", "detail": "1 Road"}},
+        token=leader["token"]), 201)
+
+    def page_is_complete():
+        page = expect(api.get(f"/products/{product_id}", token=viewer["token"]), 200)
+        assert page["degraded"] == []
+        assert [p["user_id"] for p in page["social"]["friends_bought"]] == [buyer["user_id"]]
+        assert [p["user_id"] for p in page["social"]["friends_shared"]] == [sharer["user_id"]]
+        assert group["group_id"] in [g["group_id"] for g in page["open_groups"]]
+        return page
+    page = eventually(page_is_complete, timeout=15, interval=0.5)
+    # level1_bp 1000 (10%) of each price the viewer could share, the group price too, floored to the fen
+    assert page["commission_preview"] == {"level1_bp": 1000, "per_unit_fen": {sku_id: 500, "group": 390}}
+    # an anonymous visitor gets the product and the groups, nothing personal
+    anonymous = expect(api.get(f"/products/{product_id}"), 200)
+    assert anonymous["social"] is None and anonymous["commission_preview"] is None
+    assert anonymous["open_groups"] and anonymous["degraded"] == []
+
+
+def test_with_social_feed_stopped_the_product_page_answers_in_budget_and_says_what_is_missing(api, stack):
+    _, _, product, _ = open_shop(api)
+    viewer, earlier_visitor = api.register_user(), api.register_user()
+    # the product and its commission preview are in the gateway's caches (another viewer opened the page), so
+    # the one part this viewer's page must ask for live is their social proof
+    expect(api.get(f"/products/{product['product_id']}", token=earlier_visitor["token"]), 200)
+    stack.services["social_feed"].stop()
+    try:
+        started = time.monotonic()
+        page = expect(api.get(f"/products/{product['product_id']}", token=viewer["token"]), 200)
+        elapsed = time.monotonic() - started
+        assert page["degraded"] == ["social"] and page["social"] is None
+        assert page["commission_preview"] is not None and page["title"] == product["title"]
+        assert elapsed < 0.6, f"the page took {elapsed:.3f}s with social-feed down"
+        overview = expect(api.get("/me/overview", token=viewer["token"]), 200)
+        assert overview["degraded"] == ["friend_requests"] and overview["friend_requests"] is None
+        assert overview["commission"] is not None
+    finally:
+        stack.services["social_feed"].start()
+        stack.services["social_feed"].wait_healthy()
+
+
+def test_the_overview_shows_recent_orders_balances_and_waiting_friend_requests(api):
+    _, _, _, sku_id = open_shop(api)
+    me, asker = api.register_user(), api.register_user(nickname="asker")
+    orders = [place(api, me["token"], sku_id)["order_id"] for _ in range(6)]
+    expect(api.post("/friends/requests", json={"user_id": me["user_id"]}, token=asker["token"]), 201)
+    overview = expect(api.get("/me/overview", token=me["token"]), 200)
+    assert [o["order_id"] for o in overview["recent_orders"]] == list(reversed(orders))[:5]
+    assert overview["recent_orders"][0]["status"] == "pending_payment"
+    assert overview["commission"]["withdrawable_fen"] == 0
+    assert [r["from_user_id"] for r in overview["friend_requests"]["items"]] == [asker["user_id"]]
+    assert overview["friend_requests"]["has_more"] is False and overview["degraded"] == []
