@@ -102,15 +102,21 @@ class Context:
             for proxy in proxies:
                 proxy.stop()
 
-    def wrk(self, name, paths, connections=16, seconds=10, headers=None):
-        """GET a random path of `paths` with wrk; returns the same row shape as measure()."""
+    def wrk(self, name, paths, connections=16, seconds=10, headers=None, tokens=None):
+        """GET a random path of `paths` with wrk (as a random one of `tokens`' users, when given); returns the
+        same row shape as measure()."""
         if not shutil.which("wrk"):
             raise RuntimeError("wrk is not installed (make bench installs Debian's wrk)")
         # paths are URL-encoded ASCII: Lua has no \\u escapes, and a script error makes wrk fall back to "GET /"
         lines = ["local paths = {" + ",".join(json.dumps(urllib.parse.quote(p, safe="/?=&+")) for p in paths) + "}"]
         for key, value in (headers or {}).items():
             lines.append(f"wrk.headers[{json.dumps(key)}] = {json.dumps(value)}")
-        lines.append("request = function() return wrk.format('GET', paths[math.random(#paths)]) end")
+        if tokens:
+            lines.append("local tokens = {" + ",".join(json.dumps(t) for t in tokens) + "}")
+            lines.append("request = function() return wrk.format('GET', paths[math.random(#paths)], "
+                         "{Authorization = 'Bearer ' .. tokens[math.random(#tokens)]}) end")
+        else:
+            lines.append("request = function() return wrk.format('GET', paths[math.random(#paths)]) end")
         with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
             script.write("\n".join(lines))
         result = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", script.name,
@@ -164,8 +170,12 @@ def main():
     rows = []
     try:
         ctx = Context(stack)
-        rows += bench_catalog(ctx, seconds)
+        only = set(filter(None, os.environ.get("BENCH_ONLY", "").split(",")))  # e.g. BENCH_ONLY=catalog,gateway
+        if not only or "catalog" in only:
+            rows += bench_catalog(ctx, seconds)
         for plugin in PLUGINS:
+            if only and plugin.removeprefix("bench_") not in only:
+                continue
             try:
                 module = importlib.import_module(f"tools.{plugin}")
             except ModuleNotFoundError as err:

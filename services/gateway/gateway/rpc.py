@@ -12,9 +12,13 @@ def call(method, *args, timeout=DEFAULT_TIMEOUT, **kwargs):
         return reply.result()
 
 
-def call_all(calls, timeout):
+LATE_LIMIT = 10.0  # how long a late answer is still waited for, in the background, to fill a cache
+
+
+def call_all(calls, timeout, on_late=None):
     """Run {name: (method, args)} in parallel; each answer or None when it failed or ran out of time.
-    Returns (answers, degraded names)."""
+    Returns (answers, degraded names). An answer that arrives after `timeout` is handed to on_late(name, answer)
+    in the background: under load the next request then finds it cached instead of waiting the budget again."""
     pending, answers, degraded = {}, {}, []
     for name, (method, args) in calls.items():
         try:
@@ -33,10 +37,21 @@ def call_all(calls, timeout):
                 answers[name] = None
                 degraded.append(name)
     except eventlet.Timeout:
-        for name in pending:
+        for name, reply in pending.items():
             if name not in answers:
                 answers[name] = None
                 degraded.append(name)
+                if on_late is not None:
+                    eventlet.spawn_n(_deliver_late, name, reply, on_late)
     finally:
         deadline.cancel()
     return answers, degraded
+
+
+def _deliver_late(name, reply, on_late):
+    try:
+        with eventlet.Timeout(LATE_LIMIT):
+            answer = reply.result()
+    except BaseException:  # noqa: B036 - gave up on it (timeout or error): nothing to cache
+        return
+    on_late(name, answer)

@@ -92,11 +92,13 @@ class CatalogRoutes:
             parts[name] = self.page_parts[name].get(key)
             if parts[name] is None:
                 calls[name] = (method, args)
-        answers, degraded = call_all(calls, timeout=PAGE_BUDGET)
+        def remember(name, answer):
+            self.page_parts[name].put(wanted[name][0], answer)
+        answers, degraded = call_all(calls, timeout=PAGE_BUDGET, on_late=remember)
         for name, answer in answers.items():
             parts[name] = answer
             if answer is not None:
-                self.page_parts[name].put(wanted[name][0], answer)
+                remember(name, answer)
         return {**view, "open_groups": parts.get("groups"), "social": parts.get("social"),
                 "commission_preview": parts.get("commission"), "degraded": sorted(degraded)}
 
