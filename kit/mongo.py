@@ -45,7 +45,8 @@ class BaseStore:
         self.outbox.ensure_indexes()
         self.processed.create_index([("at", ASCENDING)], expireAfterSeconds=PROCESSED_RETENTION)
 
-    def on_commit(self, listener):
+    def on_events_committed(self, listener):
+        """listener() runs after every transaction that committed events (the relay's wake-up call)."""
         self._committed_listeners.append(listener)
 
     def transaction(self, fn):
@@ -57,13 +58,12 @@ class BaseStore:
         def attempt(session):
             callbacks.clear()  # a retried attempt starts over: only the committed attempt's callbacks run
             session.after_commit = callbacks.append
+            session.emitted = False
             return fn(session)
 
         with self.client.start_session() as session:
             result = session.with_transaction(
                 attempt, read_concern=ReadConcern("majority"), write_concern=WriteConcern("majority"))
-        for listener in self._committed_listeners:
-            listener()
         for callback in callbacks:
             callback()
         return result
@@ -75,8 +75,17 @@ class BaseStore:
         session.after_commit(callback)
 
     def emit(self, session, event_type, data, subject=None):
-        """Record an event in the outbox within the caller's transaction; returns the envelope."""
-        return self.outbox.add(session, event_type, data, subject)
+        """Record an event in the outbox within the caller's transaction; returns the envelope. Once it
+        commits, the relay is woken (only transactions that wrote events wake it)."""
+        envelope = self.outbox.add(session, event_type, data, subject)
+        if not getattr(session, "emitted", True):
+            session.emitted = True
+            session.after_commit(self._events_committed)
+        return envelope
+
+    def _events_committed(self):
+        for listener in self._committed_listeners:
+            listener()
 
     def apply_once(self, key, fn):
         """Apply fn(session) and remember `key` in one transaction; a key seen before returns DUPLICATE."""
@@ -116,7 +125,7 @@ class MongoStore(DependencyProvider):
         self.store.ensure_indexes()
         if self.relay_enabled:
             self.relay = OutboxRelay(self.store.outbox, settings.amqp_uri)
-            self.store.on_commit(self.relay.nudge)
+            self.store.on_events_committed(self.relay.nudge)
 
     def start(self):
         if self.relay:

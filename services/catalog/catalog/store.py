@@ -155,28 +155,30 @@ class CatalogStore(BaseStore):
 
     # -- stock -------------------------------------------------------------------------------------
     def reserve(self, order_id, lines, group):
-        """All-or-nothing reservation of an order's lines; reserving the same order again is a no-op."""
+        """All-or-nothing reservation of an order's lines; reserving the same order again is a no-op.
+
+        Reads and checks come first and the stock decrements last, so the window in which this transaction
+        holds a popular SKU (and makes concurrent buyers retry) is as short as it can be."""
         def txn(session):
             existing = self.reservations.find_one({"_id": order_id}, session=session)
             if existing is not None:
                 if existing["status"] != "reserved":
                     raise Conflict("this order's reservation was already released")
                 return existing["result"]
+            lines_in_order = sorted(lines, key=lambda line: line["sku_id"])
+            skus = {s["_id"]: s for s in self.skus.find({"_id": {"$in": [l["sku_id"] for l in lines]}},
+                                                         session=session)}
+            missing = [l["sku_id"] for l in lines if l["sku_id"] not in skus]
+            if missing:
+                raise NotFound(f"SKU {missing[0]} not found")
+            products = {p["_id"]: p for p in self.products.find(
+                {"_id": {"$in": list({s["product_id"] for s in skus.values()})}}, session=session)}
             priced = []
-            for line in sorted(lines, key=lambda line: line["sku_id"]):
-                sku = self.skus.find_one_and_update(
-                    {"_id": line["sku_id"], "stock": {"$gte": line["qty"]}}, {"$inc": {"stock": -line["qty"]}},
-                    return_document=ReturnDocument.AFTER, session=session)
-                if sku is None:
-                    if self.skus.count_documents({"_id": line["sku_id"]}, session=session) == 0:
-                        raise NotFound(f"SKU {line['sku_id']} not found")
-                    raise Conflict("sold out", {"sku_id": [f"{line['sku_id']} has fewer than {line['qty']} left"]})
-                product = self.get_product(sku["product_id"], session)
+            for line in lines_in_order:
+                sku = skus[line["sku_id"]]
+                product = products[sku["product_id"]]
                 if not product.get("visible"):
-                    raise Conflict("product not available", {"sku_id": [f"{line['sku_id']} is not on sale"]})
-                if sku["stock"] == 0:
-                    self.emit(session, "stock.depleted", {"product_id": product["_id"], "sku_id": sku["_id"]},
-                              subject=product["_id"])
+                    raise Conflict("product not available", {"sku_id": [f"{sku['_id']} is not on sale"]})
                 priced.append({
                     "sku_id": sku["_id"], "product_id": product["_id"], "merchant_id": product["merchant_id"],
                     "title": product["title"], "qty": line["qty"],
@@ -188,6 +190,15 @@ class CatalogStore(BaseStore):
             self.reservations.insert_one({"_id": order_id, "status": "reserved", "result": result,
                                           "lines": [{"sku_id": p["sku_id"], "qty": p["qty"]} for p in priced],
                                           "created_at": utcnow()}, session=session)
+            for line in lines_in_order:
+                sku = self.skus.find_one_and_update(
+                    {"_id": line["sku_id"], "stock": {"$gte": line["qty"]}}, {"$inc": {"stock": -line["qty"]}},
+                    return_document=ReturnDocument.AFTER, session=session)
+                if sku is None:
+                    raise Conflict("sold out", {"sku_id": [f"{line['sku_id']} has fewer than {line['qty']} left"]})
+                if sku["stock"] == 0:
+                    self.emit(session, "stock.depleted", {"product_id": sku["product_id"], "sku_id": sku["_id"]},
+                              subject=sku["product_id"])
             return result
         return self.transaction(txn)
 
