@@ -107,7 +107,7 @@ def test_every_alert_and_recording_rule_evaluates_against_live_metrics(prometheu
 def test_a_business_counter_rises_when_an_order_is_placed(stack, api, prometheus):
     """Given Prometheus scraping the orders service, when a shopper places an order through the gateway, then
     the orders-placed counter Prometheus holds goes up by one."""
-    from tests.orders.shop import open_shop, place
+    from tests.orders.shop import open_shop, pay, place
 
     assert "orders" in stack.services, "the orders service is part of the stack"
     _, _, product, sku_id = open_shop(api, price_fen=2500, stock=5)
@@ -117,6 +117,12 @@ def test_a_business_counter_rises_when_an_order_is_placed(stack, api, prometheus
     order = place(api, buyer["token"], sku_id, qty=2, key=f"deploy-{uuid.uuid4().hex}")
     assert order["total_fen"] >= 5000
     eventually(lambda: _assert_equal(prometheus.value(placed), before + 1), timeout=15, interval=0.5)
+    # and once it is paid, GMV grows by exactly what was paid
+    gmv = 'sum(quanzi_gmv_fen_total{job="quanzi"})'
+    gmv_before = prometheus.value(gmv) or 0
+    pay(api, buyer["token"], order["order_id"])
+    eventually(lambda: _assert_equal(prometheus.value(gmv), gmv_before + order["total_fen"]), timeout=15,
+               interval=0.5)
 
 
 def _assert_equal(actual, expected):

@@ -32,6 +32,7 @@ RPC_TIMEOUT = 10.0
 IDEMPOTENT_WAIT = 10.0  # how long a retry waits for the first request with its Idempotency-Key to finish
 
 ORDERS_PLACED = Counter("quanzi_orders_placed_total", "Orders placed, by kind", ["kind"])
+GMV_FEN = Counter("quanzi_gmv_fen_total", "Gross merchandise value: money of applied payments, in fen")
 PAYMENTS = Counter("quanzi_payment_notifications_total", "Payment notifications, by outcome", ["outcome"])
 TIMERS = Counter("quanzi_order_timers_total", "Due work handled by the sweep", ["kind"])
 
@@ -266,6 +267,8 @@ class OrdersService(ServiceBase):
                         note["trade_no"], note["order_id"], note["amount_fen"])
             raise
         PAYMENTS.labels(outcome).inc()
+        if outcome == "applied":
+            GMV_FEN.inc(note["amount_fen"])
         if refund_id is not None:
             log.info("payment %s for order %s arrived too late: refunding it", note["trade_no"], note["order_id"])
             self._pay_back(self.store.refund(refund_id))
