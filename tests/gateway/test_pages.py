@@ -72,3 +72,10 @@ def test_the_overview_shows_recent_orders_balances_and_waiting_friend_requests(a
     assert overview["commission"]["withdrawable_fen"] == 0
     assert [r["from_user_id"] for r in overview["friend_requests"]["items"]] == [asker["user_id"]]
     assert overview["friend_requests"]["has_more"] is False and overview["degraded"] == []
+
+
+def test_me_shows_the_profile_as_the_user_edited_it(api):
+    user = api.register_user(nickname="before")
+    expect(api.patch("/profile", json={"nickname": "after"}, token=user["token"]), 200)
+    me = expect(api.get("/me", token=user["token"]), 200)
+    assert me["nickname"] == "after" and me["phone"] == user["phone"] and me["inviter_id"] is None

@@ -30,14 +30,6 @@ class Token(Schema):
     expires_in = fields.Integer(required=True)
 
 
-class Me(Schema):
-    user_id = Id(required=True)
-    phone = fields.String(required=True, metadata={"description": "whole, only to its owner"})
-    nickname = fields.String()
-    roles = fields.List(fields.String())
-    merchants = fields.List(fields.Dict())
-
-
 class ErrorBody(Schema):
     code = fields.String(required=True)
     message = fields.String(required=True)
@@ -56,6 +48,16 @@ class Merchant(Schema):
     status = fields.String(validate=validate.OneOf(["pending", "approved", "rejected", "suspended"]))
     reason = fields.String(allow_none=True)
     created_at = fields.String()
+
+
+class Me(Schema):
+    user_id = Id(required=True)
+    phone = fields.String(required=True, metadata={"description": "whole, only to its owner"})
+    nickname = fields.String()
+    avatar_url = fields.String(allow_none=True)
+    inviter_id = Id(allow_none=True, metadata={"description": "who invited you (first touch), if anyone"})
+    roles = fields.List(fields.String())
+    merchants = fields.List(fields.Nested(Merchant))
 
 
 class Rating(Schema):

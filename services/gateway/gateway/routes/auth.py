@@ -70,5 +70,11 @@ class AuthRoutes:
         user = self.store.user(c.user_id)
         if user is None:
             raise Unauthorized("this account no longer exists")
-        return {"user_id": user["_id"], "phone": user["phone"], "nickname": user["nickname"], "roles": user["roles"],
-                "merchants": call(self.catalog.merchants_of, user["_id"])}
+        answers, _ = call_all({"merchants": (self.catalog.merchants_of, (user["_id"],)),
+                               "profile": (self.social_feed.get_profile, (user["_id"], user["_id"]))}, timeout=5)
+        if answers["merchants"] is None:
+            raise ServiceUnavailable("the catalog did not answer in time")
+        profile = answers["profile"] or {}  # social-feed owns the profile (nickname, avatar); none for the admin
+        return {"user_id": user["_id"], "phone": user["phone"], "nickname": profile.get("nickname", user["nickname"]),
+                "avatar_url": profile.get("avatar_url"), "inviter_id": profile.get("inviter_id"),
+                "roles": user["roles"], "merchants": answers["merchants"]}
