@@ -26,12 +26,16 @@ def connect(uri):
 
 
 class BaseStore:
-    """Subclasses set INDEXES = {collection: [IndexModel, ...]} and add query methods."""
+    """Subclasses set COLLECTIONS (each becomes an attribute: store.orders is the `orders` collection),
+    INDEXES = {collection: [IndexModel, ...]}, and add query methods."""
+    COLLECTIONS = ()
     INDEXES = {}
 
     def __init__(self, client, db, service_name, settings):
         self.client = client
         self.db = db
+        for name in self.COLLECTIONS:
+            setattr(self, name, db[name])
         self.service_name = service_name
         self.settings = settings
         self.outbox = Outbox(db, service_name, settings.outbox_partitions)

@@ -20,13 +20,7 @@ SOURCE, EVENT_TYPE, FOLLOW_UP = "kitsrc", "commission.accrued", "commission.sett
 
 
 class ProbeStore(BaseStore):
-    @property
-    def plans(self):
-        return self.db["plans"]
-
-    @property
-    def applied(self):
-        return self.db["applied"]
+    COLLECTIONS = ("plans", "applied")
 
     def count_run(self, order_id):
         return self.plans.find_one_and_update({"_id": order_id}, {"$inc": {"runs": 1}}, upsert=True,

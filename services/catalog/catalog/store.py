@@ -26,6 +26,7 @@ def decode_cursor(cursor):
 
 
 class CatalogStore(BaseStore):
+    COLLECTIONS = ("merchants", "products", "skus", "reservations", "purchases", "reviews")
     INDEXES = {
         "merchants": [IndexModel([("owner_id", ASCENDING)])],
         "products": [
@@ -37,22 +38,6 @@ class CatalogStore(BaseStore):
         "skus": [IndexModel([("product_id", ASCENDING)])],
         "reviews": [IndexModel([("product_id", ASCENDING), ("created_at", DESCENDING)])],
     }
-
-    @property
-    def merchants(self):
-        return self.db["merchants"]
-
-    @property
-    def products(self):
-        return self.db["products"]
-
-    @property
-    def skus(self):
-        return self.db["skus"]
-
-    @property
-    def reservations(self):
-        return self.db["reservations"]
 
     # -- merchants ---------------------------------------------------------------------------------
     def get_merchant(self, merchant_id, session=None):
@@ -219,14 +204,6 @@ class CatalogStore(BaseStore):
         return self.transaction(txn)
 
     # -- reviews: only from buyers of completed orders (learnt from order.completed events) ----------------
-    @property
-    def purchases(self):
-        return self.db["purchases"]
-
-    @property
-    def reviews(self):
-        return self.db["reviews"]
-
     def record_purchases(self, session, order):
         """One purchase per (order, product) of a completed order; the review right it gives."""
         for product_id in {line["product_id"] for line in order["lines"]}:

@@ -25,6 +25,7 @@ RECONCILIATION_DIFFERENCE = Gauge("quanzi_reconciliation_difference_fen",
 
 
 class CommissionStore(BaseStore):
+    COLLECTIONS = ("shares", "bindings", "inviters", "orders", "commissions", "ledger", "balances", "withdrawals")
     INDEXES = {
         "shares": [IndexModel([("sharer_id", ASCENDING)])],
         "bindings": [IndexModel([("viewer_id", ASCENDING), ("clicked_at", DESCENDING)])],
@@ -47,11 +48,6 @@ class CommissionStore(BaseStore):
             IndexModel([("status", ASCENDING), ("claimed_until", ASCENDING)]),
         ],
     }
-
-    def __getattr__(self, name):
-        if name in self.INDEXES:
-            return self.db[name]
-        raise AttributeError(name)
 
     # -- social facts (never money: C2, C8) --------------------------------------------------------------
     def record_share(self, session, share_code, sharer_id, product_id, at):

@@ -8,14 +8,11 @@ from kit.validation import new_id, utcnow
 
 
 class GatewayStore(BaseStore):
+    COLLECTIONS = ("users", "idempotency")
     INDEXES = {
         "users": [IndexModel([("phone", ASCENDING)], unique=True)],
         "idempotency": [IndexModel([("created_at", ASCENDING)], expireAfterSeconds=24 * 3600)],
     }
-
-    @property
-    def users(self):
-        return self.db["users"]
 
     def insert_user(self, user):
         try:

@@ -28,6 +28,7 @@ REFUND_RETRY_SECONDS = 10  # a refund not confirmed inline by then is retried by
 
 
 class OrdersStore(BaseStore):
+    COLLECTIONS = ("orders", "groups", "payments", "refunds")
     INDEXES = {
         "orders": [
             # the same Idempotency-Key from the same buyer can only ever name one order
@@ -42,22 +43,6 @@ class OrdersStore(BaseStore):
         "payments": [IndexModel([("order_id", ASCENDING)])],
         "refunds": [IndexModel([("order_id", ASCENDING)]), IndexModel([("status", ASCENDING), ("due_at", ASCENDING)])],
     }
-
-    @property
-    def orders(self):
-        return self.db["orders"]
-
-    @property
-    def groups(self):
-        return self.db["groups"]
-
-    @property
-    def payments(self):
-        return self.db["payments"]
-
-    @property
-    def refunds(self):
-        return self.db["refunds"]
 
     # -- reading -----------------------------------------------------------------------------------------
     def order(self, order_id, session=None):

@@ -68,11 +68,6 @@ class SocialFeedStore(BaseStore):
     COLLECTIONS = ("profiles", "friend_requests", "friendships", "moments", "timelines", "likes", "comments",
                    "shares", "share_clicks", "purchases")
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        for name in self.COLLECTIONS:  # store.profiles, store.moments, ...
-            setattr(self, name, self.db[name])
-
     # -- profiles -----------------------------------------------------------------------------------------
     def profile(self, user_id, session=None):
         profile = self.profiles.find_one({"_id": user_id}, session=session)
