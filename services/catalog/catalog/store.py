@@ -1,28 +1,12 @@
 """The catalog's collections: merchants, products, skus (stock lives here), reservations (by order id)."""
-import base64
-import json
-from datetime import datetime
-
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from catalog import domain
+from kit import paging
 from kit.errors import Conflict, Forbidden, NotFound
 from kit.mongo import BaseStore
 from kit.validation import utcnow
-
-
-def encode_cursor(doc):
-    raw = json.dumps([doc["created_at"].isoformat(), doc["_id"]]).encode()
-    return base64.urlsafe_b64encode(raw).decode()
-
-
-def decode_cursor(cursor):
-    try:
-        created_at, last_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        return datetime.fromisoformat(created_at), str(last_id)
-    except Exception:
-        return None
 
 
 class CatalogStore(BaseStore):
@@ -129,14 +113,10 @@ class CatalogStore(BaseStore):
             query["category"] = category
         if merchant_id:
             query["merchant_id"] = merchant_id
-        position = decode_cursor(cursor) if cursor else None
-        if position:
-            created_at, last_id = position
-            query["$or"] = [{"created_at": {"$lt": created_at}}, {"created_at": created_at, "_id": {"$lt": last_id}}]
+        query.update(paging.after(cursor, "created_at"))
         docs = list(self.products.find(query, {"terms": 0, "description": 0})
-                    .sort([("created_at", DESCENDING), ("_id", DESCENDING)]).limit(limit + 1))
-        next_cursor = encode_cursor(docs[limit - 1]) if len(docs) > limit else None
-        return docs[:limit], next_cursor
+                    .sort(paging.NEWEST_FIRST("created_at")).limit(limit + 1))
+        return paging.page(docs, limit, "created_at")
 
     # -- stock -------------------------------------------------------------------------------------
     def reserve(self, order_id, lines, group):
