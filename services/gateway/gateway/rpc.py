@@ -2,14 +2,14 @@
 import eventlet
 
 from gateway.errors import ServiceUnavailable
+from kit import rpc as kit_rpc
 
 DEFAULT_TIMEOUT = 10.0
 
 
 def call(method, *args, timeout=DEFAULT_TIMEOUT, **kwargs):
-    reply = method.call_async(*args, **kwargs)
-    with eventlet.Timeout(timeout, ServiceUnavailable("a backing service did not answer in time")):
-        return reply.result()
+    return kit_rpc.call(method, *args, timeout=timeout,
+                        error=ServiceUnavailable("a backing service did not answer in time"), **kwargs)
 
 
 LATE_LIMIT = 10.0  # how long a late answer is still waited for, in the background, to fill a cache

@@ -19,6 +19,7 @@ from kit.config import load_settings
 from kit.errors import Conflict, Forbidden, InvalidInput, NotFound, QuanziError, RuleRefused
 from kit.events import on_event
 from kit.mongo import MongoStore
+from kit.rpc import call as rpc_call
 from kit.service import ServiceBase
 from kit.validation import load, new_id, utcnow
 from orders import domain, faults, schemas
@@ -38,9 +39,7 @@ TIMERS = Counter("quanzi_order_timers_total", "Due work handled by the sweep", [
 
 
 def call(method, *args, timeout=RPC_TIMEOUT):
-    """An RPC with a time budget: a hung service costs this step its budget, not a worker forever."""
-    with eventlet.Timeout(timeout):
-        return method.call_async(*args).result()
+    return rpc_call(method, *args, timeout=timeout)
 
 
 class Memo(DependencyProvider):

@@ -4,7 +4,6 @@ The acting user's id comes from the gateway (from the bearer token); everything 
 through a schema. Another user's hidden moment is NotFound, never Forbidden (do not reveal it exists)."""
 import time
 
-import eventlet
 from nameko.rpc import RpcProxy, rpc
 from prometheus_client import Counter, Histogram
 
@@ -12,6 +11,7 @@ from kit.errors import Conflict, NotFound
 from kit.events import on_event
 from kit.metrics import LATENCY_BUCKETS
 from kit.mongo import MongoStore
+from kit.rpc import call
 from kit.service import ServiceBase
 from kit.validation import ID_PATTERN, load, new_id
 from social_feed import domain, schemas
@@ -212,9 +212,7 @@ class SocialFeedService(ServiceBase):
     def _require_published(self, product_id):
         """NotFound unless the catalog shows the product. Time-bounded: a catalog outage fails these calls
         instead of pinning this service's workers until it returns."""
-        reply = self.catalog.get_product.call_async(product_id)
-        with eventlet.Timeout(CATALOG_TIMEOUT):
-            reply.result()
+        call(self.catalog.get_product, product_id, timeout=CATALOG_TIMEOUT)
 
     # -- social proof for product pages -------------------------------------------------------------------
     @rpc
