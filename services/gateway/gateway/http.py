@@ -26,10 +26,10 @@ from gateway.errors import MethodNotAllowed, PayloadTooLarge, RateLimited, Unaut
 from gateway.idempotency import IdempotencyKeys, body_hash
 from gateway.ratelimit import RateLimiter
 from kit.config import load_settings
-from kit.errors import Forbidden, InvalidInput
+from kit.errors import Forbidden, InvalidInput, NotFound
 from kit.metrics import LATENCY_BUCKETS
 from kit.mongo import connect
-from kit.validation import load
+from kit.validation import ID_PATTERN, load
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +136,8 @@ class ApiRoute(HttpRequestHandler):
     edge = Edge()
 
     def __init__(self, method, path, *, auth="user", roles=(), body=None, query=None, response=None, status=200,
-                 summary="", tags=(), errors=(), prefix=API_PREFIX, document=True, **kwargs):
+                 summary="", tags=(), errors=(), prefix=API_PREFIX, document=True, media_type=None, error_bodies=None,
+                 **kwargs):
         self.route = prefix + path
         super().__init__(method, self.route, **kwargs)
         self.auth, self.roles, self.body_schema, self.query_schema = auth, set(roles), body, query
@@ -172,6 +173,8 @@ class ApiRoute(HttpRequestHandler):
         if self.auth == "admin" and "admin" not in user["roles"]:
             raise Forbidden("admins only")
         call = Call(request=request, request_id=request_id, user=user, path=dict(request.path_values))
+        if self.route.startswith(API_PREFIX) and not all(map(ID_PATTERN.fullmatch, call.path.values())):
+            raise NotFound("not found")  # a path segment that cannot be an id names nothing (404, like any unknown id)
         if self.query_schema is not None:
             call.query = load(self.query_schema, request.args.to_dict())
         if self.body_schema is not None:
@@ -188,9 +191,14 @@ class ApiRoute(HttpRequestHandler):
         if not raw:
             return {}
         try:
-            return json.loads(raw)
+            payload = json.loads(raw)
         except (ValueError, UnicodeDecodeError):
             raise InvalidInput("body is not valid JSON", {"_body": ["Invalid JSON."]})
+        try:  # JSON may escape half a surrogate pair ("\ud800"): not text, and MongoDB would refuse it later (a 500)
+            json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidInput("body holds text that is not valid Unicode", {"_body": ["Unpaired surrogate."]})
+        return payload
 
     def run_idempotent(self, call):
         key = call.idempotency_key
@@ -236,7 +244,9 @@ class ApiRoute(HttpRequestHandler):
 
 def api(method, path, **options):
     """Declare a gateway route; options: auth ('user', 'optional', 'admin', None), body/query/response schemas,
-    status, summary, tags, errors (extra documented statuses)."""
+    status, summary, tags, errors (extra documented statuses); for the document only: media_type of the response
+    (default JSON; `response` may then be a plain JSON schema dict) and error_bodies ({status: schema} for
+    statuses answered with a body of their own, besides the Error shape)."""
     _ROUTE_MAP.append((method, options.get("prefix", API_PREFIX) + path))
     if options.get("document", True):
         ROUTES.append({"method": method, "path": path, **options})

@@ -5,7 +5,7 @@ from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from marshmallow import fields
 
-from kit.validation import SafeDict
+from kit.validation import ID_PATTERN, SafeDict
 
 from gateway.http import API_PREFIX
 
@@ -33,16 +33,27 @@ def build_spec(routes, version="1.0.0"):
         operation = {"summary": route.get("summary", ""), "tags": list(route.get("tags", [])),
                      "operationId": f"{route['method'].lower()}_{re.sub(r'[^a-z0-9]+', '_', path.lower()).strip('_')}",
                      "responses": {}}
-        params = [{"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
+        # Path segments are ids: the pipeline answers 404 for anything else (see http.ApiRoute.prepare).
+        id_schema = {"type": "string", "pattern": ID_PATTERN.pattern}
+        params = [{"name": n, "in": "path", "required": True, "schema": dict(id_schema)}
                   for n in re.findall(r"{([a-z_]+)}", path)]
         for name, schema in (("body", route.get("body")), ("query", route.get("query")),
-                             ("response", route.get("response"))):
-            if schema is not None and _schema_name(schema) not in seen \
+                             ("response", route.get("response")), *route.get("error_bodies", {}).items()):
+            if schema is not None and not isinstance(schema, dict) and _schema_name(schema) not in seen \
                     and _schema_name(schema) not in spec.components.schemas:  # already added as a nested one
                 spec.components.schema(_schema_name(schema), schema=schema)
                 seen.add(_schema_name(schema))
         if route.get("query") is not None:
             params.append({"in": "query", "schema": _schema_name(route["query"])})
+        auth = route.get("auth", "user")
+        errors = set(route.get("errors", ())) | {429, 503}
+        if route["method"] == "POST" and auth in ("user", "admin", "optional"):
+            # Every POST of a signed-in user honours Idempotency-Key (gateway/idempotency.py): a bad key is 400, a
+            # key still in use by the first request 409, a key reused with another body 422.
+            params.append({"name": "Idempotency-Key", "in": "header", "required": False,
+                           "schema": {"type": "string", "minLength": 1, "maxLength": 100},
+                           "description": "a retry with the same key and body replays the first answer"})
+            errors |= {400, 409, 422}
         if params:
             operation["parameters"] = params
         if route.get("body") is not None:
@@ -51,10 +62,8 @@ def build_spec(routes, version="1.0.0"):
         status = route.get("status", 200)
         ok = {"description": STATUS_TEXT.get(status, "OK")}
         if route.get("response") is not None:
-            ok["content"] = {"application/json": {"schema": _schema_name(route["response"])}}
+            ok["content"] = {route.get("media_type", "application/json"): {"schema": _schema_ref(route["response"])}}
         operation["responses"][str(status)] = ok
-        auth = route.get("auth", "user")
-        errors = set(route.get("errors", ())) | {429, 503}
         if route.get("body") is not None or route.get("query") is not None:
             errors |= {400}
         if route.get("body") is not None:
@@ -66,13 +75,22 @@ def build_spec(routes, version="1.0.0"):
             operation["security"] = [{"bearer": []}, {}]
         if auth == "admin":
             errors |= {403}
-        for code in sorted(errors):
+        error_bodies = route.get("error_bodies", {})  # statuses some of whose answers are not the Error shape
+        for code in sorted(errors | set(error_bodies)):
+            schema = {"$ref": "#/components/schemas/Error"}
+            if code in error_bodies:
+                schema = {"anyOf": [_schema_ref(error_bodies[code]), schema]}
             operation["responses"][str(code)] = {"description": STATUS_TEXT.get(code, "Error"), "content": {
-                "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+                "application/json": {"schema": schema}}}
         paths.setdefault(path, {})[route["method"].lower()] = operation
     for path, operations in paths.items():
         spec.path(path=path, operations=operations)
     return spec.to_dict()
+
+
+def _schema_ref(schema):
+    """A marshmallow schema (by its component name), or a plain JSON schema given as a dict."""
+    return schema if isinstance(schema, dict) else {"$ref": f"#/components/schemas/{_schema_name(schema)}"}
 
 
 def dict_constraints(self, field, ret, **kwargs):

@@ -36,12 +36,12 @@ class CommissionRoutes:
 
     # -- admin -------------------------------------------------------------------------------------------
     @api("GET", "/admin/commissions/users/<user_id>/summary", auth="admin", response=out.CommissionSummary,
-         tags=["admin"], errors=[400], summary="A user's commission balances")
+         tags=["admin"], errors=[404], summary="A user's commission balances")
     def admin_commission_summary(self, c):
         return call(self.commission.summary, c.path["user_id"])
 
     @api("GET", "/admin/commissions/users/<user_id>/ledger", auth="admin", query=CommissionListQuery,
-         response=out.LedgerPage, tags=["admin"], summary="A user's commission ledger, newest first")
+         response=out.LedgerPage, tags=["admin"], errors=[404], summary="A user's commission ledger, newest first")
     def admin_commission_ledger(self, c):
         return call(self.commission.ledger, c.path["user_id"], c.query)
 

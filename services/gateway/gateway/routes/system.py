@@ -1,6 +1,7 @@
 """Health, the API document, and JSON for every unknown route."""
 
 from contracts.asyncapi import build_asyncapi
+from gateway import schemas_system as out
 from gateway.errors import MethodNotAllowed
 from gateway.http import ROUTES, allowed_methods, api
 from gateway.docs import swagger_asset, swagger_page
@@ -12,8 +13,9 @@ BACKENDS = ("catalog", "orders", "social_feed", "commission")
 
 
 class SystemRoutes:
-    @api("GET", "/health", auth=None, prefix="", tags=["system"],
-         summary="The gateway and every service it can reach", errors=[503])
+    @api("GET", "/health", auth=None, prefix="", tags=["system"], response=out.Health, error_bodies={503: out.Health},
+         summary="The gateway and every service it can reach; 503 when the gateway itself cannot reach MongoDB or "
+                 "the broker")
     def http_health(self, c):
         own = self.health_report()
         answers, _ = call_all({name: (getattr(self, name).health, ()) for name in BACKENDS}, timeout=2)
@@ -22,7 +24,8 @@ class SystemRoutes:
         return (200 if own["status"] == "ok" else 503), {"status": status, "gateway": own, "services": services}
 
 
-    @api("GET", "/openapi.json", auth=None, prefix="", tags=["system"], summary="This API's OpenAPI 3 document")
+    @api("GET", "/openapi.json", auth=None, prefix="", tags=["system"], response=out.OpenApiDocument,
+         summary="This API's OpenAPI 3 document")
     def openapi(self, c):
         if self._openapi is None:
             type(self)._openapi = build_spec(ROUTES)
@@ -30,7 +33,7 @@ class SystemRoutes:
 
     _openapi = None
 
-    @api("GET", "/asyncapi.json", auth=None, prefix="", tags=["system"],
+    @api("GET", "/asyncapi.json", auth=None, prefix="", tags=["system"], response=out.AsyncApiDocument,
          summary="The AsyncAPI 3 document of every event Quanzi publishes")
     def asyncapi(self, c):
         if self._asyncapi is None:
@@ -39,7 +42,8 @@ class SystemRoutes:
 
     _asyncapi = None
 
-    @api("GET", "/docs", auth=None, prefix="", tags=["system"], summary="Interactive API reference (Swagger UI)")
+    @api("GET", "/docs", auth=None, prefix="", tags=["system"], response=out.HTML_PAGE, media_type="text/html",
+         summary="Interactive API reference (Swagger UI)")
     def docs(self, c):
         return swagger_page()
 
