@@ -40,7 +40,8 @@ def fuzz(stack, tmp_path, name, token, parameters=None, include_path_regex=None)
     command = [sys.executable, "-m", "schemathesis.cli", "--config-file", str(config), "run",
                f"{stack.gateway_url}/openapi.json", "--header", f"Authorization: Bearer {token}",
                "--checks", CHECKS, "--phases", PHASES, "--max-examples", str(MAX_EXAMPLES),
-               *(["--seed", SEED] if SEED else ["--generation-deterministic"]), "--workers", "1", "--request-timeout", "30",
+               *(["--seed", SEED] if SEED else ["--generation-deterministic"]), "--workers", "1",
+               "--request-timeout", "30",
                "--suppress-health-check", "all", "--output-truncate", "false", "--no-color"]
     if include_path_regex:
         command += ["--include-path-regex", include_path_regex]

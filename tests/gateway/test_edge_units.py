@@ -81,3 +81,63 @@ def test_openapi_document_has_schemas_and_errors_for_every_route():
     register = spec["paths"]["/api/v1/auth/register"]["post"]
     assert register["requestBody"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/RegisterBody"}
     assert "password" in spec["components"]["schemas"]["RegisterBody"]["properties"]
+
+
+def _route_sources():
+    """(METHOD, path as documented) -> (the ApiRoute, the source of the route method) of every gateway route."""
+    import inspect
+    import re
+    from gateway.http import ApiRoute
+    from gateway.service import GatewayService
+    found = {}
+    for _, method in inspect.getmembers(GatewayService, inspect.isfunction):
+        for entrypoint in getattr(method, "nameko_entrypoints", ()):
+            if isinstance(entrypoint, ApiRoute):
+                path = re.sub(r"<(?:[a-z]+:)?([a-z_]+)>", r"{\1}", entrypoint.route)
+                found[(entrypoint.method, path)] = (entrypoint, inspect.getsource(method))
+    return found
+
+
+def test_openapi_document_tells_everything_a_client_may_get_from_every_route():
+    """Every documented operation: a response schema (except 204), a request body when the route reads one, its
+    query parameters when it reads them, 401 when it needs a token, 403 under /admin, 404 when a path names
+    something, and every error answered with the Error shape. A route that reads the signed-in user must ask
+    for a token."""
+    from gateway.http import API_PREFIX, ROUTES
+    from gateway.openapi import build_spec
+    spec = build_spec(ROUTES)
+    routes = _route_sources()
+    declared = {(r["method"], r.get("prefix", API_PREFIX) + r["path"]): r for r in ROUTES}
+    problems = []
+    for path, methods in spec["paths"].items():
+        for verb, op in methods.items():
+            name = f"{verb.upper()} {path}"
+            entrypoint, source = routes[(verb.upper(), path)]
+            own_bodies = declared[(verb.upper(), entrypoint.route)].get("error_bodies", {})  # e.g. /health's 503
+            responses = op["responses"]
+            ok = [code for code in responses if code.startswith("2")]
+            if len(ok) != 1:
+                problems.append(f"{name}: one success status expected, documented {ok}")
+            elif ok[0] != "204" and not any("schema" in m for m in responses[ok[0]].get("content", {}).values()):
+                problems.append(f"{name}: no response schema for {ok[0]}")
+            if "c.body" in source and "requestBody" not in op:
+                problems.append(f"{name}: reads a body but documents none")
+            if "c.query" in source and not any(p.get("in") == "query" for p in op.get("parameters", [])):
+                problems.append(f"{name}: reads query parameters but documents none")
+            needs_token = entrypoint.auth in ("user", "admin")
+            if needs_token and ("401" not in responses or op.get("security") != [{"bearer": []}]):
+                problems.append(f"{name}: needs a token but does not document it (security, 401)")
+            if entrypoint.auth is None and "c.user_id" in source:
+                problems.append(f"{name}: reads the signed-in user but asks for no token")
+            if "/admin/" in path and (entrypoint.auth != "admin" or "403" not in responses):
+                problems.append(f"{name}: an admin route must be auth='admin' and document 403")
+            if "{" in path and "404" not in responses:
+                problems.append(f"{name}: names something in its path but does not document 404")
+            for code, response in responses.items():
+                if code[0] in "45" and int(code) not in own_bodies and \
+                        response["content"]["application/json"]["schema"] != {"$ref": "#/components/schemas/Error"}:
+                    problems.append(f"{name}: {code} is not documented with the Error shape")
+    assert not problems, "\n".join(problems)
+    documented = {(verb.upper(), path) for path, methods in spec["paths"].items() for verb in methods}
+    assert set(routes) - documented == {("GET", "/docs/{asset}"), ("OPTIONS", "/{path}"),  # Swagger UI's files, CORS
+                                        ("GET,POST,PUT,PATCH,DELETE", "/{path}")}  # JSON 404/405 for unknown routes

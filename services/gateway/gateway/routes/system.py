@@ -1,4 +1,8 @@
-"""Health, the API document, and JSON for every unknown route."""
+"""Health, the API document, JSON for every unknown route, and the first admin's social profile."""
+import logging
+
+from nameko.rpc import RpcProxy
+from nameko.timer import timer
 
 from contracts.asyncapi import build_asyncapi
 from gateway import schemas_system as out
@@ -6,13 +10,32 @@ from gateway.errors import MethodNotAllowed
 from gateway.http import ROUTES, allowed_methods, api
 from gateway.docs import swagger_asset, swagger_page
 from gateway.openapi import build_spec
-from gateway.rpc import call_all
+from gateway.rpc import call, call_all
 from kit.errors import NotFound
 
 BACKENDS = ("catalog", "orders", "social_feed", "commission")
+log = logging.getLogger(__name__)
 
 
 class SystemRoutes:
+    social_feed = RpcProxy("social_feed")
+    _admin_profile_made = False
+
+    @timer(interval=5, eager=True)
+    def make_admin_profile(self):
+        """Every user has a social profile, made when they register; the first admin is created by the gateway
+        itself at start (store.ensure_admin), so its profile is made here, once social-feed answers (idempotent:
+        replicas and restarts may all ask)."""
+        if self._admin_profile_made:
+            return
+        admin = self.store.user_by_phone(self.config.admin_phone)
+        try:
+            call(self.social_feed.create_profile, admin["_id"], admin["nickname"])
+        except Exception as exc:  # social-feed not up yet: the next tick asks again
+            log.warning("the admin's social profile is not made yet: %r", exc)
+            return
+        type(self)._admin_profile_made = True
+
     @api("GET", "/health", auth=None, prefix="", tags=["system"], response=out.Health, error_bodies={503: out.Health},
          summary="The gateway and every service it can reach; 503 when the gateway itself cannot reach MongoDB or "
                  "the broker")
