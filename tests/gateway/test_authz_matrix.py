@@ -297,8 +297,10 @@ def world(api, stack, mongo):
     w.moment_id, w.public_moment_id = w.fresh_moment("friends"), w.fresh_moment("public")
     w.inviter_share_code = expect(api.post("/shares", json={"product_id": w.product_id}, token=inviter["token"]),
                                   201)["share_code"]
-    # wait for what other services learn from events: the catalog, the completed order (the review right);
-    # commission, the settled commission (withdrawable)
+    # wait for what is made in the background: the first admin's social profile (once social-feed answers after
+    # the stack started); the catalog learning of the completed order (the review right); commission settling the
+    # shopper's commission (withdrawable)
+    eventually(lambda: expect(api.get("/profile", token=admin_token), 200), timeout=15)
     eventually(lambda: _assert(mongo.quanzi_catalog.purchases.count_documents(
         {"order_id": w.completed_order_id}) == 1), timeout=15)
     eventually(lambda: _assert(expect(api.get("/commissions/summary", token=w.shopper["token"]),

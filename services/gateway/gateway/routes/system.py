@@ -21,7 +21,7 @@ class SystemRoutes:
     social_feed = RpcProxy("social_feed")
     _admin_profile_made = False
 
-    @timer(interval=5, eager=True)
+    @timer(interval=1, eager=True)
     def make_admin_profile(self):
         """Every user has a social profile, made when they register; the first admin is created by the gateway
         itself at start (store.ensure_admin), so its profile is made here, once social-feed answers (idempotent:
