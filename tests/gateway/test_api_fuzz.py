@@ -117,6 +117,14 @@ def test_text_with_an_unpaired_surrogate_is_refused_as_bad_input_not_a_server_er
     assert response.json()["error"]["fields"] == {"_body": ["Unpaired surrogate."]}
 
 
+@pytest.mark.parametrize("depth", [1_000, 200_000])  # 200,000 deep is 400 kB: under the 1 MiB limit
+def test_json_nested_deeper_than_the_parser_goes_is_refused_as_bad_input(api, depth):
+    response = api.post("/merchants", token=api.register_user()["token"], headers={"Content-Type": "application/json"},
+                        data=("{\"name\": " + "[" * depth + "]" * depth + "}").encode())
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["fields"] == {"_body": ["Nested too deeply."]}
+
+
 @pytest.mark.parametrize("method, path", [
     ("GET", "/orders/%C3%A9t%C3%A9"), ("POST", "/orders/a.b/pay"), ("POST", "/refunds/" + "r" * 65 + "/approve"),
     ("GET", "/group-buys/grp%20x"), ("GET", "/users/usr_1%0A"),

@@ -192,12 +192,14 @@ class ApiRoute(HttpRequestHandler):
             return {}
         try:
             payload = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
-            raise InvalidInput("body is not valid JSON", {"_body": ["Invalid JSON."]})
-        try:  # JSON may escape half a surrogate pair ("\ud800"): not text, and MongoDB would refuse it later (a 500)
+            # JSON may escape half a surrogate pair ("\ud800"): not text, and MongoDB would refuse it later (a 500)
             json.dumps(payload, ensure_ascii=False).encode("utf-8")
         except UnicodeEncodeError:
             raise InvalidInput("body holds text that is not valid Unicode", {"_body": ["Unpaired surrogate."]})
+        except RecursionError:  # [[[[...]]]] a few thousand deep fits in 1 MiB and exhausts the parser's stack
+            raise InvalidInput("body nests too deeply", {"_body": ["Nested too deeply."]})
+        except ValueError:  # UnicodeDecodeError included
+            raise InvalidInput("body is not valid JSON", {"_body": ["Invalid JSON."]})
         return payload
 
     def run_idempotent(self, call):
