@@ -22,7 +22,10 @@ import uuid
 
 from tests.flows import approved_merchant, expect, product_payload
 from tests.helpers import Api
-from tools.stack import REPO, Stack
+from tools.stack import REPO, SERVICES, Stack
+
+# The plugins reuse the services' own builders and signing code, as the tests do (pytest.ini's pythonpath).
+sys.path[1:1] = [str(spec.path) for spec in SERVICES]
 
 BENCH_ENV = {
     "RATE_LIMIT_IP_PER_SEC": "1000000", "RATE_LIMIT_IP_BURST": "1000000",
@@ -81,6 +84,19 @@ class Context:
                 "p50_ms": round(1000 * percentile(latencies, 0.50), 1) if latencies else None,
                 "p99_ms": round(1000 * percentile(latencies, 0.99), 1) if latencies else None,
                 "errors": errors[0], "concurrency": concurrency, "tool": "python threads"}
+
+    def measure_pages(self, requests_, concurrency=16):
+        """How many of these (path, token) product pages came back with a `degraded` part, fetched 16 at a time."""
+        import requests as http
+
+        def fetch(item):
+            path, token = item
+            page = http.get(f"{self.gateway_url}/api/v1{path}", headers={"Authorization": f"Bearer {token}"},
+                            timeout=10).json()
+            return bool(page.get("degraded"))
+        with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
+            degraded = sum(pool.map(fetch, requests_))
+        return f"{degraded}/{len(requests_)}"
 
     def rpc_rate(self, name, call, concurrency=16, seconds=10):
         """RPCs/s with `concurrency` calls in flight: call(rpc) runs with a proxy of its thread's own
