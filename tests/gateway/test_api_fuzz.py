@@ -16,6 +16,7 @@ Runs the schemathesis CLI (`python -m schemathesis.cli run`): schemathesis 4.32.
 runs the same engine, with every phase, from a config file."""
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -53,7 +54,10 @@ def fuzz(stack, tmp_path, name, token, parameters=None, include_path_regex=None)
     run = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     report = run.stdout + run.stderr
     assert run.returncode == 0, f"schemathesis ({name}) found problems:\n{report[-30000:]}"
-    assert "No operations tested" not in report and "Tested:" in report, report[-3000:]
+    counts = re.search(r"Selected: (\d+)/(\d+)\s+Tested: (\d+)", report)
+    assert counts, report[-3000:]
+    selected, total, tested = map(int, counts.groups())
+    assert tested == selected > 0 and (include_path_regex or selected == total), counts.group(0)
     return report
 
 
