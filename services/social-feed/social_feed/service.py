@@ -26,7 +26,7 @@ CATALOG_TIMEOUT = 10  # the gateway's own budget: by then its caller has had a 5
 
 def checked_id(value, what="not found"):
     """A path id that cannot name anything is simply not found (and never reaches a query)."""
-    if not isinstance(value, str) or not ID_PATTERN.match(value):
+    if not isinstance(value, str) or not ID_PATTERN.fullmatch(value):
         raise NotFound(what)
     return value
 
