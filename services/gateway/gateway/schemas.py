@@ -122,6 +122,13 @@ class Product(Schema):
         "description": "parts left null because their service was slow or down (groups, social, commission)"})
 
 
+def page_of(item):
+    """The `{items, next_cursor}` page of a list endpoint, named `<Item>Page` in the API document."""
+    name = item.__name__.removesuffix("Summary").removesuffix("View").removesuffix("Entry")
+    return type(f"{name}Page", (Schema,), {"items": fields.List(fields.Nested(item)),
+                                            "next_cursor": fields.String(allow_none=True)})
+
+
 class ProductSummary(Schema):
     product_id = Id(required=True)
     merchant_id = Id()
@@ -133,9 +140,7 @@ class ProductSummary(Schema):
     rating = fields.Nested(Rating)
 
 
-class ProductPage(Schema):
-    items = fields.List(fields.Nested(ProductSummary))
-    next_cursor = fields.String(allow_none=True)
+ProductPage = page_of(ProductSummary)
 
 
 class PendingFriendRequests(Schema):

@@ -1,6 +1,7 @@
 """Response schemas of the commission routes. Request bodies and queries reuse commission.schemas."""
 from marshmallow import Schema, fields, validate
 
+from gateway.schemas import page_of
 from kit.validation import Id
 
 BUCKETS = ["pending", "frozen", "withdrawable", "withdrawing", "withdrawn"]
@@ -31,9 +32,7 @@ class LedgerEntry(Schema):
     at = fields.String()
 
 
-class LedgerPage(Schema):
-    items = fields.List(fields.Nested(LedgerEntry))
-    next_cursor = fields.String(allow_none=True)
+LedgerPage = page_of(LedgerEntry)
 
 
 class Withdrawal(Schema):
@@ -44,9 +43,7 @@ class Withdrawal(Schema):
     created_at = fields.String()
 
 
-class WithdrawalPage(Schema):
-    items = fields.List(fields.Nested(Withdrawal))
-    next_cursor = fields.String(allow_none=True)
+WithdrawalPage = page_of(Withdrawal)
 
 
 class BalanceDifference(Schema):

@@ -2,6 +2,7 @@
 orders and catalog services' own schemas)."""
 from marshmallow import Schema, fields, validate
 
+from gateway.schemas import page_of
 from kit.validation import Id
 from orders.schemas import ORDER_STATUSES, Address
 
@@ -67,9 +68,7 @@ class OrderSummary(OrderView):
     """An order in a list (no address, no refunds)."""
 
 
-class OrderPage(Schema):
-    items = fields.List(fields.Nested(OrderSummary))
-    next_cursor = fields.String(allow_none=True)
+OrderPage = page_of(OrderSummary)
 
 
 class GroupMemberView(Schema):

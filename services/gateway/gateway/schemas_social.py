@@ -2,7 +2,7 @@
 queries reuse social_feed.schemas, so the edge and the service apply one rule."""
 from marshmallow import Schema, fields, validate
 
-from gateway.schemas import ProductSummary
+from gateway.schemas import ProductSummary, page_of
 from kit.validation import Id
 
 
@@ -27,18 +27,14 @@ class FriendRequest(Schema):
     created_at = fields.String()
 
 
-class FriendRequestPage(Schema):
-    items = fields.List(fields.Nested(FriendRequest))
-    next_cursor = fields.String(allow_none=True)
+FriendRequestPage = page_of(FriendRequest)
 
 
 class Friend(UserCard):
     since = fields.String()
 
 
-class FriendPage(Schema):
-    items = fields.List(fields.Nested(Friend))
-    next_cursor = fields.String(allow_none=True)
+FriendPage = page_of(Friend)
 
 
 class ProductCard(Schema):
@@ -77,9 +73,7 @@ class MomentDetail(Moment):
     comments = fields.List(fields.Nested(MomentComment), metadata={"description": "only by you and your friends"})
 
 
-class MomentPage(Schema):
-    items = fields.List(fields.Nested(Moment))
-    next_cursor = fields.String(allow_none=True)
+MomentPage = page_of(Moment)
 
 
 class MomentCreated(Schema):
