@@ -8,6 +8,7 @@ Routes are methods decorated with `api(...)`; they receive a `Call` and return a
 import json
 import logging
 import os
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 
 API_PREFIX = "/api/v1"
 MAX_BODY = 1024 * 1024
+SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")  # \uD800-\uDFFF, either case
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
@@ -135,12 +137,12 @@ def error_response(exc, request_id):
 class ApiRoute(HttpRequestHandler):
     edge = Edge()
 
-    def __init__(self, method, path, *, auth="user", roles=(), body=None, query=None, response=None, status=200,
+    def __init__(self, method, path, *, auth="user", body=None, query=None, response=None, status=200,
                  summary="", tags=(), errors=(), prefix=API_PREFIX, document=True, media_type=None, error_bodies=None,
                  **kwargs):
         self.route = prefix + path
         super().__init__(method, self.route, **kwargs)
-        self.auth, self.roles, self.body_schema, self.query_schema = auth, set(roles), body, query
+        self.auth, self.body_schema, self.query_schema = auth, body, query
         self.status = status
         self.idempotent = method == "POST"  # every POST honours Idempotency-Key (see idempotency.py)
 
@@ -192,8 +194,10 @@ class ApiRoute(HttpRequestHandler):
             return {}
         try:
             payload = json.loads(raw)
-            # JSON may escape half a surrogate pair ("\ud800"): not text, and MongoDB would refuse it later (a 500)
-            json.dumps(payload, ensure_ascii=False).encode("utf-8")
+            # JSON may escape half a surrogate pair ("\ud800"): not text, and MongoDB would refuse it later (a 500).
+            # Only a \uD8xx-\uDFxx escape can carry one, so only such bodies pay for the check.
+            if SURROGATE_ESCAPE.search(raw):
+                json.dumps(payload, ensure_ascii=False).encode("utf-8")
         except UnicodeEncodeError:
             raise InvalidInput("body holds text that is not valid Unicode", {"_body": ["Unpaired surrogate."]})
         except RecursionError:  # [[[[...]]]] a few thousand deep fits in 1 MiB and exhausts the parser's stack
