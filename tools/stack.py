@@ -293,7 +293,31 @@ def mongod_path():
     return Path(base) / "bin" / "mongod"
 
 
-class LocalMongo:
+class _ChildProcess:
+    """A server or service this stack spawned: SIGTERM once (a second one breaks off a clean shutdown), wait,
+    then kill. Subclasses say how to signal (`_send_term`) and how to kill."""
+    _proc = None
+    _terminated = None  # pid already sent SIGTERM
+
+    def is_running(self):
+        return self._proc is not None and self._proc.poll() is None
+
+    def _terminate(self):
+        if self.is_running() and self._proc.pid != self._terminated:
+            self._terminated = self._proc.pid
+            self._send_term()
+
+    def stop(self, timeout=30):
+        if self._proc is None:
+            return
+        self._terminate()
+        try:
+            self._proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+
+class LocalMongo(_ChildProcess):
     """A single-node replica set `rs0` (transactions need one); data kept across restarts of `home`."""
 
     def __init__(self, home, port):
@@ -302,7 +326,6 @@ class LocalMongo:
         self.log_path = self.home / "mongod.log"
         self.uri = f"mongodb://127.0.0.1:{port}/?replicaSet=rs0"
         self._proc = None
-        self._terminated = None  # pid already sent SIGTERM
 
     @property
     def pid(self):
@@ -357,22 +380,11 @@ class LocalMongo:
                 raise TimeoutError(f"mongod on port {self.port} not ready; see {self.log_path}")
             time.sleep(0.2)
 
-    def is_running(self):
-        return self._proc is not None and self._proc.poll() is None
+    def _send_term(self):
+        self._proc.terminate()
 
-    def _terminate(self):
-        # Once per process: a second SIGTERM would break off mongod's clean shutdown.
-        if self.is_running() and self._proc.pid != self._terminated:
-            self._terminated = self._proc.pid
-            self._proc.terminate()
-
-    def stop(self, timeout=30):
-        if self._proc is None:
-            return
-        self._terminate()
-        try:
-            self._proc.wait(timeout)
-        except subprocess.TimeoutExpired:
+    def kill(self):
+        if self.is_running():
             self._proc.kill()
             self._proc.wait()
 
@@ -429,7 +441,7 @@ class ServiceDied(RuntimeError):
     pass
 
 
-class ServiceProcess:
+class ServiceProcess(_ChildProcess):
     """One `nameko run` process of one service, with its own web port (GET /health, GET /metrics)."""
 
     def __init__(self, spec, env, web_port, log_path, *, config=NAMEKO_CONFIG, pid_path=None):
@@ -442,7 +454,6 @@ class ServiceProcess:
         self.config = Path(config)
         self.pid_path = pid_path
         self._proc = None
-        self._terminated = None  # pid already sent SIGTERM
         self._http = requests.Session()
         self._http.trust_env = False  # never send 127.0.0.1 through an HTTP proxy from the environment
 
@@ -479,23 +490,11 @@ class ServiceProcess:
         if self.pid_path:
             write_pid(self.pid_path, self._proc.pid)
 
-    def is_running(self):
-        return self._proc is not None and self._proc.poll() is None
-
-    def _terminate(self):
-        # nameko stops gracefully on SIGTERM; only once per process, a second one restarts that shutdown.
-        if self.is_running() and self._proc.pid != self._terminated:
-            self._terminated = self._proc.pid
-            _killpg(self._proc.pid, signal.SIGTERM)
+    def _send_term(self):
+        _killpg(self._proc.pid, signal.SIGTERM)  # nameko stops gracefully: running workers finish
 
     def stop(self, timeout=15):
-        if self._proc is None:
-            return
-        self._terminate()
-        try:
-            self._proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
+        super().stop(timeout)
         if self.pid_path:
             Path(self.pid_path).unlink(missing_ok=True)
 
