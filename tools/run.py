@@ -42,11 +42,8 @@ def run():
     print(f"Quanzi gateway: {stack.gateway_url}")
     print(f"AMQP_URI={stack.amqp_uri}")
     print(f"MONGO_URI={stack.mongo_uri}")
-    if stack.services:
-        for name, proc in stack.services.items():
-            print(f"  {name:<12} {proc.url}  log: {proc.log_path}")
-    else:
-        print("  no services yet (none of services/*/*/service.py exists): broker and database only")
+    for name, proc in stack.services.items():
+        print(f"  {name:<12} {proc.url}  log: {proc.log_path}")
     print(f"Logs: {stack.logs_dir}", end="")
     if stack.rabbit:
         print(f", broker {stack.rabbit.log_dir}", end="")

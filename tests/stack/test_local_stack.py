@@ -80,7 +80,7 @@ def echo_spec(tmp_path):
     (tmp_path / "echo_tooling" / "__init__.py").write_text("")
     (tmp_path / "echo_tooling" / "service.py").write_text(SERVICE)
     (tmp_path / "nameko.yaml").write_text(CONFIG)
-    return ServiceSpec("echo", str(tmp_path), "echo_tooling.service")
+    return ServiceSpec("echo", str(tmp_path), "echo_tooling.service:Echo")
 
 
 def test_replica_set_runs_transactions(servers):
