@@ -38,7 +38,12 @@ class RuleRefused(QuanziError):
     code = "rule_refused"
 
 
-ALL = (InvalidInput, NotFound, Forbidden, Conflict, RuleRefused)
+class Unavailable(QuanziError):
+    """MongoDB or the broker is unreachable for now (kit.amqp answers it for such RPCs): retry shortly (503)."""
+    code = "service_unavailable"
+
+
+ALL = (InvalidInput, NotFound, Forbidden, Conflict, RuleRefused, Unavailable)
 
 
 def register_with_nameko():

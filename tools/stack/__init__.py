@@ -22,9 +22,10 @@ from tools.stack.mongo import LocalMongo, mongod_path
 from tools.stack.procs import REPO, free_port, python, read_pid, stop_recorded, write_pid
 from tools.stack.rabbit import LocalRabbit, stop_node
 from tools.stack.services import NAMEKO_CONFIG, SERVICES, ServiceDied, ServiceProcess, ServiceSpec
+from tools.stack.supervisor import Supervisor
 
 __all__ = ["REPO", "NAMEKO_CONFIG", "SERVICES", "LocalMongo", "LocalRabbit", "ServiceDied", "ServiceProcess",
-           "ServiceSpec", "Stack", "free_port", "mongod_path", "owner_pid", "python", "read_pid", "stop_leftovers",
+           "ServiceSpec", "Stack", "Supervisor", "free_port", "mongod_path", "owner_pid", "python", "read_pid", "stop_leftovers",
            "stop_node", "write_pid"]
 
 # Dev (`make run`) ports; the tests always take free ports.
@@ -84,6 +85,7 @@ class Stack:
                 spec, self.env, port or free_port(), self.logs_dir / f"{spec.name}.log",
                 config=config, pid_path=self.pids_dir / f"{spec.name}.pid")
         self.replicas = []
+        self.supervisor = None
 
     def _secrets(self):
         """Generated once per home, so tokens stay valid across `make run` restarts."""
@@ -158,8 +160,30 @@ class Stack:
         proc.wait_healthy()
         return proc
 
+    def supervise(self, say=print, **options):
+        """Restart services (and replicas) that exit, with backoff; see tools/stack/supervisor.py."""
+        self.supervisor = Supervisor(_AllProcesses(self), say=say, **options).start()
+        return self.supervisor
+
+    # --- faults (tools/chaos.py, the resilience tests): same ports, same data ---------------------------------
+    def restart_broker(self, down_seconds=0.0):
+        """Stop the RabbitMQ node (rabbitmqctl stop), keep it down `down_seconds`, start it again."""
+        self.rabbit.stop()
+        time.sleep(down_seconds)
+        self.rabbit.start()
+
+    def kill_mongo(self):
+        """SIGKILL mongod, as a crash: no clean shutdown (the journal recovers what was acknowledged)."""
+        self.mongo.kill()
+
+    def start_mongo(self, timeout=60):
+        self.mongo.start(timeout)
+        write_pid(self.pids_dir / "mongod.pid", self.mongo.pid)
+
     def stop(self):
         """Services first (all signalled at once), then mongod and the broker."""
+        if self.supervisor is not None:
+            self.supervisor.stop()
         processes = self._all_processes()
         for proc in processes:
             proc._terminate()
@@ -172,6 +196,16 @@ class Stack:
         if self.mongo:
             self.mongo.stop()
         shutil.rmtree(self.pids_dir, ignore_errors=True)
+
+
+class _AllProcesses:
+    """The stack's service processes and replicas, as they are when iterated (replicas come and go)."""
+
+    def __init__(self, stack):
+        self.stack = stack
+
+    def __iter__(self):
+        return iter(self.stack._all_processes())
 
 
 def owner_pid(home):

@@ -109,6 +109,11 @@ class ChildProcess:
     def is_running(self):
         return self._proc is not None and self._proc.poll() is None
 
+    @property
+    def expected_exit(self):
+        """True when not started, or when this stack asked the current process to stop (not a crash)."""
+        return self._proc is None or self._proc.pid == self._terminated
+
     def _terminate(self):
         if self.is_running() and self._proc.pid != self._terminated:
             self._terminated = self._proc.pid

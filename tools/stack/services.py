@@ -114,6 +114,9 @@ class ServiceProcess(ChildProcess):
             killpg(self._proc.pid, signal.SIGKILL)
             self._proc.wait()
 
+    def log_tail(self, lines=40):
+        return tail(self.log_path, lines)
+
     def restart(self, env_overrides=None):
         """Stop, then start with base_env plus `env_overrides` (None: back to the original env)."""
         self.stop()

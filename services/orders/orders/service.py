@@ -11,10 +11,10 @@ from datetime import timedelta
 
 import eventlet
 from nameko.extensions import DependencyProvider
-from nameko.rpc import RpcProxy, rpc
 from nameko.timer import timer
 from prometheus_client import Counter
 
+from kit.amqp import RpcProxy, rpc
 from kit.config import load_settings
 from kit.errors import Conflict, Forbidden, InvalidInput, NotFound, QuanziError, RuleRefused
 from kit.events import on_event
