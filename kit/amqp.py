@@ -22,6 +22,7 @@ import logging
 import sys
 from contextlib import contextmanager
 
+import eventlet
 import kombu.exceptions
 from amqp.exceptions import AMQPError
 from nameko import events as nameko_events
@@ -53,7 +54,7 @@ _consumers = []  # the QueueConsumer of this process's container(s), for readine
 def is_transient(exc):
     """True for a failure of the infrastructure (MongoDB or the broker unreachable, a primary stepping down, a
     transaction to be retried), which goes away by itself: retry later, answer 503, never count it as a bug."""
-    if isinstance(exc, (ConnectionFailure, *BROKER_ERRORS)):
+    if isinstance(exc, (ConnectionFailure, eventlet.Timeout, *BROKER_ERRORS)):
         return True
     if isinstance(exc, PyMongoError):
         return exc.has_error_label("TransientTransactionError") or exc.has_error_label("RetryableWriteError")

@@ -2,8 +2,7 @@
 
 An outage is never a 500: a backing service that is down or slow (UnknownService, a timeout), a service that
 answers `Unavailable` (its MongoDB or broker is unreachable, see kit.amqp) and the gateway's own MongoDB or broker
-being unreachable (`is_transient`) are all 503 with Retry-After."""
-import eventlet
+being unreachable or a timeout (`is_transient`) are all 503 with Retry-After."""
 from nameko.exceptions import RemoteError, UnknownService
 
 from kit.amqp import is_transient
@@ -61,8 +60,6 @@ def error_status(exc):
             return status, exc.code, exc.message, exc.fields
     if isinstance(exc, UnknownService):
         return 503, "service_unavailable", "a backing service is not available", {}
-    if isinstance(exc, eventlet.Timeout):
-        return 503, "service_unavailable", "a backing service did not answer in time", {}
     if is_transient(exc):
         return 503, "service_unavailable", "a backing store is unreachable; retry shortly", {}
     if isinstance(exc, RemoteError):
