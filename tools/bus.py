@@ -1,4 +1,4 @@
-"""Publishing events as their producers do (used by the commission tests and bench), exactly as their producers do: exchange
+"""Publishing events exactly as their producers do (used by the commission tests and bench): exchange
 `<service>.events` (topic, durable), routing key = type, body = the CloudEvents envelope as JSON, persistent.
 
 Used where a test must control delivery (the same envelope 3 times, a shuffled order, a burst while the

@@ -53,7 +53,7 @@ class Shoppers:
     def __init__(self, gateway_url, buyers, sku_id, share_code, threads):
         self.gateway_url, self.buyers, self.sku_id, self.share_code = gateway_url, buyers, sku_id, share_code
         self.threads = threads
-        self.answers = []  # (monotonic time, status)
+        self.answers = []  # (monotonic time sent, status)
         self.placed = {}  # order id -> total_fen: orders the API acknowledged (201)
         self.paid = set()  # orders the shopper saw paid
         self.refused = collections.Counter()  # unexpected 4xx that ended an attempt
@@ -77,13 +77,14 @@ class Shoppers:
             worker.join(max(0.1, deadline - time.monotonic()))
 
     def _call(self, api, method, path, token, **kwargs):
+        sent = time.monotonic()  # an answer counts for when it was asked: one asked mid-outage may fail late
         try:
             response = api.request(method, path, token=token, timeout=20, **kwargs)
             status = response.status_code
         except requests.RequestException as exc:
             response, status = None, type(exc).__name__
         with self._lock:
-            self.answers.append((time.monotonic(), status))
+            self.answers.append((sent, status))
         return response
 
     def _shop(self, token):

@@ -51,21 +51,28 @@ def assert_nothing_lost(report):
     assert 500 not in report["errors_during"] and not report["errors_after"], report
 
 
-def test_a_broker_restart_under_load_kills_no_service_and_loses_nothing(chaos_stack):
-    # given shoppers buying through a share link
-    before = pids(chaos_stack)
-    load = chaos.Load(chaos_stack, threads=4).start()
+def under_load(stack, break_it, mend_it, watched):
+    """Shoppers buy for 3 s, then break_it(); a second later `watched`'s readiness is read, then mend_it(); the
+    shoppers keep buying until QUIET_AFTER s after every service is healthy again. Returns (report, readiness
+    while broken, seconds to healthy)."""
+    load = chaos.Load(stack, threads=4).start()
     time.sleep(3)
-    # when RabbitMQ is down for a few seconds, then back
-    chaos_stack.rabbit.stop()
+    break_it()
     time.sleep(1)
-    down = readiness(chaos_stack.services["orders"])
-    chaos_stack.rabbit.start()
-    healthy_in = chaos.wait_all_healthy(chaos_stack, timeout=30)
+    down = readiness(stack.services[watched])
+    mend_it()
+    healthy_in = chaos.wait_all_healthy(stack, timeout=30)
     last_fault = time.monotonic()
     time.sleep(chaos.QUIET_AFTER + 1)
     report = load.finish(last_fault)
-    print(f"healthy {healthy_in:.1f} s after the broker was back; {chaos.render(report)}")
+    print(f"healthy {healthy_in:.1f} s after the repair\n{chaos.render(report)}")
+    return report, down, healthy_in
+
+
+def test_a_broker_restart_under_load_kills_no_service_and_loses_nothing(chaos_stack):
+    # given shoppers buying through a share link, when RabbitMQ is down for a second, then back
+    before = pids(chaos_stack)
+    report, down, _ = under_load(chaos_stack, chaos_stack.rabbit.stop, chaos_stack.rabbit.start, "orders")
     # then no service process exited, readiness said so while it was down, and nothing was lost or doubled
     assert pids(chaos_stack) == before and chaos_stack.supervisor.restarts == []
     assert down["status"] != "ok" and down["checks"]["broker"].startswith("down")
@@ -74,17 +81,7 @@ def test_a_broker_restart_under_load_kills_no_service_and_loses_nothing(chaos_st
 
 def test_mongod_killed_and_restarted_under_load_kills_no_service_and_loses_nothing(chaos_stack):
     before = pids(chaos_stack)
-    load = chaos.Load(chaos_stack, threads=4).start()
-    time.sleep(3)
-    chaos_stack.kill_mongo()
-    time.sleep(1)
-    down = readiness(chaos_stack.services["catalog"])
-    chaos_stack.start_mongo()
-    healthy_in = chaos.wait_all_healthy(chaos_stack, timeout=30)
-    last_fault = time.monotonic()
-    time.sleep(chaos.QUIET_AFTER + 1)
-    report = load.finish(last_fault)
-    print(f"healthy {healthy_in:.1f} s after mongod was back; {chaos.render(report)}")
+    report, down, _ = under_load(chaos_stack, chaos_stack.kill_mongo, chaos_stack.start_mongo, "catalog")
     assert pids(chaos_stack) == before and chaos_stack.supervisor.restarts == []
     assert down["status"] != "ok" and down["checks"]["mongo"].startswith("down")
     assert_nothing_lost(report)

@@ -9,6 +9,10 @@ owner (tools.run or pytest), which then stops everything in order: services firs
 broker. The owner records pid files under <home>/pids so what a killed owner left behind can be stopped
 later (`make stop`, `stop_leftovers`); a pid is only signalled if its process start time still matches,
 so a recycled pid never hits someone else's process.
+
+The package: procs.py (pid files, the stop sequence), rabbit.py, mongo.py, services.py (SERVICES, one `nameko run`
+process), supervisor.py (restart what exits, give up on a crash loop), and here the Stack that owns them all,
+with the faults tools/chaos.py injects (restart_broker, kill_mongo/start_mongo).
 """
 import json
 import os
@@ -25,8 +29,8 @@ from tools.stack.services import NAMEKO_CONFIG, SERVICES, ServiceDied, ServicePr
 from tools.stack.supervisor import Supervisor
 
 __all__ = ["REPO", "NAMEKO_CONFIG", "SERVICES", "LocalMongo", "LocalRabbit", "ServiceDied", "ServiceProcess",
-           "ServiceSpec", "Stack", "Supervisor", "free_port", "mongod_path", "owner_pid", "python", "read_pid", "stop_leftovers",
-           "stop_node", "write_pid"]
+           "ServiceSpec", "Stack", "Supervisor", "free_port", "mongod_path", "owner_pid", "python", "read_pid",
+           "stop_leftovers", "stop_node", "write_pid"]
 
 # Dev (`make run`) ports; the tests always take free ports.
 DEV_AMQP_PORT, DEV_DIST_PORT, DEV_MONGO_PORT = 5682, 25682, 27027
