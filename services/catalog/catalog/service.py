@@ -3,6 +3,7 @@ from nameko.rpc import rpc
 
 from catalog import domain, schemas
 from catalog.store import CatalogStore
+from contracts.api import catalog as api
 from kit.errors import Forbidden, NotFound
 from kit.events import on_event
 from kit.mongo import MongoStore
@@ -17,7 +18,7 @@ class CatalogService(ServiceBase):
     # -- merchants ---------------------------------------------------------------------------------
     @rpc
     def apply_merchant(self, owner_id, payload):
-        data = load(schemas.MerchantApplication, payload)
+        data = load(api.MerchantApplication, payload)
         now = utcnow()
         merchant = {"_id": new_id("mch"), "owner_id": owner_id, "name": data["name"],
                     "description": data["description"], "status": "pending", "reason": None,
@@ -30,7 +31,7 @@ class CatalogService(ServiceBase):
         """action: approve, reject (reason required) or suspend (reason required). Admins only (gateway)."""
         if action not in domain.MERCHANT_TRANSITIONS:
             raise NotFound(f"unknown action {action}")
-        reason = load(schemas.Reason, payload or {})["reason"] if action != "approve" else None
+        reason = load(api.Reason, payload or {})["reason"] if action != "approve" else None
         return domain.merchant_view(self.store.change_merchant_status(merchant_id, action, reason))
 
     @rpc
@@ -44,7 +45,7 @@ class CatalogService(ServiceBase):
     # -- products ----------------------------------------------------------------------------------
     @rpc
     def create_product(self, owner_id, payload):
-        data = load(schemas.ProductInput, payload)
+        data = load(api.ProductInput, payload)
         merchant = self._owned_merchant(owner_id, data["merchant_id"])
         if merchant["status"] != "approved":
             raise Forbidden("only an approved merchant can publish products")
@@ -67,7 +68,7 @@ class CatalogService(ServiceBase):
 
     @rpc
     def update_product(self, owner_id, product_id, payload):
-        data = load(schemas.ProductUpdate, payload)
+        data = load(api.ProductUpdate, payload)
         product = self.store.get_product(product_id)
         if product["owner_id"] != owner_id:
             raise NotFound("product not found")  # another merchant's product: reveal nothing
@@ -86,7 +87,7 @@ class CatalogService(ServiceBase):
 
     @rpc
     def search_products(self, params):
-        query = load(schemas.ProductSearch, params)
+        query = load(api.ProductSearch, params)
         docs, next_cursor = self.store.search(query["q"], query["category"], query["merchant_id"],
                                               query["limit"], query["cursor"])
         return {"items": [domain.product_summary(d) for d in docs], "next_cursor": next_cursor}
@@ -109,7 +110,7 @@ class CatalogService(ServiceBase):
 
     @rpc
     def post_review(self, buyer_id, product_id, payload):
-        data = load(schemas.ReviewInput, payload)
+        data = load(api.ReviewInput, payload)
         review = self.store.post_review(buyer_id, product_id, data["order_id"], data["rating"], data["text"])
         return domain.review_view(review)
 

@@ -15,6 +15,7 @@ from nameko.rpc import RpcProxy, rpc
 from nameko.timer import timer
 from prometheus_client import Counter
 
+from contracts.api import orders as api
 from kit.config import load_settings
 from kit.errors import Conflict, Forbidden, InvalidInput, NotFound, QuanziError, RuleRefused
 from kit.events import on_event
@@ -62,13 +63,13 @@ class OrdersService(ServiceBase):
     # -- placing orders ----------------------------------------------------------------------------------
     @rpc
     def create_order(self, buyer_id, payload, idempotency_key=None):
-        data = load(schemas.OrderInput, payload)
+        data = load(api.OrderInput, payload)
         order = self._place(self._id(buyer_id), idempotency_key, data, domain.merge_items(data["items"]))
         return domain.order_view(order, with_address=True)
 
     @rpc
     def open_group(self, buyer_id, payload, idempotency_key=None):
-        data = load(schemas.GroupOpenInput, payload)
+        data = load(api.GroupOpenInput, payload)
         order = self._place(self._id(buyer_id), idempotency_key, data, [{"sku_id": data["sku_id"],
                                                                           "qty": data["qty"]}], group="open")
         return dict(domain.order_view(order, with_address=True),
@@ -76,7 +77,7 @@ class OrdersService(ServiceBase):
 
     @rpc
     def join_group(self, buyer_id, group_id, payload, idempotency_key=None):
-        data = load(schemas.GroupJoinInput, payload)
+        data = load(api.GroupJoinInput, payload)
         group_id = self._id(group_id)
         self.store.group(group_id)  # 404 before anything is written
         order = self._place(self._id(buyer_id), idempotency_key, data, [{"sku_id": data["sku_id"],
@@ -155,7 +156,7 @@ class OrdersService(ServiceBase):
 
     @rpc
     def list_orders(self, viewer, params):
-        viewer, query = load(schemas.Viewer, viewer), load(schemas.OrderQuery, params)
+        viewer, query = load(schemas.Viewer, viewer), load(api.OrderQuery, params)
         if query["merchant_id"]:
             if not viewer["is_admin"] and self._owner_of(query["merchant_id"]) != viewer["user_id"]:
                 raise NotFound("merchant not found")
@@ -202,7 +203,7 @@ class OrdersService(ServiceBase):
 
     @rpc
     def ship(self, viewer, order_id, payload):
-        data = load(schemas.ShipInput, payload)
+        data = load(api.ShipInput, payload)
         order = self._acting(viewer, order_id, "merchant")
         now = utcnow()
         shipped = self.store.change(order["_id"], "ship", now, dict(data, shipped_at=now), "order.shipped",
@@ -222,7 +223,7 @@ class OrdersService(ServiceBase):
 
     @rpc
     def request_refund(self, viewer, order_id, payload):
-        data = load(schemas.RefundInput, payload)
+        data = load(api.RefundInput, payload)
         order = self._acting(viewer, order_id, "buyer")
         refund = self.store.request_refund(order["_id"], data["reason"], data["amount_fen"], utcnow())
         if refund["status"] == "processing":  # before shipping: approved automatically
@@ -237,7 +238,7 @@ class OrdersService(ServiceBase):
 
     @rpc
     def reject_refund(self, viewer, refund_id, payload):
-        data = load(schemas.RejectInput, payload)
+        data = load(api.RejectInput, payload)
         refund = self._refund_for_merchant(viewer, refund_id)
         return domain.refund_view(self.store.reject_refund(refund["_id"], data["reason"], utcnow()))
 
@@ -257,7 +258,7 @@ class OrdersService(ServiceBase):
     def payment_notified(self, notification):
         """A notification whose signature the gateway verified. Applied once per trade_no; a payment the order
         can no longer take (cancelled, group closed) is refunded at once; a wrong amount is refused."""
-        note = load(schemas.PaymentNotification, notification)
+        note = load(api.PaymentNotification, notification)
         try:
             outcome, refund_id = self.store.apply_payment(note, utcnow())
         except RuleRefused:
