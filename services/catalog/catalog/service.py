@@ -8,7 +8,7 @@ from kit.errors import Forbidden, NotFound
 from kit.events import on_event
 from kit.mongo import MongoStore
 from kit.service import ServiceBase
-from kit.validation import load, new_id, utcnow
+from kit.validation import load, utcnow
 
 
 class CatalogService(ServiceBase):
@@ -19,10 +19,7 @@ class CatalogService(ServiceBase):
     @rpc
     def apply_merchant(self, owner_id, payload):
         data = load(api.MerchantApplication, payload)
-        now = utcnow()
-        merchant = {"_id": new_id("mch"), "owner_id": owner_id, "name": data["name"],
-                    "description": data["description"], "status": "pending", "reason": None,
-                    "created_at": now, "updated_at": now}
+        merchant = domain.new_merchant(owner_id, data, utcnow())
         self.store.merchants.insert_one(merchant)
         return domain.merchant_view(merchant)
 
@@ -51,18 +48,7 @@ class CatalogService(ServiceBase):
             raise Forbidden("only an approved merchant can publish products")
         domain.check_commission(data["commission"], self.config.commission_max_total_bp)
         domain.check_group_buy(data["group_buy"], [s["price_fen"] for s in data["skus"]])
-        now = utcnow()
-        product_id = new_id("prd")
-        skus = [{"_id": new_id("sku"), "product_id": product_id, "merchant_id": merchant["_id"],
-                 "attrs": s["attrs"], "price_fen": s["price_fen"], "stock": s["stock"]} for s in data["skus"]]
-        product = {
-            "_id": product_id, "merchant_id": merchant["_id"], "owner_id": owner_id, "title": data["title"],
-            "description": data["description"], "category": data["category"], "images": data["images"],
-            "commission": data["commission"], "group_buy": data["group_buy"],
-            "min_price_fen": min(s["price_fen"] for s in skus), "status": "published", "visible": True,
-            "terms": domain.search_terms(data["title"], data["description"], data["category"]),
-            "rating_sum": 0, "rating_count": 0, "created_at": now, "updated_at": now,
-        }
+        product, skus = domain.new_product(owner_id, merchant, data, utcnow())
         self.store.insert_product(product, skus)
         return domain.product_view(product, skus)
 

@@ -14,7 +14,7 @@ from kit.metrics import LATENCY_BUCKETS
 from kit.mongo import MongoStore
 from kit.rpc import call
 from kit.service import ServiceBase
-from kit.validation import ID_PATTERN, load, new_id
+from kit.validation import ID_PATTERN, load
 from social_feed import domain, schemas
 from social_feed.store import TIMELINE_QUERY, SocialFeedStore
 
@@ -113,9 +113,7 @@ class SocialFeedService(ServiceBase):
             self._require_published(product_id)
             share = self.store.new_share(user_id, product_id, "moments")
             share_code = share["_id"]
-        moment = {"_id": new_id("mom"), "author_id": user_id, "text": data["text"], "images": data["images"],
-                  "product_id": product_id, "share_code": share_code, "visibility": data["visibility"],
-                  "deleted": False, "created_at": domain.now()}
+        moment = domain.new_moment(user_id, data, product_id, share_code)
         self.store.post_moment(moment, share)
         return {"moment_id": moment["_id"], "share_code": share_code}
 
