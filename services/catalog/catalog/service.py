@@ -20,7 +20,7 @@ class CatalogService(ServiceBase):
     def apply_merchant(self, owner_id, payload):
         data = load(api.MerchantApplication, payload)
         merchant = domain.new_merchant(owner_id, data, utcnow())
-        self.store.merchants.insert_one(merchant)
+        self.store.insert_merchant(merchant)
         return domain.merchant_view(merchant)
 
     @rpc

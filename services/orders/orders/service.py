@@ -206,8 +206,7 @@ class OrdersService(ServiceBase):
     @on_event("orders", "order.refunded")
     def release_refunded(self, event, session):
         data = event["data"]
-        order = self.store.orders.find_one({"_id": data["order_id"]}, {"shipped_at": 1}, session=session)
-        if data["full"] and order is not None and not order.get("shipped_at"):
+        if data["full"] and self.store.unshipped(data["order_id"], session):
             call(self.catalog.release_stock, data["order_id"])
 
     # -- who may act --------------------------------------------------------------------------------------
