@@ -7,7 +7,7 @@ import threading
 import time
 import uuid
 
-from orders.domain import SIGNATURE_HEADER, sign
+from contracts.payment import SIGNATURE_HEADER, sign
 from tools.flows import approved_merchant, expect, product_payload
 from tools.client import Api
 

@@ -2,7 +2,7 @@
 import json
 import uuid
 
-from orders.domain import SIGNATURE_HEADER, sign
+from contracts.payment import SIGNATURE_HEADER, sign
 from tools.flows import ADDRESS, approved_merchant, expect, mint_buyers, product_payload  # noqa: F401
 
 

@@ -1,6 +1,6 @@
 """Merchants (apply, admin review) and products (create, update, browse, view)."""
 
-from catalog.schemas import MerchantApplication, ProductInput, ProductSearch, ProductUpdate, Reason
+from contracts.api.catalog import MerchantApplication, ProductInput, ProductSearch, ProductUpdate, Reason
 from gateway import schemas
 from gateway.cache import PageParts, ProductCache
 from gateway.http import api

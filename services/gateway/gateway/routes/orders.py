@@ -1,15 +1,15 @@
 """Orders, payments, after-sales, group buys (拼团) and reviews. Who may see or act on an order is decided by the
 orders service (buyer, the order's merchant, admin); the routes pass the signed-in user along."""
 
-from catalog.schemas import ReviewInput
+from contracts.api.catalog import ReviewInput
+from contracts.api.orders import (GroupJoinInput, GroupOpenInput, OrderInput, OrderQuery, PaymentNotification,
+                                  RefundInput, RejectInput, ShipInput)
+from contracts.payment import SIGNATURE_HEADER, signature_ok
 from gateway import schemas_orders as views
 from gateway.errors import Unauthorized
 from gateway.http import api
 from gateway.rpc import call
 from kit.amqp import RpcProxy
-from orders.domain import SIGNATURE_HEADER, signature_ok
-from orders.schemas import (GroupJoinInput, GroupOpenInput, OrderInput, OrderQuery, PaymentNotification, RefundInput,
-                            RejectInput, ShipInput)
 
 PAY_TIMEOUT = 20.0  # paying waits for the provider's notification round trip
 
