@@ -8,8 +8,8 @@ import time
 import uuid
 
 from contracts.payment import SIGNATURE_HEADER, sign
-from tools.flows import approved_merchant, expect, product_payload
 from tools.client import Api
+from tools.flows import approved_merchant, expect, product_payload
 
 SKUS = 50  # spread over many SKUs: this measures the order path, not one hot stock row
 
