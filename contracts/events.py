@@ -54,6 +54,8 @@ class ProductChanged(Data):
     product_id = Id(required=True)
     merchant_id = Id(required=True)
     reason = fields.String(allow_none=True, load_default=None)
+    visible = fields.Boolean(load_default=None, allow_none=True,
+                             metadata={"description": "whether shoppers see the product now (absent: unknown)"})
 
 
 class StockDepleted(Data):
@@ -191,6 +193,11 @@ class MomentPosted(Data):
     posted_at = Time(required=True)
 
 
+class UserDeleted(Data):
+    user_id = Id(required=True)
+    deleted_at = Time(required=True)
+
+
 class Friendship(Data):
     user_ids = fields.List(Id(), required=True, validate=validate.Length(equal=2))
     at = Time(required=True)
@@ -243,7 +250,7 @@ def _specs():
         ("catalog.events", "merchant.suspended", MerchantStatusChanged, "An admin suspended a merchant; its products are hidden at once."),
         ("catalog.events", "product.published", ProductPublished, "A product of an approved merchant is visible and can be bought."),
         ("catalog.events", "product.updated", ProductChanged, "A published product changed (price, text, offer)."),
-        ("catalog.events", "product.hidden", ProductChanged, "A product is no longer visible (merchant suspended, withdrawn)."),
+        ("catalog.events", "product.hidden", ProductChanged, "A product is no longer visible (merchant suspended, taken down by an admin: reason takedown)."),
         ("catalog.events", "stock.depleted", StockDepleted, "A SKU's stock reached zero."),
         ("catalog.events", "review.posted", ReviewPosted, "A buyer reviewed a product of a completed order."),
         ("orders.events", "order.created", OrderCreated, "An order was placed; its stock is reserved."),
@@ -263,6 +270,8 @@ def _specs():
         ("social_feed.events", "moment.posted", MomentPosted, "A user posted a moment."),
         ("social_feed.events", "friendship.created", Friendship, "Two users became friends."),
         ("social_feed.events", "friendship.removed", Friendship, "Two users are no longer friends."),
+        ("social_feed.events", "user.deleted", UserDeleted, "A user erased their account (PIPL): every service purges "
+         "or de-identifies what it holds about them."),
         ("commission.events", "commission.accrued", CommissionEntry, "A commission became pending on a paid order."),
         ("commission.events", "commission.frozen", CommissionFrozen, "The order completed; the commission waits out the after-sales window."),
         ("commission.events", "commission.settled", CommissionEntry, "The commission is withdrawable."),

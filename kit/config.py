@@ -5,6 +5,7 @@ A bad value stops the service with a message naming the variable, instead of fai
 import math
 import os
 import re
+from pathlib import Path
 from dataclasses import dataclass, fields
 
 from nameko.extensions import DependencyProvider
@@ -16,6 +17,7 @@ class ConfigError(RuntimeError):
 
 DEFAULT_AMQP_URI = "amqp://guest:guest@127.0.0.1:5682/"
 DEFAULT_MONGO_URI = "mongodb://127.0.0.1:27027/?replicaSet=rs0"
+DEFAULT_BLOCKED_WORDS = Path(__file__).resolve().parent.parent / "config" / "blocked_words.txt"
 MAINLAND_MOBILE = re.compile(r"^1[3-9]\d{9}$")  # the gateway's login accepts no other shape
 
 
@@ -68,6 +70,17 @@ def _secret(env, name, default, min_length):
     return value
 
 
+def _readable_file(env, name, default):
+    """A path to a text file that must exist and be readable now (not at the first request that needs it)."""
+    value = env.get(name) or str(default)
+    try:
+        with open(value, encoding="utf-8") as handle:
+            handle.read(1)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{name}={value!r} cannot be read as a UTF-8 text file ({type(exc).__name__})")
+    return value
+
+
 def _phone(env, name, default):
     value = env.get(name) or default
     if not MAINLAND_MOBILE.match(value):
@@ -95,6 +108,8 @@ class Settings:
     sweep_interval: int
     event_retry_delays: tuple
     outbox_partitions: int
+    login_max_failures: int
+    blocked_words_file: str
 
     def as_dict(self):
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -132,6 +147,8 @@ def load_settings(env=None):
         sweep_interval=_int(env, "SWEEP_INTERVAL", 5, minimum=1),
         event_retry_delays=_floats(env, "EVENT_RETRY_DELAYS", (1.0, 5.0, 30.0)),
         outbox_partitions=_int(env, "OUTBOX_PARTITIONS", 8, minimum=1),
+        login_max_failures=_int(env, "LOGIN_MAX_FAILURES", 5, minimum=1, maximum=100),
+        blocked_words_file=_readable_file(env, "BLOCKED_WORDS_FILE", DEFAULT_BLOCKED_WORDS),
     )
 
 

@@ -34,6 +34,21 @@ class CatalogService(ServiceBase):
         return domain.merchant_view(self.store.change_merchant_status(merchant_id, action, reason))
 
     @rpc
+    def list_merchants(self, params=None):
+        query = load(schemas.MerchantQuery, params or {})
+        docs, next_cursor = self.store.merchants_page(query["status"], query["limit"], query["cursor"])
+        return {"items": [domain.merchant_view(m) for m in docs], "next_cursor": next_cursor}
+
+    @rpc
+    def moderate_product(self, product_id, action, payload=None):
+        """action: takedown (reason required) or restore. Admins only (gateway)."""
+        if action not in ("takedown", "restore"):
+            raise NotFound(f"unknown action {action}")
+        reason = load(schemas.Reason, payload or {})["reason"] if action == "takedown" else None
+        product = self.store.moderate_product(product_id, action, reason)
+        return domain.product_view(product, self.store.skus_of(product_id))
+
+    @rpc
     def get_merchant(self, merchant_id):
         return domain.merchant_view(self.store.get_merchant(merchant_id))
 

@@ -11,8 +11,10 @@ from kit.validation import utcnow
 
 class CatalogStore(BaseStore):
     COLLECTIONS = ("merchants", "products", "skus", "reservations", "purchases", "reviews")
+    PERSONAL_DATA = {"merchants": ("owner_id",), "reviews": ("buyer_id",), "purchases": ("buyer_id",)}
     INDEXES = {
-        "merchants": [IndexModel([("owner_id", ASCENDING)])],
+        "merchants": [IndexModel([("owner_id", ASCENDING)]),
+                      IndexModel([("status", ASCENDING), ("created_at", DESCENDING), ("_id", DESCENDING)])],
         "products": [
             IndexModel([("visible", ASCENDING), ("created_at", DESCENDING), ("_id", DESCENDING)]),
             IndexModel([("visible", ASCENDING), ("category", ASCENDING), ("created_at", DESCENDING)]),
@@ -43,19 +45,48 @@ class CatalogStore(BaseStore):
                                       {"$set": {"status": status, "reason": reason, "updated_at": now}},
                                       session=session)
             visible = status == "approved"
-            changed = list(self.products.find(
-                {"merchant_id": merchant_id, "status": "published", "visible": not visible},
-                {"_id": 1}, session=session))
-            self.products.update_many({"merchant_id": merchant_id, "status": "published"},
-                                      {"$set": {"visible": visible, "updated_at": now}}, session=session)
+            shown = {"merchant_id": merchant_id, "status": "published", "taken_down": None}  # takedowns stay down
+            changed = list(self.products.find({**shown, "visible": not visible}, {"_id": 1}, session=session))
+            self.products.update_many(shown, {"$set": {"visible": visible, "updated_at": now}}, session=session)
             self.emit(session, domain.MERCHANT_EVENTS[action], {
                 "merchant_id": merchant_id, "owner_id": merchant["owner_id"], "status": status, "reason": reason,
             }, subject=merchant_id)
             for product in changed:
                 self.emit(session, "product.updated" if visible else "product.hidden", {
                     "product_id": product["_id"], "merchant_id": merchant_id,
-                    "reason": None if visible else "merchant_suspended"}, subject=product["_id"])
+                    "reason": None if visible else "merchant_suspended", "visible": visible}, subject=product["_id"])
             return {**merchant, "status": status, "reason": reason}
+        return self.transaction(txn)
+
+    def merchants_page(self, status, limit, cursor):
+        """The admin's review queue: merchants in `status` (any status when None), newest first."""
+        query = {"status": status} if status else {}
+        query.update(paging.after(cursor, "created_at"))
+        docs = list(self.merchants.find(query).sort(paging.NEWEST_FIRST("created_at")).limit(limit + 1))
+        return paging.page(docs, limit, "created_at")
+
+    def moderate_product(self, product_id, action, reason):
+        """An admin takes a product down (hidden everywhere, whatever its merchant's status) or restores it
+        (visible again when its merchant is approved); the read models learn it from the events."""
+        def txn(session):
+            product = self.get_product(product_id, session)
+            now = utcnow()
+            if action == "takedown":
+                if product.get("taken_down"):
+                    raise Conflict("this product is already taken down")
+                sets = {"taken_down": {"reason": reason, "at": now}, "visible": False, "updated_at": now}
+            else:
+                if not product.get("taken_down"):
+                    raise Conflict("this product is not taken down")
+                merchant = self.get_merchant(product["merchant_id"], session)
+                sets = {"taken_down": None, "visible": merchant["status"] == "approved" and
+                        product["status"] == "published", "updated_at": now}
+            self.products.update_one({"_id": product_id}, {"$set": sets}, session=session)
+            self.emit(session, "product.hidden" if action == "takedown" else "product.updated", {
+                "product_id": product_id, "merchant_id": product["merchant_id"],
+                "reason": "takedown" if action == "takedown" else None, "visible": sets["visible"]},
+                subject=product_id)
+            return {**product, **sets}
         return self.transaction(txn)
 
     # -- products ----------------------------------------------------------------------------------
@@ -100,7 +131,8 @@ class CatalogStore(BaseStore):
                         terms=domain.search_terms(merged["title"], merged["description"], merged["category"]))
             self.products.update_one({"_id": product_id}, {"$set": sets}, session=session)
             self.emit(session, "product.updated", {"product_id": product_id, "merchant_id": product["merchant_id"],
-                                                   "reason": None}, subject=product_id)
+                                                   "reason": None, "visible": bool(product.get("visible"))},
+                      subject=product_id)
             return {**merged, **sets}
         return self.transaction(txn)
 

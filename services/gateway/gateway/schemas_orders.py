@@ -60,7 +60,9 @@ class OrderView(Schema):
     cancelled_at = Time(allow_none=True)
     after_sales_until = Time(allow_none=True)
     pay_before = Time(allow_none=True, metadata={"description": "unpaid orders are cancelled after this"})
-    address = fields.Nested(Address, metadata={"description": "to the buyer and the order's merchant only"})
+    address = fields.Nested(Address, allow_none=True,
+                            metadata={"description": "to the buyer and the order's merchant only; null once the "
+                                                     "buyer erased their account"})
     refunds = fields.List(fields.Nested(OrderRefund), metadata={"description": "GET /orders/{id} only"})
 
 

@@ -351,6 +351,11 @@ class OrdersService(ServiceBase):
         if data["full"] and order is not None and not order.get("shipped_at"):
             call(self.catalog.release_stock, data["order_id"])
 
+    # -- erasure (PIPL) -----------------------------------------------------------------------------------
+    @on_event("social_feed", "user.deleted")
+    def deidentify_orders(self, event, session):
+        self.store.deidentify_buyer(event["data"]["user_id"], utcnow(), session)
+
     # -- who may act --------------------------------------------------------------------------------------
     def _owner_of(self, merchant_id):
         owner = self.merchant_owners.get(merchant_id)

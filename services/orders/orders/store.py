@@ -29,6 +29,7 @@ REFUND_RETRY_SECONDS = 10  # a refund not confirmed inline by then is retried by
 
 class OrdersStore(BaseStore):
     COLLECTIONS = ("orders", "groups", "payments", "refunds")
+    PERSONAL_DATA = {"orders": ("buyer_id",), "refunds": ("buyer_id",), "groups": ("members.user_id",)}
     INDEXES = {
         "orders": [
             # the same Idempotency-Key from the same buyer can only ever name one order
@@ -347,3 +348,10 @@ class OrdersStore(BaseStore):
         self.orders.update_one({"_id": order_id, "status": {"$nin": [CREATING, ABANDONED,
                                                                      domain.PENDING, domain.SHIPPED]}},
                                {"$set": {"due_at": None}})
+
+    # -- erasure (user.deleted): orders are kept for the law, de-identified ---------------------------------
+    def deidentify_buyer(self, user_id, at, session):
+        """The erased user's orders keep ids and amounts (bookkeeping, disputes) but lose the address."""
+        return self.orders.update_many({"buyer_id": user_id, "address": {"$ne": None}},
+                                       {"$set": {"address": None, "address_erased_at": at}},
+                                       session=session).modified_count

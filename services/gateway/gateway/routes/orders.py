@@ -78,12 +78,12 @@ class OrderRoutes:
     def request_refund(self, c):
         return call(self.orders.request_refund, viewer(c), c.path["order_id"], c.body)
 
-    @api("POST", "/refunds/<refund_id>/approve", response=views.RefundView, tags=["after-sales"],
+    @api("POST", "/refunds/<refund_id>/approve", audit="refund.approve", response=views.RefundView, tags=["after-sales"],
          errors=[403, 404, 409], summary="Approve a refund (the order's merchant): the money goes back")
     def approve_refund(self, c):
         return call(self.orders.approve_refund, viewer(c), c.path["refund_id"])
 
-    @api("POST", "/refunds/<refund_id>/reject", body=RejectInput, response=views.RefundView, tags=["after-sales"],
+    @api("POST", "/refunds/<refund_id>/reject", audit="refund.reject", body=RejectInput, response=views.RefundView, tags=["after-sales"],
          errors=[403, 404, 409], summary="Reject a refund with a reason (the order's merchant)")
     def reject_refund(self, c):
         return call(self.orders.reject_refund, viewer(c), c.path["refund_id"], c.body)
