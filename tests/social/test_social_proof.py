@@ -24,6 +24,8 @@ def test_a_viewer_sees_friends_who_bought_or_shared_and_nobody_else(api, rpc, st
     viewer, buyer, sharer, stranger = (api.register_user(nickname=n) for n in ("viewer", "buyer", "sharer", "x"))
     befriend(api, viewer, buyer)
     befriend(api, viewer, sharer)
+    for user in (buyer, stranger):  # separate consent (PIPL): buyers who let friends see their purchases
+        expect(api.patch("/me/privacy", json={"show_purchases_to_friends": True}, token=user["token"]), 200)
     # given a friend who paid for it (twice: counted once), a friend who shared it, and a stranger who did both
     bus = Bus(stack.amqp_uri)
     bus.deliver(paid_event(buyer["user_id"], product["product_id"]), times=2)  # redelivered: counted once
