@@ -89,6 +89,6 @@ class ReportQuery(Page):
 
 
 class PrivacyInput(StrictSchema):
-    show_purchases_to_friends = fields.Boolean(required=True, strict=True,
+    show_purchases_to_friends = fields.Boolean(required=True, truthy={True}, falsy={False},
                                                metadata={"description": "friends see your purchases in social "
                                                                         "proof (off until you turn it on)"})
