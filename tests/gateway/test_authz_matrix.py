@@ -55,6 +55,7 @@ class Row:
     body: Callable = None  # (world, caller) -> JSON body
     query: Callable = None  # (world, caller) -> query parameters
     raw: Callable = None  # (world, caller) -> (bytes, headers): a body sent exactly as given
+    token: Callable = None  # (world, caller) -> the caller's token for this row (rows that end sessions)
     variant: str = ""
 
     @property
@@ -168,6 +169,40 @@ ROWS = [
     # -- shares ---------------------------------------------------------------------------------------------
     Row("POST /shares", signed_in(201), body=fixed(product_id=lambda w: w.product_id)),
     Row("GET /s/{share_code}", everyone(200), path=fixed(share_code=lambda w: w.share_code)),
+    # -- sessions and privacy: rows that end a session or an account act as a fresh user of each caller --------
+    Row("POST /auth/logout", signed_in(204), token=lambda w, c: w.fresh_session(c)),
+    Row("POST /auth/password", signed_in(200), token=lambda w, c: w.fresh_session(c),
+        body=lambda w, c: {"old_password": w.session_password(c), "new_password": "changed-pw-1"}),
+    Row("DELETE /me", signed_in(204), token=lambda w, c: w.fresh_session(c),
+        body=lambda w, c: {"password": w.session_password(c)}),
+    Row("GET /me/privacy", signed_in(200)),
+    Row("PATCH /me/privacy", signed_in(200), body=fixed(show_purchases_to_friends=True)),
+    Row("GET /me/export", signed_in(200)),
+    # -- the admin's tools ------------------------------------------------------------------------------------
+    Row("GET /admin/merchants", admin_only(200), query=fixed(status="pending")),
+    Row("POST /admin/products/{product_id}/takedown", admin_only(200),
+        path=lambda w, c: {"product_id": w.fresh_product() if c == "admin" else w.product_id},
+        body=fixed(reason="counterfeit")),
+    Row("POST /admin/products/{product_id}/restore", admin_only(200),
+        path=lambda w, c: {"product_id": w.fresh_taken_down_product() if c == "admin" else w.product_id}),
+    Row("POST /admin/users/{user_id}/suspend", admin_only(200),
+        path=lambda w, c: {"user_id": w.fresh_user()["user_id"] if c == "admin" else w.shopper["user_id"]},
+        body=fixed(reason="fraud")),
+    Row("POST /admin/users/{user_id}/restore", admin_only(200),
+        path=lambda w, c: {"user_id": w.fresh_user()["user_id"] if c == "admin" else w.shopper["user_id"]}),
+    Row("GET /admin/audit", admin_only(200)),
+    # -- moderation: the shopper's friends-only moment and its comment are nobody else's to see or report ------
+    Row("POST /moments/{moment_id}/reports", only("shopper", 201), path=fixed(moment_id=lambda w: w.moment_id),
+        body=fixed(reason="spam")),
+    Row("POST /comments/{comment_id}/reports", only("shopper", 201), path=fixed(comment_id=lambda w: w.comment_id),
+        body=fixed(reason="spam")),
+    Row("GET /admin/reports", admin_only(200)),
+    Row("POST /admin/moments/{moment_id}/takedown", admin_only(200),
+        path=lambda w, c: {"moment_id": w.fresh_moment() if c == "admin" else w.moment_id},
+        body=fixed(reason="advertising")),
+    Row("POST /admin/comments/{comment_id}/takedown", admin_only(200),
+        path=lambda w, c: {"comment_id": w.fresh_comment() if c == "admin" else w.comment_id},
+        body=fixed(reason="abuse")),
 ]
 
 
@@ -177,6 +212,7 @@ class World:
     api: object
     stack: object
     tokens: dict = field(default_factory=dict)
+    sessions: dict = field(default_factory=dict)
 
     def token(self, caller):
         return self.tokens.get(caller)
@@ -244,6 +280,31 @@ class World:
         expect(self.api.post(f"/friends/requests/{request_id}/accept", token=self.shopper["token"]), 200)
         return friend["user_id"]
 
+    def fresh_session(self, caller):
+        """A fresh user's token (none for the anonymous caller), remembered with its password for the body."""
+        if caller == "anonymous":
+            return None
+        user = self.fresh_user()
+        self.sessions[caller] = user
+        return user["token"]
+
+    def session_password(self, caller):
+        return self.sessions[caller]["password"] if caller in self.sessions else "whatever-1"
+
+    def fresh_product(self):
+        return expect(self.api.post("/products", json=product_payload(self.merchant_id, title="Takedown tea"),
+                                    token=self.tokens["merchant"]), 201)["product_id"]
+
+    def fresh_taken_down_product(self):
+        product_id = self.fresh_product()
+        expect(self.api.post(f"/admin/products/{product_id}/takedown", json={"reason": "check"},
+                             token=self.tokens["admin"]), 200)
+        return product_id
+
+    def fresh_comment(self):
+        return expect(self.api.post(f"/moments/{self.moment_id}/comments", json={"text": "一条评论"},
+                                    token=self.shopper["token"]), 201)["comment_id"]
+
     def fresh_moment(self, visibility="friends"):
         return expect(self.api.post("/moments", json={"text": "只给朋友看", "visibility": visibility},
                                     token=self.shopper["token"]), 201)["moment_id"]
@@ -295,6 +356,7 @@ def world(api, stack, mongo):
     w.group_id = expect(api.post("/group-buys", json={"sku_id": w.sku_id, "address": ADDRESS},
                                  token=w.shopper["token"]), 201)["group"]["group_id"]
     w.moment_id, w.public_moment_id = w.fresh_moment("friends"), w.fresh_moment("public")
+    w.comment_id = w.fresh_comment()
     w.inviter_share_code = expect(api.post("/shares", json={"product_id": w.product_id}, token=inviter["token"]),
                                   201)["share_code"]
     # wait for what is made in the background: the first admin's social profile (once social-feed answers after
@@ -340,7 +402,8 @@ def _send(session, stack, world, row, caller, document):
     method, path = _document_key(row, document).split(" ", 1)
     params = row.path(world, caller) if row.path else {}
     url = stack.gateway_url + path.format(**params)
-    headers = {"Authorization": f"Bearer {world.token(caller)}"} if world.token(caller) else {}
+    token = row.token(world, caller) if row.token else world.token(caller)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     kwargs = {"params": row.query(world, caller) if row.query else None, "timeout": 30}
     if row.raw:
         data, raw_headers = row.raw(world, caller)
