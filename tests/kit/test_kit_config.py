@@ -24,6 +24,8 @@ PARSED = [
     ("OUTBOX_PARTITIONS", "4", "outbox_partitions", 4),
     ("JWT_SECRET", "k" * 40, "jwt_secret", "k" * 40),
     ("PAYMENT_HMAC_SECRET", "p" * 20, "payment_hmac_secret", "p" * 20),
+    ("LOGIN_MAX_FAILURES", "3", "login_max_failures", 3),
+    ("BLOCKED_WORDS_FILE", __file__, "blocked_words_file", __file__),
 ]
 
 
@@ -40,6 +42,7 @@ def test_defaults_are_the_documented_ones():
             settings.attribution_window) == (1800, 604800, 604800, 604800)
     assert (settings.commission_max_levels, settings.commission_max_total_bp, settings.sweep_interval) == (1, 3000, 5)
     assert settings.gateway_port == 8000 and settings.admin_phone == "13800000000"
+    assert settings.login_max_failures == 5 and settings.blocked_words_file.endswith("config/blocked_words.txt")
 
 
 def test_an_empty_number_falls_back_to_the_default():
@@ -73,6 +76,11 @@ BAD = [
     ("JWT_SECRET", ""),
     ("JWT_SECRET", "too-short"),
     ("PAYMENT_HMAC_SECRET", ""),
+    ("LOGIN_MAX_FAILURES", "0"),
+    ("LOGIN_MAX_FAILURES", "five"),
+    ("LOGIN_MAX_FAILURES", "1000"),
+    ("BLOCKED_WORDS_FILE", "/nonexistent/blocked.txt"),
+    ("BLOCKED_WORDS_FILE", "/"),
 ]
 
 

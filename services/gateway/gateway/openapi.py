@@ -75,6 +75,7 @@ def build_spec(routes, version="1.0.0"):
             errors |= {401}
             operation["security"] = [{"bearer": []}]
         elif auth == "optional":
+            errors |= {401}  # no token is fine; a bad, expired or ended one is refused, not ignored
             operation["security"] = [{"bearer": []}, {}]
         if auth == "admin":
             errors |= {403}
