@@ -47,6 +47,15 @@ def newest_first_after(position, time_field, id_field):
     return {"$or": [{time_field: {"$lt": at}}, {time_field: at, id_field: {"$lt": item_id}}]}
 
 
+def newest_page(collection, query, limit, position):
+    """A page of `collection` newest first by (created_at, _id) after `position`: (documents, next cursor)."""
+    found = list(collection.find({**query, **newest_first_after(position, "created_at", "_id")})
+                 .sort([("created_at", DESCENDING), ("_id", DESCENDING)]).limit(limit + 1))
+    more = len(found) > limit
+    found = found[:limit]
+    return found, (domain.encode_cursor(found[-1]["created_at"], found[-1]["_id"]) if more else None)
+
+
 class SocialFeedStore(BaseStore):
     INDEXES = {
         "friend_requests": [
@@ -257,12 +266,7 @@ class SocialFeedStore(BaseStore):
         return edges, (domain.encode_cursor(edges[-1]["since"], edges[-1]["friend"]) if more else None)
 
     def incoming_requests(self, user_id, limit, position):
-        query = {"to_id": user_id, "status": "pending", **newest_first_after(position, "created_at", "_id")}
-        found = list(self.friend_requests.find(query).sort([("created_at", DESCENDING), ("_id", DESCENDING)])
-                     .limit(limit + 1))
-        more = len(found) > limit
-        found = found[:limit]
-        return found, (domain.encode_cursor(found[-1]["created_at"], found[-1]["_id"]) if more else None)
+        return newest_page(self.friend_requests, {"to_id": user_id, "status": "pending"}, limit, position)
 
     # -- moments ------------------------------------------------------------------------------------------
     def post_moment(self, moment, share=None):
@@ -350,13 +354,8 @@ class SocialFeedStore(BaseStore):
         return items, cursor
 
     def album_page(self, author_id, visibilities, limit, position):
-        query = {"author_id": author_id, "deleted": False, "visibility": {"$in": visibilities},
-                 **newest_first_after(position, "created_at", "_id")}
-        found = list(self.moments.find(query).sort([("created_at", DESCENDING), ("_id", DESCENDING)])
-                     .limit(limit + 1))
-        more = len(found) > limit
-        found = found[:limit]
-        return found, (domain.encode_cursor(found[-1]["created_at"], found[-1]["_id"]) if more else None)
+        return newest_page(self.moments, {"author_id": author_id, "deleted": False,
+                                          "visibility": {"$in": visibilities}}, limit, position)
 
     # -- likes and comments -------------------------------------------------------------------------------
     def like(self, user_id, moment_id):
@@ -506,12 +505,7 @@ class SocialFeedStore(BaseStore):
             upsert=True, return_document=ReturnDocument.AFTER)
 
     def reports_page(self, status, limit, position):
-        query = {"status": status, **newest_first_after(position, "created_at", "_id")}
-        found = list(self.reports.find(query).sort([("created_at", DESCENDING), ("_id", DESCENDING)])
-                     .limit(limit + 1))
-        more = len(found) > limit
-        found = found[:limit]
-        return found, (domain.encode_cursor(found[-1]["created_at"], found[-1]["_id"]) if more else None)
+        return newest_page(self.reports, {"status": status}, limit, position)
 
     def take_down(self, target_type, target_id, reason):
         """An admin removes a moment (from every timeline, its page: 404 for everyone) or a comment; its open
