@@ -66,7 +66,7 @@ class ReportView(Schema):
     target_id = Id(required=True)
     reporter_id = Id(required=True)
     reason = fields.String(required=True)
-    status = fields.String(required=True, validate=validate.OneOf(["open", "actioned", "dismissed"]))
+    status = fields.String(required=True, validate=validate.OneOf(["open", "actioned"]))
     created_at = fields.String(required=True)
     resolved_at = fields.String(allow_none=True)
 

@@ -85,7 +85,7 @@ class TakedownInput(StrictSchema):
 
 
 class ReportQuery(Page):
-    status = fields.String(load_default="open", validate=validate.OneOf(["open", "actioned", "dismissed"]))
+    status = fields.String(load_default="open", validate=validate.OneOf(["open", "actioned"]))
 
 
 class PrivacyInput(StrictSchema):
