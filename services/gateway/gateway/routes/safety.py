@@ -5,17 +5,16 @@ Every admin decision declares `audit=`: the pipeline appends who decided what, o
 which request id, once the decision succeeded (http.ApiRoute.record_decision)."""
 from nameko.rpc import RpcProxy
 
-from catalog.schemas import MerchantQuery, Reason
+from contracts.api.catalog import MerchantQuery, Reason
+from contracts.api.social_feed import PrivacyInput, ReportInput, ReportQuery, TakedownInput
 from gateway import schemas, schemas_safety as out
 from gateway.auth import TOKEN_TTL, hash_password, issue_token, verify_password
-from gateway.errors import ServiceUnavailable, Unauthorized
 from gateway.cache import ProductCache
+from gateway.errors import ServiceUnavailable, Unauthorized
 from gateway.http import EdgeState, api
 from gateway.rpc import call, call_all
 from gateway.store import ERASED_VERSION
-from kit.errors import NotFound
 from kit.validation import utcnow
-from social_feed.schemas import PrivacyInput, ReportInput, ReportQuery, TakedownInput
 
 BACKENDS = ("catalog", "orders", "social_feed", "commission")
 EXPORT_BUDGET = 10.0
