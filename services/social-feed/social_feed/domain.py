@@ -172,6 +172,12 @@ def check_blocked_words(field, text, words):
 REPORT_TARGETS = ("moment", "comment")
 
 
+def new_report(reporter_id, target_type, target_id, reason, at):
+    """One report per (target, reporter): its id says so, reporting again reopens it with the new reason."""
+    return {"_id": f"{target_type}:{target_id}:{reporter_id}", "target_type": target_type, "target_id": target_id,
+            "reporter_id": reporter_id, "reason": reason, "status": "open", "resolved_at": None, "created_at": at}
+
+
 def report_view(report):
     return {"report_id": report["_id"], "target_type": report["target_type"], "target_id": report["target_id"],
             "reporter_id": report["reporter_id"], "reason": report["reason"], "status": report["status"],

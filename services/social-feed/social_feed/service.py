@@ -265,7 +265,8 @@ class SocialFeedService(ServiceBase):
             self._openable(reporter_id, comment["moment_id"])
         else:
             self._openable(reporter_id, target_id)
-        return domain.report_view(self.store.report(reporter_id, target_type, target_id, data["reason"]))
+        report = domain.new_report(reporter_id, target_type, target_id, data["reason"], domain.now())
+        return domain.report_view(self.store.report(report))
 
     @rpc
     def reports(self, params=None):

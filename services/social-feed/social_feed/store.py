@@ -493,15 +493,12 @@ class SocialFeedStore(BaseStore):
     def comment(self, comment_id):
         return self.comments.find_one({"_id": comment_id})
 
-    def report(self, reporter_id, target_type, target_id, reason):
+    def report(self, report):
         """One open report per (reporter, target): reporting again updates the reason, never piles up."""
-        report_id = f"{target_type}:{target_id}:{reporter_id}"
-        now = domain.now()
+        fresh = {"reason": report["reason"], "status": "open", "resolved_at": None}
         return self.reports.find_one_and_update(
-            {"_id": report_id},
-            {"$set": {"reason": reason, "status": "open", "resolved_at": None},
-             "$setOnInsert": {"target_type": target_type, "target_id": target_id, "reporter_id": reporter_id,
-                              "created_at": now}},
+            {"_id": report["_id"]},
+            {"$set": fresh, "$setOnInsert": {k: v for k, v in report.items() if k not in fresh and k != "_id"}},
             upsert=True, return_document=ReturnDocument.AFTER)
 
     def reports_page(self, status, limit, position):
