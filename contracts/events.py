@@ -126,9 +126,22 @@ class OrderRefundEvent(OrderFacts):
     reason = fields.String(allow_none=True, load_default=None)
 
 
+REFUND_CAUSES = ["buyer_request", "group_failed", "late_payment", "dispute"]
+
+
 class OrderRefunded(OrderRefundEvent):
-    full = fields.Boolean(required=True)
-    refunded_total_fen = Fen(required=True, metadata={"description": "all refunds of this order so far"})
+    """Every return of money to a buyer is exactly one of these (api-outline.md, Trust)."""
+    full = fields.Boolean(required=True, metadata={
+        "description": "true when the order is now `refunded` (everything it took went back)"})
+    refunded_total_fen = Fen(required=True, metadata={
+        "description": "all refunds of this order's payment so far (a late or duplicate payment's refund is not "
+                       "part of it unless the order was cancelled)"})
+    refunded_fen = Fen(load_default=None, metadata={
+        "description": "the money this refund returned to the buyer (equals amount_fen)"})
+    cause = fields.String(load_default="buyer_request", validate=validate.OneOf(REFUND_CAUSES), metadata={
+        "description": "buyer_request (after-sales, also auto-approved), group_failed (a paid member of a "
+                       "failed group buy), late_payment (a payment the order could no longer take), dispute "
+                       "(an admin decided a dispute for the buyer)"})
 
 
 class GroupBuyFacts(Data):

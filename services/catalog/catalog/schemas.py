@@ -83,3 +83,12 @@ class ReviewInput(StrictSchema):
     order_id = Id(required=True, metadata={"description": "your completed order with this product"})
     rating = fields.Integer(strict=True, required=True, validate=validate.Range(1, 5))
     text = Text(0, 1000, load_default="")
+
+
+class ReplyInput(StrictSchema):
+    text = Text(1, 1000, required=True)
+
+
+class ReviewPage(StrictSchema):
+    limit = fields.Integer(load_default=20, validate=validate.Range(1, 100))
+    cursor = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=200))

@@ -54,9 +54,29 @@ class RefundInput(StrictSchema):
     reason = Text(1, 500, required=True)
     amount_fen = Fen(minimum=1, load_default=None, allow_none=True,
                      metadata={"description": "leave out for everything refundable"})
+    return_goods = fields.Boolean(load_default=False, metadata={
+        "description": "after shipping: the goods go back first (approve → return-shipment → confirm-return → "
+                       "money back); before shipping a refund is always whole and automatic, nothing to send"})
 
 
 class RejectInput(StrictSchema):
+    reason = Text(1, 500, required=True)
+
+
+class EscalateInput(StrictSchema):
+    reason = Text(1, 500, required=True, metadata={"description": "why the merchant's rejection is wrong"})
+
+
+class DisputeQuery(StrictSchema):
+    status = fields.String(load_default="open", validate=validate.OneOf(["open", "decided", "all"]))
+    limit = fields.Integer(load_default=20, validate=validate.Range(1, 100))
+    cursor = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=200))
+
+
+class DisputeDecision(StrictSchema):
+    outcome = fields.String(required=True, validate=validate.OneOf(["refund", "reject"]))
+    amount_fen = Fen(minimum=1, load_default=None, allow_none=True, metadata={
+        "description": "refund: part of the disputed amount (leave out for all of it); reject: leave out"})
     reason = Text(1, 500, required=True)
 
 

@@ -36,6 +36,8 @@ ORDERS_PLACED = Counter("quanzi_orders_placed_total", "Orders placed, by kind", 
 GMV_FEN = Counter("quanzi_gmv_fen_total", "Gross merchandise value: money of applied payments, in fen")
 PAYMENTS = Counter("quanzi_payment_notifications_total", "Payment notifications, by outcome", ["outcome"])
 TIMERS = Counter("quanzi_order_timers_total", "Due work handled by the sweep", ["kind"])
+REFUNDS_AUTO_APPROVED = Counter("quanzi_refunds_auto_approved_total",
+                                "Refund requests approved by the timers after REFUND_RESPONSE_WINDOW unanswered")
 
 
 def call(method, *args, timeout=RPC_TIMEOUT):
@@ -224,26 +226,88 @@ class OrdersService(ServiceBase):
     def request_refund(self, viewer, order_id, payload):
         data = load(schemas.RefundInput, payload)
         order = self._acting(viewer, order_id, "buyer")
-        refund = self.store.request_refund(order["_id"], data["reason"], data["amount_fen"], utcnow())
-        if refund["status"] == "processing":  # before shipping: approved automatically
+        refund = self.store.request_refund(order["_id"], data["reason"], data["amount_fen"], data["return_goods"],
+                                           utcnow())
+        if refund["status"] == domain.R_PROCESSING:  # before shipping: approved automatically
             self._pay_back(refund)
         return domain.refund_view(self.store.refund(refund["_id"]))
 
     @rpc
     def approve_refund(self, viewer, refund_id):
-        refund = self._refund_for_merchant(viewer, refund_id)
-        self._pay_back(self.store.approve_refund(refund["_id"], utcnow()))
-        return domain.refund_view(self.store.refund(refund["_id"]))
+        """The merchant agrees: the money goes back now, or, for a return with goods, once they are back."""
+        refund = self._refund_for(viewer, refund_id, "merchant")
+        return self._approved(self.store.approve_refund(refund["_id"], utcnow()))
 
     @rpc
     def reject_refund(self, viewer, refund_id, payload):
         data = load(schemas.RejectInput, payload)
-        refund = self._refund_for_merchant(viewer, refund_id)
+        refund = self._refund_for(viewer, refund_id, "merchant")
         return domain.refund_view(self.store.reject_refund(refund["_id"], data["reason"], utcnow()))
 
-    def _refund_for_merchant(self, viewer, refund_id):
+    @rpc
+    def return_shipment(self, viewer, refund_id, payload):
+        """The buyer sent the goods of an approved return back, with the carrier's tracking number."""
+        data = load(schemas.ShipInput, payload)
+        refund = self._refund_for(viewer, refund_id, "buyer")
+        now = utcnow()
+        return domain.refund_view(self.store.step_refund(refund["_id"], "ship_back", now, {
+            "return_carrier": data["carrier"], "return_tracking_no": data["tracking_no"], "returned_at": now}))
+
+    @rpc
+    def confirm_return(self, viewer, refund_id):
+        """The merchant received the goods back: the money goes back."""
+        refund = self._refund_for(viewer, refund_id, "merchant")
+        now = utcnow()
+        return self._approved(self.store.step_refund(refund["_id"], "confirm_return", now, {"received_at": now}))
+
+    @rpc
+    def escalate_refund(self, viewer, refund_id, payload):
+        """A buyer whose request was rejected asks the platform to decide: a dispute, once per refund."""
+        data = load(schemas.EscalateInput, payload)
+        refund = self._refund_for(viewer, refund_id, "buyer")
+        return domain.dispute_view(self.store.escalate(refund["_id"], data["reason"], utcnow()))
+
+    # -- disputes (admins) ---------------------------------------------------------------------------------
+    @rpc
+    def list_disputes(self, viewer, params):
+        self._admin(viewer)
+        query = load(schemas.DisputeQuery, params)
+        docs, next_cursor = self.store.disputes(query["status"], query["limit"], query["cursor"])
+        return {"items": [domain.dispute_view(d) for d in docs], "next_cursor": next_cursor}
+
+    @rpc
+    def decide_dispute(self, viewer, dispute_id, payload):
+        """Final: refund (all that is disputed, or `amount_fen` of it) or reject; who, why and when are kept."""
+        admin_id = self._admin(viewer)
+        data = load(schemas.DisputeDecision, payload)
+        dispute = self.store.refund(self._id(dispute_id))
+        if dispute["kind"] != "dispute":
+            raise NotFound("dispute not found")
+        now = utcnow()
+        if data["outcome"] == "reject":
+            if data["amount_fen"] is not None:
+                raise InvalidInput("a rejection refunds nothing", {"amount_fen": ["leave out when rejecting"]})
+            self.store.reject_refund(dispute["_id"], data["reason"], now, "decide_reject", decided_by=admin_id)
+        else:
+            self._pay_back(self.store.decide_for_buyer(dispute["_id"], data["amount_fen"], data["reason"],
+                                                       admin_id, now))
+        return domain.dispute_view(self.store.refund(dispute["_id"]))
+
+    def _admin(self, viewer):
+        viewer = load(schemas.Viewer, viewer)
+        if not viewer["is_admin"]:
+            raise Forbidden("admins only")
+        return viewer["user_id"]
+
+    def _approved(self, refund):
+        if refund["status"] == domain.R_PROCESSING:
+            self._pay_back(refund)
+        return domain.refund_view(self.store.refund(refund["_id"]))
+
+    def _refund_for(self, viewer, refund_id, role):
+        """The refund, when the viewer may act on its order as `role` (404 / 403 as for the order)."""
         refund = self.store.refund(self._id(refund_id))
-        self._acting(viewer, refund["order_id"], "merchant")
+        self._acting(viewer, refund["order_id"], role)
         return refund
 
     def _pay_back(self, refund):
@@ -251,6 +315,16 @@ class OrdersService(ServiceBase):
         between leaves the refund `processing`: the sweep does both again, and the provider pays once."""
         self.provider.refund(refund["_id"], refund["trade_no"], refund["amount_fen"])
         return self.store.finish_refund(refund["_id"], utcnow())
+
+    def _auto_approve(self, refund):
+        """A request the merchant left unanswered for REFUND_RESPONSE_WINDOW: approved, once (a conditional
+        transition from `requested`: another replica, or the merchant answering meanwhile, makes it a no-op)."""
+        try:
+            approved = self.store.approve_refund(refund["_id"], utcnow(), auto=True)
+        except Conflict:
+            return
+        REFUNDS_AUTO_APPROVED.inc()
+        self._approved(approved)
 
     # -- the payment provider's callback -------------------------------------------------------------------
     @rpc
@@ -281,6 +355,7 @@ class OrdersService(ServiceBase):
         replica's claims expire and its items are handled again, every step being idempotent)."""
         self._drain(self.store.claim_due_order, self._order_due, "orders")
         self._drain(self.store.claim_due_refund, self._pay_back, "refunds")
+        self._drain(self.store.claim_unanswered_refund, self._auto_approve, "unanswered_refunds")
         self._drain(self.store.claim_expired_group, self._fail_group, "groups")
         self.provider.redeliver_due()
 
@@ -332,7 +407,7 @@ class OrdersService(ServiceBase):
             self.store.release_claim("groups", group["_id"], retry_in=1)
             return
         members = self.store.member_orders(group)
-        if any(o["status"] != domain.CANCELLED for o in members):
+        if any(o["status"] not in (domain.CANCELLED, domain.REFUNDED) for o in members):
             self.store.release_claim("groups", group["_id"], retry_in=1)
             return
         placed = {o["_id"] for o in members}
