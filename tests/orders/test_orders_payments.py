@@ -6,7 +6,7 @@ import time
 
 from tests.flows import expect
 from tests.helpers import eventually
-from tests.orders.shop import distinct, notification, notify, open_shop, place, stock_of
+from tests.orders.shop import distinct, events_of, notification, notify, open_shop, place, stock_of
 
 
 def order_of(api, token, order_id):
