@@ -107,7 +107,9 @@ class OrderPaid(OrderFacts):
 class OrderCancelled(OrderFacts):
     reason = fields.String(required=True, validate=validate.OneOf(
         ["buyer", "payment_timeout", "group_failed", "merchant_suspended"]))
-    refunded_fen = Fen(load_default=0, metadata={"description": "money returned (paid group orders)"})
+    refunded_fen = Fen(load_default=0, metadata={
+        "description": "always 0 now: money that goes back is announced by order.refunded (a failed group's paid "
+                       "member ends refunded, not cancelled); kept for subscribers that read it"})
 
 
 class OrderShipped(OrderFacts):
@@ -266,7 +268,7 @@ def _specs():
         ("orders.events", "order.completed", OrderCompleted, "The buyer confirmed receipt (or it auto-confirmed)."),
         ("orders.events", "order.refund_requested", OrderRefundEvent, "The buyer asked for a refund."),
         ("orders.events", "order.refund_rejected", OrderRefundEvent, "The merchant rejected a refund request."),
-        ("orders.events", "order.refunded", OrderRefunded, "Money was returned to the buyer (full or partial)."),
+        ("orders.events", "order.refunded", OrderRefunded, "Money went back to the buyer, whole or part: one per return of money, with its cause."),
         ("orders.events", "groupbuy.formed", GroupBuyFormed, "Every seat of a group buy is paid; its orders proceed."),
         ("orders.events", "groupbuy.failed", GroupBuyFailed, "A group buy's window ended unfilled; members are refunded."),
         ("social_feed.events", "user.joined", UserJoined, "A user registered, with the inviter (first touch) if any."),

@@ -246,12 +246,16 @@ class OrdersStore(BaseStore):
             refund = self._new_refund(new_id("rfd"), order, "after_sales", amount, order["trade_no"], now,
                                       domain.R_PROCESSING if automatic else domain.R_REQUESTED, reason,
                                       return_goods=bool(return_goods) and not automatic)
-            self.refunds.insert_one(refund, session=session)
-            self._move(session, order, "request_refund", now, {"refund_from": order["status"],
-                                                               "refund_id": refund["_id"]},
-                       "order.refund_requested", refund_id=refund["_id"], amount_fen=amount, reason=reason)
+            self._open_refund(session, order, refund, now)
             return refund
         return self.transaction(txn)
+
+    def _open_refund(self, session, order, refund, now):
+        """The refund (or dispute) is written and the order is `refund_requested` under it, announced once."""
+        self.refunds.insert_one(refund, session=session)
+        self._move(session, order, "request_refund", now, {"refund_from": order["status"], "refund_id": refund["_id"]},
+                   "order.refund_requested", refund_id=refund["_id"], amount_fen=refund["amount_fen"],
+                   reason=refund["reason"])
 
     def step_refund(self, refund_id, action, now, sets=None, session=None):
         """One refund transition without an order event (approve, auto-approve, goods sent back, goods received),
@@ -305,10 +309,7 @@ class OrdersStore(BaseStore):
                 "status": domain.R_ESCALATED, "dispute_id": dispute["_id"], "escalated_at": now}}, session=session)
             if result.matched_count == 0:
                 raise Conflict("this refund was escalated already", {"status": [domain.R_ESCALATED]})
-            self.refunds.insert_one(dispute, session=session)
-            self._move(session, order, "request_refund", now, {"refund_from": order["status"],
-                                                               "refund_id": dispute["_id"]},
-                       "order.refund_requested", refund_id=dispute["_id"], amount_fen=amount, reason=reason)
+            self._open_refund(session, order, dispute, now)
             return dispute
         return self.transaction(txn)
 

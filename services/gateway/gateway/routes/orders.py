@@ -163,5 +163,4 @@ class OrderRoutes:
     @api("POST", "/reviews/<review_id>/reply", body=ReplyInput, response=views.ReviewView, tags=["products"],
          errors=[403, 404, 409], summary="Reply to a review of your product (its merchant), once: 409 after that")
     def reply_to_review(self, c):
-        review = call(self.catalog.reply_to_review, c.user_id, c.path["review_id"], c.body)
-        return review
+        return call(self.catalog.reply_to_review, c.user_id, c.path["review_id"], c.body)
