@@ -1,5 +1,5 @@
 """RPC payload schemas of the orders service (the gateway reuses them for HTTP bodies and queries)."""
-from marshmallow import fields, validate
+from marshmallow import ValidationError, fields, validate, validates_schema
 
 from kit.validation import Fen, Id, StrictSchema
 
@@ -78,6 +78,11 @@ class DisputeDecision(StrictSchema):
     amount_fen = Fen(minimum=1, load_default=None, allow_none=True, metadata={
         "description": "refund: part of the disputed amount (leave out for all of it); reject: leave out"})
     reason = Text(1, 500, required=True)
+
+    @validates_schema
+    def _nothing_refunded_by_a_rejection(self, data, **kwargs):
+        if data.get("outcome") == "reject" and data.get("amount_fen") is not None:
+            raise ValidationError("a rejection refunds nothing: leave out when rejecting", "amount_fen")
 
 
 class OrderQuery(StrictSchema):

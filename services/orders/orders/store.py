@@ -60,6 +60,12 @@ class OrdersStore(BaseStore):
             raise NotFound("refund not found")
         return refund
 
+    def dispute(self, dispute_id):
+        dispute = self.refunds.find_one({"_id": dispute_id, "kind": "dispute"})
+        if dispute is None:
+            raise NotFound("dispute not found")
+        return dispute
+
     def refunds_of(self, order_id):
         return list(self.refunds.find({"order_id": order_id}).sort("created_at", ASCENDING))
 
