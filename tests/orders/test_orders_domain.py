@@ -175,12 +175,16 @@ def test_every_return_of_money_settles_its_order_once():
 
 
 def test_a_dispute_asks_for_what_is_left_and_an_admin_refunds_at_most_that():
-    order = an_order("completed", refunded_fen=2500)
-    assert domain.dispute_terms(order, a_refund("rejected", amount_fen=1200)) == 500  # 3000 goods − 2500 back
+    order = an_order("completed", refunded_fen=2500, after_sales_until=NOW + timedelta(seconds=8))
+    assert domain.dispute_terms(order, a_refund("rejected", amount_fen=1200), NOW) == 500  # 3000 goods − 2500 back
+    assert domain.dispute_terms(an_order("shipped"), a_refund("rejected", amount_fen=1200), NOW) == 1200
     with pytest.raises(Conflict):
-        domain.dispute_terms(an_order("refund_requested", refund_from="completed"), a_refund("rejected"))
+        domain.dispute_terms(an_order("refund_requested", refund_from="completed"), a_refund("rejected"), NOW)
     with pytest.raises(Conflict):
-        domain.dispute_terms(an_order("completed", refunded_fen=3000), a_refund("rejected"))
+        domain.dispute_terms(dict(order, refunded_fen=3000), a_refund("rejected"), NOW)
+    # like a refund request, within the after-sales window (commission settles after it, and is final then)
+    with pytest.raises(RuleRefused):
+        domain.dispute_terms(order, a_refund("rejected"), NOW + timedelta(seconds=9))
     dispute = a_refund("disputed", "dispute", asked_fen=1200)
     assert domain.decided_amount(dispute, None) == 1200
     assert domain.decided_amount(dispute, 700) == 700

@@ -111,10 +111,15 @@ def test_a_request_the_merchant_leaves_unanswered_is_approved_by_the_timers_once
     plain = shipped_order(api, owner, buyer, sku, qty=1)
     with_goods = shipped_order(api, owner, buyer, sku, qty=1)
     answered = shipped_order(api, owner, buyer, sku, qty=1)
+    legacy = shipped_order(api, owner, buyer, sku, qty=1)
     # given three requests: two the merchant never answers, one rejected in time
     money_only = ask(api, buyer, plain)
     goods_first = ask(api, buyer, with_goods, return_goods=True)
     in_time = ask(api, buyer, answered)
+    # and one as stored before REFUND_RESPONSE_WINDOW existed (no due time), made 13 s ago
+    old = ask(api, buyer, legacy)
+    mongo["quanzi_orders"]["refunds"].update_one({"_id": old["refund_id"]}, [
+        {"$set": {"created_at": {"$subtract": ["$$NOW", 13_000]}}}, {"$unset": "due_at"}])
     expect(api.post(f"/refunds/{in_time['refund_id']}/reject", json={"reason": "as described"},
                     token=owner["token"]), 200)
 
@@ -122,6 +127,7 @@ def test_a_request_the_merchant_leaves_unanswered_is_approved_by_the_timers_once
     def auto_approved(asked, status):
         [now] = [r for r in order_of(api, buyer, asked["order_id"])["refunds"] if r["refund_id"] == asked["refund_id"]]
         assert (now["status"], now["auto_approved"]) == (status, True)
+    eventually(lambda: auto_approved(old, "succeeded"), timeout=5, interval=0.2)  # due by its age: at once
     for asked, status in ((money_only, "succeeded"), (goods_first, "awaiting_return")):
         eventually(lambda: auto_approved(asked, status), timeout=30, interval=0.5)
     # then the money went back once, with one order.refunded; the return with goods waits for them; the answered

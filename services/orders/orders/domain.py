@@ -221,9 +221,14 @@ def respond_before(refund_created_at, settings):
     return refund_created_at + timedelta(seconds=settings.refund_response_window)
 
 
-def dispute_terms(order, refund):
-    """What a dispute about a rejected refund asks for: the rejected amount, at most what is still refundable."""
+def dispute_terms(order, refund, now):
+    """What a dispute about a rejected refund asks for: the rejected amount, at most what is still refundable.
+    Like a refund request, within the after-sales window of a completed order: the commission on it settles only
+    after that window (and is final then), so a dispute opened later could no longer take it back."""
     transition(order, "request_refund")  # the order is back where it was, with no other refund under way
+    if order["status"] == COMPLETED and now > order["after_sales_until"]:
+        raise RuleRefused("the after-sales window of this order has closed: escalate within it",
+                          {"after_sales_until": [order["after_sales_until"].isoformat()]})
     left = order["goods_fen"] - order.get("refunded_fen", 0)  # rejected refunds are all after shipping
     if left <= 0:
         raise Conflict("nothing left to refund on this order")

@@ -307,7 +307,7 @@ class OrdersStore(BaseStore):
             refund = self.refund(refund_id, session)
             domain.refund_transition(refund, "escalate")
             order = self.order(refund["order_id"], session)
-            amount = domain.dispute_terms(order, refund)
+            amount = domain.dispute_terms(order, refund, now)
             dispute = dict(self._new_refund(new_id("dsp"), order, "dispute", amount, refund["trade_no"], now,
                                             domain.R_DISPUTED, reason),
                            escalated_from=refund_id, asked_fen=amount, merchant_reason=refund.get("reject_reason"))
@@ -407,8 +407,11 @@ class OrdersStore(BaseStore):
         return self._claim(self.refunds, {"status": domain.R_PROCESSING, "due_at": {"$lte": now}}, now)
 
     def claim_unanswered_refund(self, now):
-        """A refund request the merchant left unanswered for REFUND_RESPONSE_WINDOW (approved by the caller)."""
-        return self._claim(self.refunds, {"status": domain.R_REQUESTED, "due_at": {"$lte": now}}, now)
+        """A refund request the merchant left unanswered for REFUND_RESPONSE_WINDOW (approved by the caller).
+        Requests made before the window existed have no due_at: their creation time counts (no migration)."""
+        legacy_due = now - timedelta(seconds=self.settings.refund_response_window)
+        return self._claim(self.refunds, {"status": domain.R_REQUESTED, "$or": [
+            {"due_at": {"$lte": now}}, {"due_at": None, "created_at": {"$lte": legacy_due}}]}, now)
 
     def claim_expired_group(self, now):
         return self._claim(self.groups, {"status": {"$in": [domain.GROUP_OPEN, domain.GROUP_FAILING]},

@@ -103,8 +103,9 @@ class OrderRoutes:
         return call(self.orders.confirm_return, viewer(c), c.path["refund_id"])
 
     @api("POST", "/refunds/<refund_id>/escalate", body=EscalateInput, response=views.DisputeView, status=201,
-         tags=["after-sales"], errors=[403, 404, 409],
-         summary="Escalate a rejected refund to the platform (the buyer, once): opens a dispute for an admin")
+         tags=["after-sales"], errors=[403, 404, 409, 422],
+         summary="Escalate a rejected refund to the platform (the buyer, once, within the after-sales window of a "
+                 "completed order: else 422): opens a dispute for an admin")
     def escalate_refund(self, c):
         return call(self.orders.escalate_refund, viewer(c), c.path["refund_id"], c.body)
 
