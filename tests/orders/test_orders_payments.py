@@ -110,7 +110,7 @@ def _client(api):
 
 
 def _sign(raw, secret):
-    from orders.domain import sign
+    from contracts.payment import sign
     return sign(raw, secret)
 
 

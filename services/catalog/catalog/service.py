@@ -3,11 +3,12 @@ from nameko.rpc import rpc
 
 from catalog import domain, schemas
 from catalog.store import CatalogStore
+from contracts.api import catalog as api
 from kit.errors import Forbidden, NotFound
 from kit.events import on_event
 from kit.mongo import MongoStore
 from kit.service import ServiceBase
-from kit.validation import load, new_id, utcnow
+from kit.validation import load, utcnow
 
 
 class CatalogService(ServiceBase):
@@ -17,12 +18,9 @@ class CatalogService(ServiceBase):
     # -- merchants ---------------------------------------------------------------------------------
     @rpc
     def apply_merchant(self, owner_id, payload):
-        data = load(schemas.MerchantApplication, payload)
-        now = utcnow()
-        merchant = {"_id": new_id("mch"), "owner_id": owner_id, "name": data["name"],
-                    "description": data["description"], "status": "pending", "reason": None,
-                    "created_at": now, "updated_at": now}
-        self.store.merchants.insert_one(merchant)
+        data = load(api.MerchantApplication, payload)
+        merchant = domain.new_merchant(owner_id, data, utcnow())
+        self.store.insert_merchant(merchant)
         return domain.merchant_view(merchant)
 
     @rpc
@@ -30,7 +28,7 @@ class CatalogService(ServiceBase):
         """action: approve, reject (reason required) or suspend (reason required). Admins only (gateway)."""
         if action not in domain.MERCHANT_TRANSITIONS:
             raise NotFound(f"unknown action {action}")
-        reason = load(schemas.Reason, payload or {})["reason"] if action != "approve" else None
+        reason = load(api.Reason, payload or {})["reason"] if action != "approve" else None
         return domain.merchant_view(self.store.change_merchant_status(merchant_id, action, reason))
 
     @rpc
@@ -44,30 +42,19 @@ class CatalogService(ServiceBase):
     # -- products ----------------------------------------------------------------------------------
     @rpc
     def create_product(self, owner_id, payload):
-        data = load(schemas.ProductInput, payload)
+        data = load(api.ProductInput, payload)
         merchant = self._owned_merchant(owner_id, data["merchant_id"])
         if merchant["status"] != "approved":
             raise Forbidden("only an approved merchant can publish products")
         domain.check_commission(data["commission"], self.config.commission_max_total_bp)
         domain.check_group_buy(data["group_buy"], [s["price_fen"] for s in data["skus"]])
-        now = utcnow()
-        product_id = new_id("prd")
-        skus = [{"_id": new_id("sku"), "product_id": product_id, "merchant_id": merchant["_id"],
-                 "attrs": s["attrs"], "price_fen": s["price_fen"], "stock": s["stock"]} for s in data["skus"]]
-        product = {
-            "_id": product_id, "merchant_id": merchant["_id"], "owner_id": owner_id, "title": data["title"],
-            "description": data["description"], "category": data["category"], "images": data["images"],
-            "commission": data["commission"], "group_buy": data["group_buy"],
-            "min_price_fen": min(s["price_fen"] for s in skus), "status": "published", "visible": True,
-            "terms": domain.search_terms(data["title"], data["description"], data["category"]),
-            "rating_sum": 0, "rating_count": 0, "created_at": now, "updated_at": now,
-        }
+        product, skus = domain.new_product(owner_id, merchant, data, utcnow())
         self.store.insert_product(product, skus)
         return domain.product_view(product, skus)
 
     @rpc
     def update_product(self, owner_id, product_id, payload):
-        data = load(schemas.ProductUpdate, payload)
+        data = load(api.ProductUpdate, payload)
         product = self.store.get_product(product_id)
         if product["owner_id"] != owner_id:
             raise NotFound("product not found")  # another merchant's product: reveal nothing
@@ -86,7 +73,7 @@ class CatalogService(ServiceBase):
 
     @rpc
     def search_products(self, params):
-        query = load(schemas.ProductSearch, params)
+        query = load(api.ProductSearch, params)
         docs, next_cursor = self.store.search(query["q"], query["category"], query["merchant_id"],
                                               query["limit"], query["cursor"])
         return {"items": [domain.product_summary(d) for d in docs], "next_cursor": next_cursor}
@@ -111,7 +98,7 @@ class CatalogService(ServiceBase):
     def post_review(self, buyer_id, product_id, payload, nickname=None):
         """`nickname`: the reviewer's nickname at review time (social-feed owns profiles; the gateway reads it
         there and the review keeps it, so reading reviews never fans out to another service)."""
-        data = load(schemas.ReviewInput, payload)
+        data = load(api.ReviewInput, payload)
         review = self.store.post_review(buyer_id, product_id, data["order_id"], data["rating"], data["text"],
                                         nickname)
         return domain.review_view(review)
@@ -119,7 +106,7 @@ class CatalogService(ServiceBase):
     @rpc
     def list_reviews(self, product_id, params=None):
         """A visible product's reviews, newest first, with the reviewer's nickname and the merchant's reply."""
-        query = load(schemas.ReviewPage, params or {})
+        query = load(api.ReviewPage, params or {})
         self.get_product(product_id)  # a hidden or unknown product has no reviews to show: 404
         docs, next_cursor = self.store.reviews_page(product_id, query["limit"], query["cursor"])
         return {"items": [domain.public_review(d) for d in docs], "next_cursor": next_cursor}
@@ -127,7 +114,7 @@ class CatalogService(ServiceBase):
     @rpc
     def reply_to_review(self, user_id, review_id, payload):
         """The reviewed product's merchant answers, once (409 the second time)."""
-        data = load(schemas.ReplyInput, payload)
+        data = load(api.ReplyInput, payload)
         review = self.store.review(review_id)
         if self.store.get_product(review["product_id"])["owner_id"] != user_id:
             raise Forbidden("only the product's merchant may reply to its reviews")
