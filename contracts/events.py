@@ -109,7 +109,9 @@ class OrderPaid(OrderFacts):
 class OrderCancelled(OrderFacts):
     reason = fields.String(required=True, validate=validate.OneOf(
         ["buyer", "payment_timeout", "group_failed", "merchant_suspended"]))
-    refunded_fen = Fen(load_default=0, metadata={"description": "money returned (paid group orders)"})
+    refunded_fen = Fen(load_default=0, metadata={
+        "description": "always 0 now: money that goes back is announced by order.refunded (a failed group's paid "
+                       "member ends refunded, not cancelled); kept for subscribers that read it"})
 
 
 class OrderShipped(OrderFacts):
@@ -128,9 +130,22 @@ class OrderRefundEvent(OrderFacts):
     reason = fields.String(allow_none=True, load_default=None)
 
 
+REFUND_CAUSES = ["buyer_request", "group_failed", "late_payment", "dispute"]
+
+
 class OrderRefunded(OrderRefundEvent):
-    full = fields.Boolean(required=True)
-    refunded_total_fen = Fen(required=True, metadata={"description": "all refunds of this order so far"})
+    """Every return of money to a buyer is exactly one of these (api-outline.md, Trust)."""
+    full = fields.Boolean(required=True, metadata={
+        "description": "true when the order is now `refunded` (everything it took went back)"})
+    refunded_total_fen = Fen(required=True, metadata={
+        "description": "all refunds of this order's payment so far (a late or duplicate payment's refund is not "
+                       "part of it unless the order was cancelled)"})
+    refunded_fen = Fen(load_default=None, metadata={
+        "description": "the money this refund returned to the buyer (equals amount_fen)"})
+    cause = fields.String(load_default="buyer_request", validate=validate.OneOf(REFUND_CAUSES), metadata={
+        "description": "buyer_request (after-sales, also auto-approved), group_failed (a paid member of a "
+                       "failed group buy), late_payment (a payment the order could no longer take), dispute "
+                       "(an admin decided a dispute for the buyer)"})
 
 
 class GroupBuyFacts(Data):
@@ -260,7 +275,7 @@ def _specs():
         ("orders.events", "order.completed", OrderCompleted, "The buyer confirmed receipt (or it auto-confirmed)."),
         ("orders.events", "order.refund_requested", OrderRefundEvent, "The buyer asked for a refund."),
         ("orders.events", "order.refund_rejected", OrderRefundEvent, "The merchant rejected a refund request."),
-        ("orders.events", "order.refunded", OrderRefunded, "Money was returned to the buyer (full or partial)."),
+        ("orders.events", "order.refunded", OrderRefunded, "Money went back to the buyer, whole or part: one per return of money, with its cause."),
         ("orders.events", "groupbuy.formed", GroupBuyFormed, "Every seat of a group buy is paid; its orders proceed."),
         ("orders.events", "groupbuy.failed", GroupBuyFailed, "A group buy's window ended unfilled; members are refunded."),
         ("social_feed.events", "user.joined", UserJoined, "A user registered, with the inviter (first touch) if any."),

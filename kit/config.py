@@ -102,6 +102,7 @@ class Settings:
     payment_timeout: int
     auto_confirm_after: int
     after_sales_window: int
+    refund_response_window: int
     attribution_window: int
     commission_max_levels: int
     commission_max_total_bp: int
@@ -141,6 +142,8 @@ def load_settings(env=None):
         payment_timeout=_int(env, "PAYMENT_TIMEOUT", 1800, minimum=1),
         auto_confirm_after=_int(env, "AUTO_CONFIRM_AFTER", 604800, minimum=1),
         after_sales_window=_int(env, "AFTER_SALES_WINDOW", 604800, minimum=1),
+        # a merchant's time to answer a refund request before the timers approve it (api-outline.md, Trust)
+        refund_response_window=_int(env, "REFUND_RESPONSE_WINDOW", 172800, minimum=1),
         attribution_window=_int(env, "ATTRIBUTION_WINDOW", 604800, minimum=1),
         commission_max_levels=levels,
         commission_max_total_bp=total_bp,

@@ -78,3 +78,12 @@ class MerchantQuery(StrictSchema):
                            metadata={"description": "only merchants in this status (all when absent)"})
     limit = fields.Integer(load_default=20, validate=validate.Range(1, 100))
     cursor = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=200))
+
+
+class ReplyInput(StrictSchema):
+    text = text(1, 1000, required=True)
+
+
+class ReviewPage(StrictSchema):
+    limit = fields.Integer(load_default=20, validate=validate.Range(1, 100))
+    cursor = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=200))

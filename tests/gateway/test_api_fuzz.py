@@ -23,6 +23,7 @@ import sys
 import pytest
 
 from tests.flows import expect, product_payload, published_product
+from tests.helpers import eventually
 
 CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"
 PHASES = "examples,coverage,fuzzing"
@@ -90,6 +91,17 @@ def owner_world(api):
     expect(api.post(f"/orders/{order['order_id']}/confirm-receipt", token=token), 200)
     refund = expect(api.post(f"/orders/{order['order_id']}/refunds", json={"reason": "damaged", "amount_fen": 100},
                              token=token), 201)
+    # a review of that order, and a rejected refund escalated to a dispute (another completed order)
+    review = eventually(lambda: expect(api.post(f"/products/{product['product_id']}/reviews", json={
+        "order_id": order["order_id"], "rating": 4}, token=token), 201), timeout=15)
+    disputed = expect(api.post("/orders", json={"items": [{"sku_id": sku_id, "qty": 1}], "address": ADDRESS},
+                               token=token), 201)["order_id"]
+    expect(api.post(f"/orders/{disputed}/pay", token=token), 200)
+    expect(api.post(f"/orders/{disputed}/ship", json={"carrier": "SF", "tracking_no": "SF1"}, token=token), 200)
+    rejected = expect(api.post(f"/orders/{disputed}/refunds", json={"reason": "damaged"}, token=token), 201)
+    expect(api.post(f"/refunds/{rejected['refund_id']}/reject", json={"reason": "fine"}, token=token), 200)
+    dispute = expect(api.post(f"/refunds/{rejected['refund_id']}/escalate", json={"reason": "it is not"},
+                              token=token), 201)
     unpaid = expect(api.post("/orders", json={"items": [{"sku_id": sku_id, "qty": 1}], "address": ADDRESS},
                              token=token), 201)
     group = expect(api.post("/group-buys", json={"sku_id": sku_id, "address": ADDRESS}, token=token), 201)
@@ -103,6 +115,7 @@ def owner_world(api):
         "merchant_id": merchant["merchant_id"], "product_id": product["product_id"], "order_id": unpaid["order_id"],
         "refund_id": refund["refund_id"], "group_id": group["group"]["group_id"], "moment_id": moment["moment_id"],
         "share_code": share["share_code"], "request_id": friend_request["request_id"], "user_id": asker["user_id"],
+        "review_id": review["review_id"], "dispute_id": dispute["dispute_id"],
     }}
 
 

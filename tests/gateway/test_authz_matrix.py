@@ -97,6 +97,13 @@ ROWS = [
     Row("POST /products/{product_id}/reviews", signed_in(403, shopper=201),
         path=fixed(product_id=lambda w: w.product_id),
         body=lambda w, c: {"order_id": w.completed_order_id, "rating": 5, "text": "清香"}),
+    Row("GET /products/{product_id}/reviews", everyone(200), path=fixed(product_id=lambda w: w.product_id)),
+    # reviews are public: a caller who is not the product's merchant sees it and may not reply (403)
+    Row("POST /reviews/{review_id}/reply", signed_in(403, merchant=200), path=fixed(review_id=lambda w: w.review_id),
+        body=fixed(text="谢谢")),
+    Row("GET /merchants/{merchant_id}", everyone(200), path=fixed(merchant_id=lambda w: w.merchant_id)),
+    Row("GET /merchants/{merchant_id}", everyone(404), path=fixed(merchant_id=lambda w: w.suspended_merchant_id),
+        variant="suspended"),
     # -- orders ---------------------------------------------------------------------------------------------
     Row("POST /orders", signed_in(201), body=lambda w, c: w.order_body()),
     Row("GET /orders", signed_in(200)),
@@ -124,6 +131,16 @@ ROWS = [
         path=lambda w, c: {"refund_id": w.fresh_refund()}),
     Row("POST /refunds/{refund_id}/reject", only("merchant", 200, shopper=403, admin=403),
         path=lambda w, c: {"refund_id": w.fresh_refund()}, body=fixed(reason="the seal is intact")),
+    Row("POST /refunds/{refund_id}/return-shipment", only("shopper", 200, merchant=403, admin=403),
+        path=lambda w, c: {"refund_id": w.fresh_refund("awaiting_return")},
+        body=fixed(carrier="ZTO", tracking_no="ZT1")),
+    Row("POST /refunds/{refund_id}/confirm-return", only("merchant", 200, shopper=403, admin=403),
+        path=lambda w, c: {"refund_id": w.fresh_refund("returning")}),
+    Row("POST /refunds/{refund_id}/escalate", only("shopper", 201, merchant=403, admin=403),
+        path=lambda w, c: {"refund_id": w.fresh_refund("rejected")}, body=fixed(reason="it was broken")),
+    Row("GET /admin/disputes", admin_only(200)),
+    Row("POST /admin/disputes/{dispute_id}/decide", admin_only(200),
+        path=lambda w, c: {"dispute_id": w.fresh_dispute()}, body=fixed(outcome="reject", reason="as listed")),
     # -- group buys: the shopper leads the group, so joining it again is the documented 409 -----------------
     Row("POST /group-buys", signed_in(201), body=lambda w, c: {"sku_id": w.sku_id, "address": ADDRESS}),
     Row("POST /group-buys/{group_id}/join", signed_in(201, shopper=409), path=fixed(group_id=lambda w: w.group_id),
@@ -252,11 +269,27 @@ class World:
                 expect(self.api.post(f"/orders/{order_id}/confirm-receipt", token=token), 200)
         return order_id
 
-    def fresh_refund(self):
-        """An after-sales refund of a completed order, waiting for the merchant."""
+    def fresh_refund(self, status="requested"):
+        """An after-sales refund of a completed order, waiting for the merchant; or taken on to `status`: a
+        return with goods approved (awaiting_return) or sent back (returning); rejected."""
         order_id = self.fresh_order("completed")
-        return expect(self.api.post(f"/orders/{order_id}/refunds", json={"reason": "damaged", "amount_fen": 100},
-                                    token=self.shopper["token"]), 201)["refund_id"]
+        refund_id = expect(self.api.post(f"/orders/{order_id}/refunds", json={
+            "reason": "damaged", "amount_fen": 100, "return_goods": status in ("awaiting_return", "returning")},
+            token=self.shopper["token"]), 201)["refund_id"]
+        merchant = self.tokens["merchant"]
+        if status in ("awaiting_return", "returning"):
+            expect(self.api.post(f"/refunds/{refund_id}/approve", token=merchant), 200)
+        if status == "returning":
+            expect(self.api.post(f"/refunds/{refund_id}/return-shipment", json={"carrier": "ZTO", "tracking_no": "Z1"},
+                                 token=self.shopper["token"]), 200)
+        if status == "rejected":
+            expect(self.api.post(f"/refunds/{refund_id}/reject", json={"reason": "fine"}, token=merchant), 200)
+        return refund_id
+
+    def fresh_dispute(self):
+        refund_id = self.fresh_refund("rejected")
+        return expect(self.api.post(f"/refunds/{refund_id}/escalate", json={"reason": "it was broken"},
+                                    token=self.shopper["token"]), 201)["dispute_id"]
 
     def signed_notification(self, signature=None):
         """The payment provider's callback for a fresh unpaid order, signed with the shop's secret."""
@@ -334,7 +367,7 @@ def world(api, stack, mongo):
     product = new_product(merchant_owner, w.merchant_id,
                           group_buy={"size": 10, "price_fen": 5000, "window_seconds": 3600})
     w.product_id, w.sku_id = product["product_id"], product["skus"][0]["sku_id"]
-    suspended = approved_merchant(merchant_owner, "Closed branch")
+    suspended = w.suspended_merchant_id = approved_merchant(merchant_owner, "Closed branch")
     w.hidden_product_id = new_product(merchant_owner, suspended)["product_id"]
     expect(api.post(f"/admin/merchants/{suspended}/suspend", json={"reason": "audit"}, token=admin_token), 200)
     approved_merchant(other_owner, "Other tea house")
@@ -365,6 +398,9 @@ def world(api, stack, mongo):
     eventually(lambda: expect(api.get("/profile", token=admin_token), 200), timeout=15)
     eventually(lambda: _assert(mongo.quanzi_catalog.purchases.count_documents(
         {"order_id": w.completed_order_id}) == 1), timeout=15)
+    # a review of the product by the referred buyer, for the merchant to reply to
+    w.review_id = eventually(lambda: expect(api.post(f"/products/{w.product_id}/reviews", json={
+        "order_id": referred_order, "rating": 4}, token=referred["token"]), 201), timeout=15)["review_id"]
     eventually(lambda: _assert(expect(api.get("/commissions/summary", token=w.shopper["token"]),
                                       200)["withdrawable_fen"] >= 100), timeout=30, interval=0.5)
     return w

@@ -6,7 +6,7 @@ from catalog import domain
 from kit import paging
 from kit.errors import Conflict, Forbidden, NotFound
 from kit.mongo import BaseStore
-from kit.validation import utcnow
+from kit.validation import new_id, utcnow
 
 
 class CatalogStore(BaseStore):
@@ -22,7 +22,9 @@ class CatalogStore(BaseStore):
             IndexModel([("merchant_id", ASCENDING)]),
         ],
         "skus": [IndexModel([("product_id", ASCENDING)])],
-        "reviews": [IndexModel([("product_id", ASCENDING), ("created_at", DESCENDING)])],
+        "reviews": [IndexModel([("product_id", ASCENDING), ("created_at", DESCENDING), ("_id", DESCENDING)]),
+                    # once per buyer and product (reviews before this index have the pair in their _id too)
+                    IndexModel([("buyer_id", ASCENDING), ("product_id", ASCENDING)], unique=True)],
     }
 
     # -- merchants ---------------------------------------------------------------------------------
@@ -44,8 +46,10 @@ class CatalogStore(BaseStore):
             merchant = self.get_merchant(merchant_id, session)
             status = domain.merchant_transition(merchant["status"], action)
             now = utcnow()
-            self.merchants.update_one({"_id": merchant_id, "status": merchant["status"]},
-                                      {"$set": {"status": status, "reason": reason, "updated_at": now}},
+            sets = {"status": status, "reason": reason, "updated_at": now}
+            if status == "approved" and not merchant.get("approved_at"):
+                sets["approved_at"] = now  # "since" on its public profile
+            self.merchants.update_one({"_id": merchant_id, "status": merchant["status"]}, {"$set": sets},
                                       session=session)
             visible = status == "approved"
             shown = {"merchant_id": merchant_id, "status": "published", "taken_down": None}  # takedowns stay down
@@ -228,7 +232,7 @@ class CatalogStore(BaseStore):
                                   "buyer_id": order["buyer_id"], "completed_at": order["completed_at"]}},
                 upsert=True, session=session)
 
-    def post_review(self, buyer_id, product_id, order_id, rating, text):
+    def post_review(self, buyer_id, product_id, order_id, rating, text, nickname=None):
         """Once per buyer and product: the review, the product's rating and review.posted, together."""
         def txn(session):
             self.get_product(product_id, session)
@@ -237,8 +241,8 @@ class CatalogStore(BaseStore):
             if purchase is None:
                 raise Forbidden("only the buyer of a completed order may review its products",
                                 {"order_id": ["not a completed order of yours with this product"]})
-            review = {"_id": f"{buyer_id}:{product_id}", "product_id": product_id, "order_id": order_id,
-                      "buyer_id": buyer_id, "rating": rating, "text": text, "created_at": utcnow()}
+            review = {"_id": new_id("rev"), "product_id": product_id, "order_id": order_id, "buyer_id": buyer_id,
+                      "rating": rating, "text": text, "nickname": nickname, "reply": None, "created_at": utcnow()}
             self.reviews.insert_one(review, session=session)
             self.products.update_one({"_id": product_id}, {"$inc": {"rating_sum": rating, "rating_count": 1}},
                                      session=session)
@@ -249,3 +253,32 @@ class CatalogStore(BaseStore):
             return self.transaction(txn)
         except DuplicateKeyError:
             raise Conflict("you already reviewed this product", {"product_id": ["already reviewed"]})
+
+    def reviews_page(self, product_id, limit, cursor):
+        query = {"product_id": product_id, **paging.after(cursor, "created_at")}
+        docs = list(self.reviews.find(query).sort(paging.NEWEST_FIRST("created_at")).limit(limit + 1))
+        return paging.page(docs, limit, "created_at")
+
+    def review(self, review_id):
+        review = self.reviews.find_one({"_id": review_id})
+        if review is None:
+            raise NotFound("review not found")
+        return review
+
+    def reply_to_review(self, review_id, text):
+        """The merchant's one reply (who may reply is checked by the caller); a second one is 409."""
+        reply = {"text": text, "created_at": utcnow()}
+        replied = self.reviews.find_one_and_update({"_id": review_id, "reply": None}, {"$set": {"reply": reply}},
+                                                   return_document=ReturnDocument.AFTER)
+        if replied is None:
+            self.review(review_id)  # 404 when it does not exist
+            raise Conflict("this review already has the merchant's reply", {"review_id": ["already replied"]})
+        return replied
+
+    def merchant_rating(self, merchant_id):
+        """(sum, count) of every review of every product of the merchant: integer sums of the products' own
+        counters (kept in the transaction that writes each review)."""
+        rows = list(self.products.aggregate([
+            {"$match": {"merchant_id": merchant_id}},
+            {"$group": {"_id": None, "sum": {"$sum": "$rating_sum"}, "count": {"$sum": "$rating_count"}}}]))
+        return (rows[0]["sum"], rows[0]["count"]) if rows else (0, 0)

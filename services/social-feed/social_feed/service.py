@@ -234,7 +234,16 @@ class SocialFeedService(ServiceBase):
     def remember_purchase(self, event, session):
         data = event["data"]
         self.store.record_purchase(data["buyer_id"], [line["product_id"] for line in data["lines"]],
-                                   domain.now(), session)
+                                   domain.now(), session, order_id=data["order_id"])
+
+    @on_event("orders", "order.refunded")
+    def forget_refunded_purchase(self, event, session):
+        """A purchase refunded whole (after-sales, a failed group, a dispute) no longer shows its buyer in
+        "friends bought"; a partial refund keeps them (they kept goods)."""
+        data = event["data"]
+        if data["full"]:
+            self.store.forget_purchase(data["buyer_id"], [line["product_id"] for line in data["lines"]],
+                                       domain.now(), session, order_id=data["order_id"])
 
     # -- privacy (PIPL: separate consent; erasure) ----------------------------------------------------------
     @rpc

@@ -430,11 +430,33 @@ class SocialFeedStore(BaseStore):
         return self.transaction(txn)
 
     # -- social proof (who among my friends bought or shared this) --------------------------------------
-    def record_purchase(self, buyer_id, product_ids, at, session):
-        """From order.paid: a read model of who bought what (one entry per buyer and product)."""
+    def record_purchase(self, buyer_id, product_ids, at, session, order_id=None):
+        """From order.paid: a read model of who bought what (one entry per buyer and product, with the orders
+        that count for it). An order already known refunded (its event overtook this one) does not count."""
+        self._purchases(buyer_id, product_ids, at, session, add=order_id)
+
+    def forget_purchase(self, buyer_id, product_ids, at, session, order_id):
+        """From a whole order.refunded: that order stops counting; a buyer with no other paid order of the
+        product leaves "friends bought" (`gone`)."""
+        self._purchases(buyer_id, product_ids, at, session, drop=order_id)
+
+    def _purchases(self, buyer_id, product_ids, at, session, add=None, drop=None):
+        # read and write in the caller's transaction: two events of one buyer and product are applied one
+        # after the other (Mongo aborts one of two conflicting transactions and the kit retries it)
         for product_id in set(product_ids):
-            self.purchases.update_one({"_id": f"{buyer_id}:{product_id}"}, {"$setOnInsert": {
-                "buyer_id": buyer_id, "product_id": product_id, "at": at}}, upsert=True, session=session)
+            key = f"{buyer_id}:{product_id}"
+            doc = self.purchases.find_one({"_id": key}, {"orders": 1, "refunded": 1}, session=session) or {}
+            orders, refunded = set(doc.get("orders", [])), set(doc.get("refunded", []))
+            if drop is not None:
+                orders.discard(drop)
+                refunded.add(drop)
+            elif add is not None and add not in refunded:
+                orders.add(add)
+            gone = bool(refunded) and not orders
+            self.purchases.update_one({"_id": key}, {
+                "$set": {"orders": sorted(orders), "refunded": sorted(refunded), "gone": gone},
+                "$setOnInsert": {"buyer_id": buyer_id, "product_id": product_id, "at": at}},
+                upsert=True, session=session)
 
     def social_proof(self, viewer_id, product_id, shown=10):
         """Friends of the viewer who bought / shared the product: ({ids shown}, count) each. Costs one covered
@@ -442,7 +464,8 @@ class SocialFeedStore(BaseStore):
         friend_ids = [e["friend"] for e in self.friendships.find({"owner": viewer_id}, {"friend": 1, "_id": 0})]
         if not friend_ids:
             return {"bought": ([], 0), "shared": ([], 0)}
-        bought = self.purchases.distinct("buyer_id", {"product_id": product_id, "buyer_id": {"$in": friend_ids}})
+        bought = self.purchases.distinct("buyer_id", {"product_id": product_id, "buyer_id": {"$in": friend_ids},
+                                                      "gone": {"$ne": True}})
         if bought:  # separate consent (PIPL): only friends who turned show_purchases_to_friends on, read now
             bought = self.profiles.distinct("_id", {"_id": {"$in": bought}, "show_purchases_to_friends": True})
         shared = self.shares.distinct("sharer_id", {"product_id": product_id, "sharer_id": {"$in": friend_ids}})

@@ -25,6 +25,12 @@ class CatalogRoutes:
     def apply_merchant(self, c):
         return call(self.catalog.apply_merchant, c.user_id, c.body)
 
+    @api("GET", "/merchants/<merchant_id>", auth="optional", response=schemas.MerchantProfile, tags=["merchants"],
+         errors=[404], summary="An approved merchant's public profile and rating (over all its products' reviews); "
+                               "pending, rejected or suspended: 404")
+    def merchant_profile(self, c):
+        return call(self.catalog.merchant_profile, c.path["merchant_id"])
+
     @api("POST", "/admin/merchants/<merchant_id>/approve", auth="admin", audit="merchant.approve", response=schemas.Merchant,
          tags=["admin"], summary="Approve (or reinstate) a merchant", errors=[404, 409])
     def approve_merchant(self, c):
