@@ -62,6 +62,13 @@ def test_export_holds_everything_and_erasure_leaves_no_phone_nickname_or_address
     order = expect(api.post("/orders", json={"items": [{"sku_id": sku_id, "qty": 1}], "address": address},
                             token=user["token"], headers={"Idempotency-Key": f"k-{tag}"}), 201)
     pay(api, user["token"], order["order_id"])
+    # a review of the completed order (the catalog keeps the reviewer's nickname with it)
+    expect(api.post(f"/orders/{order['order_id']}/ship", json={"carrier": "SF", "tracking_no": f"SF{tag}"},
+                    token=owner["token"]), 200)
+    expect(api.post(f"/orders/{order['order_id']}/confirm-receipt", token=user["token"]), 200)
+    review = eventually(lambda: expect(api.post(f"/products/{product['product_id']}/reviews",
+                                                json={"order_id": order["order_id"], "rating": 5, "text": "good"},
+                                                token=user["token"]), 201), timeout=15, interval=0.5)
     expect(api.post("/moments", json={"text": f"my moment {tag}"}, token=user["token"]), 201)
     friends_moment = expect(api.post("/moments", json={"text": "hi"}, token=friend["token"]), 201)["moment_id"]
     expect(api.post(f"/moments/{friends_moment}/comments", json={"text": f"comment {tag}"}, token=user["token"]), 201)
@@ -89,7 +96,10 @@ def test_export_holds_everything_and_erasure_leaves_no_phone_nickname_or_address
     # the friend's friendship and timeline are gone too; the order is kept, de-identified, for the merchant
     assert expect(api.get("/friends", token=friend["token"]), 200)["items"] == []
     kept = expect(api.get(f"/orders/{order['order_id']}", token=owner["token"]), 200)
-    assert kept["status"] == "paid" and kept["address"] is None and kept["total_fen"] == order["total_fen"]
+    assert kept["status"] == "completed" and kept["address"] is None and kept["total_fen"] == order["total_fen"]
+    # the review stays (its rating is part of the product's), without a name
+    reviews = expect(api.get(f"/products/{product['product_id']}/reviews"), 200)["items"]
+    assert [r["reviewer"]["nickname"] for r in reviews if r["review_id"] == review["review_id"]] == [None]
     # the phone may register again, as a new person
     again = api.post("/auth/register", json={"phone": user["phone"], "password": "another-pw-1", "nickname": "new"})
     assert again.status_code == 201 and again.json()["user_id"] != user["user_id"]

@@ -109,6 +109,11 @@ class CatalogService(ServiceBase):
         """Remember who bought what (our own copy: the catalog never reads the orders database)."""
         self.store.record_purchases(session, event["data"])
 
+    @on_event("social_feed", "user.deleted")
+    def forget_reviewer(self, event, session):
+        """Erasure (PIPL): the erased user's reviews stay (ratings are others' information too), nameless."""
+        self.store.forget_reviewer(event["data"]["user_id"], session)
+
     @rpc
     def post_review(self, buyer_id, product_id, payload, nickname=None):
         """`nickname`: the reviewer's nickname at review time (social-feed owns profiles; the gateway reads it

@@ -232,6 +232,10 @@ class CatalogStore(BaseStore):
                                   "buyer_id": order["buyer_id"], "completed_at": order["completed_at"]}},
                 upsert=True, session=session)
 
+    def forget_reviewer(self, buyer_id, session):
+        return self.reviews.update_many({"buyer_id": buyer_id, "nickname": {"$ne": None}},
+                                        {"$set": {"nickname": None}}, session=session).modified_count
+
     def post_review(self, buyer_id, product_id, order_id, rating, text, nickname=None):
         """Once per buyer and product: the review, the product's rating and review.posted, together."""
         def txn(session):
