@@ -62,6 +62,8 @@ def test_a_purchase_refunded_whole_leaves_friends_bought_and_a_partial_refund_do
                                              ("viewer", "whole", "part", "twice", "overtaken"))
     for friend in (whole, part, twice, overtaken):
         befriend(api, viewer, friend)
+        # separate consent (PIPL): these friends let friends see their purchases
+        expect(api.patch("/me/privacy", json={"show_purchases_to_friends": True}, token=friend["token"]), 200)
     bus = Bus(stack.amqp_uri)
     # given friends who paid for it
     paid = {u["user_id"]: paid_event(u["user_id"], product_id) for u in (whole, part, twice)}
