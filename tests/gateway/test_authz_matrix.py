@@ -77,8 +77,10 @@ ROWS = [
     Row("GET /openapi.json", everyone(200)),
     Row("GET /asyncapi.json", everyone(200)),
     Row("GET /docs", everyone(200)),
+    Row("GET /docs/events", everyone(200)),
     # -- merchants ------------------------------------------------------------------------------------------
     Row("POST /merchants", signed_in(201), body=fixed(name="Another shop")),
+    Row("GET /admin/merchants", admin_only(200), query=fixed(status="pending")),
     Row("POST /admin/merchants/{merchant_id}/approve", admin_only(200),
         path=lambda w, c: {"merchant_id": w.fresh_pending_merchant()}),
     Row("POST /admin/merchants/{merchant_id}/reject", admin_only(200),

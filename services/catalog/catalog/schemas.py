@@ -60,6 +60,14 @@ class ProductUpdate(StrictSchema):
     skus = fields.List(fields.Nested(SkuUpdate), validate=validate.Length(1, 50))
 
 
+class MerchantQuery(StrictSchema):
+    """The admins' review queue: merchants in one status (pending first in line), newest application first."""
+    status = fields.String(load_default="pending", validate=validate.OneOf(["pending", "approved", "rejected",
+                                                                            "suspended"]))
+    limit = fields.Integer(load_default=20, validate=validate.Range(1, 100))
+    cursor = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=200))
+
+
 class ProductSearch(StrictSchema):
     q = fields.String(load_default="", validate=validate.Length(max=100))
     category = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=40))

@@ -41,6 +41,13 @@ class CatalogService(ServiceBase):
     def merchants_of(self, owner_id):
         return [domain.merchant_view(m) for m in self.store.merchants_of(owner_id)]
 
+    @rpc
+    def list_merchants(self, params):
+        """Merchants in one status, newest first (admins only: the gateway checks)."""
+        query = load(schemas.MerchantQuery, params)
+        docs, next_cursor = self.store.merchants_in(query["status"], query["limit"], query["cursor"])
+        return {"items": [domain.merchant_view(m) for m in docs], "next_cursor": next_cursor}
+
     # -- products ----------------------------------------------------------------------------------
     @rpc
     def create_product(self, owner_id, payload):

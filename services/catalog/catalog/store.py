@@ -12,7 +12,8 @@ from kit.validation import utcnow
 class CatalogStore(BaseStore):
     COLLECTIONS = ("merchants", "products", "skus", "reservations", "purchases", "reviews")
     INDEXES = {
-        "merchants": [IndexModel([("owner_id", ASCENDING)])],
+        "merchants": [IndexModel([("owner_id", ASCENDING)]),
+                      IndexModel([("status", ASCENDING), ("created_at", DESCENDING), ("_id", DESCENDING)])],
         "products": [
             IndexModel([("visible", ASCENDING), ("created_at", DESCENDING), ("_id", DESCENDING)]),
             IndexModel([("visible", ASCENDING), ("category", ASCENDING), ("created_at", DESCENDING)]),
@@ -32,6 +33,11 @@ class CatalogStore(BaseStore):
 
     def merchants_of(self, owner_id):
         return list(self.merchants.find({"owner_id": owner_id}).sort("created_at", ASCENDING))
+
+    def merchants_in(self, status, limit, cursor):
+        query = {"status": status, **paging.after(cursor, "created_at")}
+        docs = list(self.merchants.find(query).sort(paging.NEWEST_FIRST("created_at")).limit(limit + 1))
+        return paging.page(docs, limit, "created_at")
 
     def change_merchant_status(self, merchant_id, action, reason=None):
         """Move a merchant through review; products follow its visibility in the same transaction."""

@@ -141,6 +141,7 @@ class ProductSummary(Schema):
 
 
 ProductPage = page_of(ProductSummary)
+MerchantPage = page_of(Merchant)
 
 
 class PendingFriendRequests(Schema):

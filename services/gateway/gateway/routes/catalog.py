@@ -2,7 +2,7 @@
 from nameko.events import BROADCAST, event_handler
 from nameko.rpc import RpcProxy
 
-from catalog.schemas import MerchantApplication, ProductInput, ProductSearch, ProductUpdate, Reason
+from catalog.schemas import MerchantApplication, MerchantQuery, ProductInput, ProductSearch, ProductUpdate, Reason
 from gateway import schemas
 from gateway.cache import PageParts, ProductCache
 from gateway.http import api
@@ -24,6 +24,11 @@ class CatalogRoutes:
          summary="Apply to sell; an admin reviews the application")
     def apply_merchant(self, c):
         return call(self.catalog.apply_merchant, c.user_id, c.body)
+
+    @api("GET", "/admin/merchants", auth="admin", query=MerchantQuery, response=schemas.MerchantPage, tags=["admin"],
+         summary="The merchant review queue: merchants in one status (default pending), newest first")
+    def list_merchants(self, c):
+        return call(self.catalog.list_merchants, c.query)
 
     @api("POST", "/admin/merchants/<merchant_id>/approve", auth="admin", response=schemas.Merchant,
          tags=["admin"], summary="Approve (or reinstate) a merchant", errors=[404, 409])
