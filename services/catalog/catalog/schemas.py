@@ -1,10 +1,24 @@
 """RPC payload schemas of the catalog service."""
+import re
+
 from marshmallow import fields, validate
 
 from kit.validation import Fen, Id, SafeDict, StrictSchema
 
 Text = lambda lo, hi, **kw: fields.String(validate=validate.Length(lo, hi), **kw)  # noqa: E731
-HttpsUrl = fields.Url(schemes={"https"}, validate=validate.Length(max=500))
+LOCAL_IMAGE = re.compile(r"/media/[A-Za-z0-9_-]{1,80}\.(?:svg|png|jpg|webp)")
+_HTTPS = validate.URL(schemes={"https"})
+
+
+def _https_or_local(value):
+    """An https URL, or a picture Quanzi serves itself (/media/<file>, e.g. the demo's): no javascript:, data: or
+    plain http, and no other path of the site."""
+    if not LOCAL_IMAGE.fullmatch(value):
+        _HTTPS(value)
+
+
+ImageUrl = fields.String(validate=[validate.Length(max=500), _https_or_local], metadata={
+    "pattern": "^(https://|/media/)", "description": "an https URL, or /media/<file> served by Quanzi itself"})
 
 
 class MerchantApplication(StrictSchema):
@@ -38,7 +52,7 @@ class ProductInput(StrictSchema):
     title = Text(1, 120, required=True)
     description = Text(0, 5000, load_default="")
     category = fields.String(required=True, validate=[validate.Length(1, 40), validate.Regexp(r"^[^$.]+$")])
-    images = fields.List(HttpsUrl, load_default=list, validate=validate.Length(max=9))
+    images = fields.List(ImageUrl, load_default=list, validate=validate.Length(max=9))
     skus = fields.List(fields.Nested(SkuInput), required=True, validate=validate.Length(1, 50))
     commission = fields.Nested(CommissionRates, load_default=lambda: {"level1_bp": 0, "level2_bp": 0})
     group_buy = fields.Nested(GroupBuyOffer, allow_none=True, load_default=None)
@@ -54,7 +68,7 @@ class ProductUpdate(StrictSchema):
     title = Text(1, 120)
     description = Text(0, 5000)
     category = fields.String(validate=[validate.Length(1, 40), validate.Regexp(r"^[^$.]+$")])
-    images = fields.List(HttpsUrl, validate=validate.Length(max=9))
+    images = fields.List(ImageUrl, validate=validate.Length(max=9))
     commission = fields.Nested(CommissionRates)
     group_buy = fields.Nested(GroupBuyOffer, allow_none=True)
     skus = fields.List(fields.Nested(SkuUpdate), validate=validate.Length(1, 50))
