@@ -45,7 +45,7 @@ web:
 
 # The broker comes from Debian (the database from PyPI, see requirements.txt); python3-venv only if the
 # machine's python3 cannot make a venv; prometheus (with promtool) for the deploy tests; chromium and its
-# WebDriver for the browser tests (tests/web).
+# WebDriver for the browser tests (tests/web), and a Chinese font so their screenshots are legible.
 system-packages:
 	@missing=""; \
 	[ -x /usr/sbin/rabbitmq-server ] || command -v rabbitmq-server >/dev/null || missing="rabbitmq-server"; \
@@ -53,6 +53,7 @@ system-packages:
 	command -v promtool >/dev/null || missing="$$missing prometheus"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v chromedriver >/dev/null || missing="$$missing chromium-driver"; \
+	[ -n "$$(fc-list :lang=zh 2>/dev/null)" ] || missing="$$missing fonts-wqy-microhei"; \
 	if [ -n "$$missing" ]; then \
 		echo "apt-get install $$missing"; \
 		$(SUDO) apt-get update -q && \

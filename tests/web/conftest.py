@@ -50,6 +50,9 @@ class Page:
 
     # -- moving around -------------------------------------------------------------------------------------
     def open(self, path):
+        """Type the address and load it (a fresh page load, even when only the #route differs)."""
+        if self.driver.current_url.split("#")[0] == (self.base_url + path).split("#")[0]:
+            self.driver.get("about:blank")
         self.driver.get(self.base_url + path)
         return self
 
@@ -98,7 +101,7 @@ class Page:
 
     def click(self, css=None, text=None, timeout=15):
         if text is not None:
-            xpath = f"//*[normalize-space(text())={json.dumps(text)}]"
+            xpath = f"//*[normalize-space(text())={json.dumps(text, ensure_ascii=False)}]"
             target = self.wait(lambda: [e for e in self.driver.find_elements("xpath", xpath) if e.is_displayed()],
                                timeout, f"no visible {text!r}")[0]
         else:
@@ -112,8 +115,11 @@ class Page:
         return self
 
     def type(self, css, value):
+        from selenium.webdriver.common.keys import Keys
         field = self.element(f"{css} input, {css} textarea")
-        field.clear()
+        field.click()
+        field.send_keys(Keys.CONTROL, "a")
+        field.send_keys(Keys.BACKSPACE)  # as a person empties it (the page hears every keystroke)
         field.send_keys(value)
         return self
 

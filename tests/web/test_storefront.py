@@ -14,13 +14,11 @@ FIRST_LOAD_SECONDS = 2.5  # the aim is 1 s; the suite shares 2 cores with other 
 
 def shop(api, *, title, price_fen=5000, group_buy=None, commission_bp=1000, stock=50):
     owner, merchant = approved_merchant(api, name=f"{title} 小店")
-    product = expect(api.post("/products", json=product_payload(
-        merchant["merchant_id"], title=title, price_fen=price_fen, stock=stock, category="茶叶",
-        commission={"level1_bp": commission_bp, "level2_bp": 0}, group_buy=group_buy,
-        skus=[{"attrs": {"规格": "250g"}, "price_fen": price_fen, "stock": stock}]), token=owner["token"]), 201)
-    product["images"] = ["/media/demo-longjing.svg"]
-    expect(api.patch(f"/products/{product['product_id']}", json={"images": ["/media/demo-longjing.svg"]},
-                     token=owner["token"]), 200)
+    payload = product_payload(merchant["merchant_id"], title=title, price_fen=price_fen, stock=stock, category="茶叶",
+                              commission={"level1_bp": commission_bp, "level2_bp": 0}, group_buy=group_buy,
+                              skus=[{"attrs": {"规格": "250g"}, "price_fen": price_fen, "stock": stock}])
+    payload["images"] = ["/media/demo-longjing.svg"]  # the site's own picture: the test machine has no internet
+    product = expect(api.post("/products", json=payload, token=owner["token"]), 201)
     return owner, merchant, product
 
 
@@ -53,7 +51,7 @@ def test_a_friend_opens_a_share_link_registers_buys_and_the_sharer_sees_the_comm
     # A shares the product from its page
     page.sign_in_as(sharer)
     page.open(f"/#/p/{product['product_id']}").sees(title, "¥50.00")
-    page.click("[data-test=buy] ~ .van-action-bar-button, .van-action-bar-icon:nth-child(2)")
+    page.click("[data-test=share]")
     share_url = page.wait(lambda: page.element("[data-test=share-url] input").get_attribute("value"))
     assert "/s/" in share_url and "/api/" not in share_url
     code = share_url.rsplit("/", 1)[1]
