@@ -136,7 +136,7 @@ def load(url, admin_phone, admin_password, say=print):
     pairs = [("13700000001", "13700000002"), ("13700000001", "13700000003"), ("13700000002", "13700000004"),
              ("13900000001", "13700000001")]
     for a, b in pairs:
-        friends = {f["user_id"] for f in api.call("GET", "/friends", a, params={"limit": 100})["items"]}
+        friends = {f["user_id"] for f in api.call("GET", "/friends", a, params={"limit": 50})["items"]}
         if uid[b] in friends:
             continue
         request = api.call("POST", "/friends/requests", a, json={"user_id": uid[b]}, expect=(201, 409))
@@ -156,10 +156,13 @@ def load(url, admin_phone, admin_password, say=print):
            for phone in {m[0] for m in moments}}
     codes = {}
     for phone, image, text, visibility in moments:
+        posted = next((m for m in own[phone] if m["text"] == text), None)
+        if posted is not None:  # there already: its share link too
+            if image:
+                codes[(phone, image)] = posted["product"]["share_code"]
+            continue
         if image:
             codes[(phone, image)] = share(phone, image)
-        if any(m["text"] == text for m in own[phone]):
-            continue
         body = {"text": text, "visibility": visibility, "images": []}
         if image:
             body.update(product_id=products[image]["product_id"], share_code=codes[(phone, image)])
