@@ -4,7 +4,6 @@ hashed assets are immutable for a year. Text assets are sent gzipped to clients 
 process). No CDN: every byte comes from here."""
 import gzip
 import mimetypes
-import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -13,7 +12,7 @@ from werkzeug.wrappers import Response
 from kit.errors import NotFound
 
 REPO = Path(__file__).resolve().parents[3]
-DIST = Path(os.environ.get("WEB_DIST") or REPO / "web" / "dist")
+DIST = REPO / "web" / "dist"
 # Vue renders with style attributes (Vant's inline styles), so styles allow 'unsafe-inline'; scripts come only
 # from here. Product and avatar images are https URLs of any host, or the demo's own /media files.
 PAGE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: https:; "
