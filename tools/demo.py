@@ -80,6 +80,7 @@ class Client:
     def __init__(self, url):
         self.url = url.rstrip("/") + "/api/v1"
         self.http = requests.Session()
+        self.http.trust_env = False  # a local gateway: never through a proxy from the environment
         self.tokens = {}
 
     def call(self, method, path, phone=None, expect=(200, 201, 204), **kwargs):
@@ -200,8 +201,9 @@ def load(url, admin_phone, admin_password, say=print):
     order("13700000004", "puer")  # waiting for payment
     cancelled = order("13700000004", "apple")
     api.call("POST", f"/orders/{cancelled}/cancel", "13700000004")
-    refund = order("13700000003", "apple")  # paid, then the buyer asks for a refund
+    refund = order("13700000003", "apple")  # shipped, then the buyer asks for a refund: the merchant decides
     pay("13700000003", refund)
+    api.call("POST", f"/orders/{refund}/ship", fruit_owner, json={"carrier": "京东物流", "tracking_no": "JD3000000003"})
     api.call("POST", f"/orders/{refund}/refunds", "13700000003", json={"reason": "苹果有磕碰"})
     # group buys: 大伟 opens an orange group and 阿强 joins (formed); 小美 opens a Longjing group (waiting)
     group = api.call("POST", "/group-buys", "13700000004", json={"sku_id": sku("orange"), "qty": 1, "address": ADDRESS})
