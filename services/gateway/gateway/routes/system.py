@@ -6,9 +6,9 @@ from nameko.timer import timer
 
 from contracts.asyncapi import build_asyncapi
 from gateway import schemas_system as out
+from gateway import web
 from gateway.errors import MethodNotAllowed
 from gateway.http import ROUTES, allowed_methods, api
-from gateway import web
 from gateway.openapi import build_spec
 from gateway.rpc import call, call_all
 from kit.errors import NotFound
