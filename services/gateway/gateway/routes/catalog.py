@@ -2,7 +2,7 @@
 from nameko.events import BROADCAST, event_handler
 from nameko.rpc import RpcProxy
 
-from catalog.schemas import MerchantApplication, MerchantQuery, ProductInput, ProductSearch, ProductUpdate, Reason
+from contracts.api.catalog import MerchantApplication, MerchantQuery, ProductInput, ProductSearch, ProductUpdate, Reason
 from gateway import schemas
 from gateway.cache import PageParts, ProductCache
 from gateway.http import api
