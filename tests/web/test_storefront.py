@@ -9,7 +9,7 @@ from tests.flows import approved_merchant, expect, product_payload
 from tests.social.social_flows import befriend
 
 FIRST_LOAD_BYTES = 300_000
-FIRST_LOAD_SECONDS = 2.5  # the aim is 1 s; the suite shares 2 cores with other stacks
+FIRST_LOAD_SECONDS = 3  # the aim is 1 s (0.3-0.5 s measured here); the 2 cores are shared with other stacks
 
 
 def shop(api, *, title, price_fen=5000, group_buy=None, commission_bp=1000, stock=50):
