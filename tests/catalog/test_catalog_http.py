@@ -120,29 +120,3 @@ def test_suspending_a_merchant_hides_its_products_at_once(api):
     assert expect(api.get(f"/products/{product['product_id']}", token=owner["token"]), 200)["status"] == "hidden"
     expect(api.post(f"/admin/merchants/{merchant['merchant_id']}/approve", token=api.admin_token()), 200)
     assert len(expect(api.get("/products", params={"q": word}), 200)["items"]) == 1
-
-
-def test_the_review_queue_lists_pending_applications_newest_first_and_moves_them_on_decision(api):
-    admin = api.admin_token()
-    owners = [api.register_user(nickname=f"queue{i}") for i in range(3)]
-    applied = [expect(api.post("/merchants", json={"name": f"Queue shop {i}"}, token=o["token"]), 201)["merchant_id"]
-               for i, o in enumerate(owners)]
-    # given three applications, the queue shows them newest first, two per page
-    first = expect(api.get("/admin/merchants", params={"status": "pending", "limit": 2}, token=admin), 200)
-    assert [m["merchant_id"] for m in first["items"]] == applied[::-1][:2]
-    assert first["items"][0]["name"] == "Queue shop 2" and first["next_cursor"]
-    second = expect(api.get("/admin/merchants", params={"status": "pending", "limit": 2, "cursor": first["next_cursor"]},
-                            token=admin), 200)
-    assert second["items"][0]["merchant_id"] == applied[0]
-    # when the admin approves one and rejects another, each leaves the pending queue for its own
-    expect(api.post(f"/admin/merchants/{applied[2]}/approve", token=admin), 200)
-    expect(api.post(f"/admin/merchants/{applied[1]}/reject", json={"reason": "no licence"}, token=admin), 200)
-    pending = [m["merchant_id"] for m in expect(api.get("/admin/merchants", token=admin), 200)["items"]]
-    assert applied[2] not in pending and applied[1] not in pending and applied[0] in pending
-    rejected = expect(api.get("/admin/merchants", params={"status": "rejected"}, token=admin), 200)["items"]
-    assert {"merchant_id": applied[1], "reason": "no licence"}.items() <= \
-        next(m for m in rejected if m["merchant_id"] == applied[1]).items()
-    # and a shopper cannot read the queue; a status that does not exist is a field error
-    assert api.get("/admin/merchants", token=owners[0]["token"]).status_code == 403
-    bad = expect(api.get("/admin/merchants", params={"status": "all"}, token=admin), 400)
-    assert "status" in bad["error"]["fields"]

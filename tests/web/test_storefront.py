@@ -93,6 +93,9 @@ def test_a_friend_opens_a_share_link_registers_buys_and_the_sharer_sees_the_comm
     page.sign_in_as({"token": buyer_token})
     page.open(f"/#/orders/{order_id}").sees("已付款", title, "¥58.00", "上海市 浦东新区")
     page.open("/#/orders").sees(title, "已付款")
+    # and signs out: the token stops working at the API too
+    page.open("/#/me").click("[data-test=logout]").sees("登录", "手机号")
+    assert api.get("/me", token=buyer_token).status_code == 401
 
 
 def test_a_group_buy_opened_by_a_and_joined_by_b_through_the_share_page_forms_for_both(page, api):

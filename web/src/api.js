@@ -93,11 +93,21 @@ export function createClient({ base = '/api/v1', fetch = (...a) => globalThis.fe
       return answer
     },
     register: (data) => post('/auth/register', data),
-    logout() { storage?.removeItem(TOKEN) },
+    // Signing out ends the token at the API too (it stops working at once); the token is forgotten either way.
+    async logout() {
+      try {
+        if (storage?.getItem(TOKEN)) await post('/auth/logout')
+      } catch { /* already invalid, or offline: forgetting it here is what matters */ } finally {
+        storage?.removeItem(TOKEN)
+      }
+    },
+    forget() { storage?.removeItem(TOKEN) },
     me: () => get('/me'),
     overview: () => get('/me/overview'),
     profile: () => get('/profile'),
     updateProfile: (data) => patch('/profile', data),
+    privacy: () => get('/me/privacy'),
+    setPrivacy: (data) => patch('/me/privacy', data),
     user: (id) => get(path`/users/${id}`),
     // catalog
     products: (params) => get('/products', params),

@@ -12,8 +12,12 @@ export const session = reactive({
     if (!this.me || force) this.me = await api.me()
     return this.me
   },
-  forget() {
-    api.logout()
+  forget() { // the API already refused the token
+    api.forget()
+    this.me = null
+  },
+  async logout() {
+    await api.logout()
     this.me = null
   },
   isAdmin() { return Boolean(this.me && this.me.roles && this.me.roles.includes('admin')) },

@@ -80,6 +80,18 @@ describe('the API client', () => {
     expect(offline.message).toBe('网络连接失败，请稍后再试')
   })
 
+  it('signs out at the API and forgets the token, even when the API cannot be reached', async () => {
+    const { api, calls, storage } = client([() => answer(204), () => Promise.reject(new TypeError('offline'))])
+    storage.setItem('quanzi.token', 't1')
+    await api.logout()
+    expect(calls[0].url).toBe('/api/v1/auth/logout')
+    expect(calls[0].headers.Authorization).toBe('Bearer t1')
+    expect(storage.getItem('quanzi.token')).toBeNull()
+    storage.setItem('quanzi.token', 't2')
+    await api.logout()
+    expect(storage.getItem('quanzi.token')).toBeNull()
+  })
+
   it('falls back to a message of its own when the answer is not the API\'s JSON', async () => {
     const { api } = client([() => Promise.resolve({ ok: false, status: 502, text: () => Promise.resolve('<html>') })])
     const error = await api.products().catch((e) => e)
