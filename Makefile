@@ -20,7 +20,7 @@ WEB_SRCS = $(shell find web -path web/node_modules -prune -o -path web/dist -pru
 WEB_SUM = $(shell cat /dev/null $(WEB_SRCS) | sha256sum | cut -d' ' -f1)
 WEB_STAMP := web/dist/.built
 
-.PHONY: install system-packages web run test bench reconcile stop lock lock-upgrade demo
+.PHONY: install system-packages web run test bench reconcile stop lock lock-upgrade demo chaos
 
 install: system-packages $(PY) web
 	@# --require-hashes: a wheel whose bytes differ from the lock's (tampered, re-published) fails the install
@@ -97,6 +97,10 @@ bench: install
 # A realistic demo through the public API (idempotent): against `make run`'s gateway, or GATEWAY_URL.
 demo: install
 	$(PY) -m tools.demo
+
+# A stack of its own (free ports), shoppers buying under six faults, invariants checked, a table (CHAOS_SECONDS).
+chaos: install
+	$(PY) -m tools.chaos
 
 reconcile: install
 	$(PY) -m tools.reconcile
