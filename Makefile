@@ -15,9 +15,14 @@ SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 ARGS ?=
 ASYNCAPI_SCHEMA := $(VENV)/share/asyncapi/asyncapi-3.0.0.json
 
-.PHONY: install system-packages run test bench reconcile stop lock lock-upgrade chaos
+# The web app (web/): rebuilt only when its sources or lock changed (stamp = hash of them).
+WEB_SRCS = $(shell find web -path web/node_modules -prune -o -path web/dist -prune -o -type f -print 2>/dev/null | sort)
+WEB_SUM = $(shell cat /dev/null $(WEB_SRCS) | sha256sum | cut -d' ' -f1)
+WEB_STAMP := web/dist/.built
 
-install: system-packages $(PY)
+.PHONY: install system-packages web run test bench reconcile stop lock lock-upgrade demo chaos
+
+install: system-packages $(PY) web
 	@# --require-hashes: a wheel whose bytes differ from the lock's (tampered, re-published) fails the install
 	@if [ "$$(cat $(STAMP) 2>/dev/null)" != "$(LOCK_SUM)" ]; then \
 		echo "pip install --require-hashes -r $(LOCK)"; \
@@ -30,13 +35,28 @@ install: system-packages $(PY)
 		mkdir -p $(dir $(ASYNCAPI_SCHEMA)) && cp "$$tmp/package/schemas/3.0.0-without-\$$id.json" $(ASYNCAPI_SCHEMA); \
 		rm -rf $$tmp; }
 
+# npm ci installs exactly web/package-lock.json; vite builds web/dist, which the gateway serves.
+web:
+	@command -v node >/dev/null && command -v npm >/dev/null || { \
+		echo "Node.js 20 and npm are needed to build the web pages: apt-get install nodejs npm" \
+		     "(Debian 12), or Node 20 from nodejs.org; then run make install again." >&2; exit 1; }
+	@if [ "$$(cat $(WEB_STAMP) 2>/dev/null)" != "$(WEB_SUM)" ]; then \
+		echo "web: npm ci && vite build"; \
+		(cd web && npm ci --no-audit --no-fund --loglevel=error && npx vite build --logLevel warn) \
+			&& echo "$(WEB_SUM)" > $(WEB_STAMP); \
+	fi
+
 # The broker comes from Debian (the database from PyPI, see requirements.txt); python3-venv only if the
-# machine's python3 cannot make a venv; prometheus (with promtool) for the deploy tests.
+# machine's python3 cannot make a venv; prometheus (with promtool) for the deploy tests; chromium and its
+# WebDriver for the browser tests (tests/web), and a Chinese font so their screenshots are legible.
 system-packages:
 	@missing=""; \
 	[ -x /usr/sbin/rabbitmq-server ] || command -v rabbitmq-server >/dev/null || missing="rabbitmq-server"; \
 	[ -x $(PY) ] || python3 -c 'import ensurepip' 2>/dev/null || missing="$$missing python3-venv"; \
 	command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v chromedriver >/dev/null || missing="$$missing chromium-driver"; \
+	[ -n "$$(fc-list :lang=zh 2>/dev/null)" ] || missing="$$missing fonts-wqy-microhei"; \
 	if [ -n "$$missing" ]; then \
 		echo "apt-get install $$missing"; \
 		$(SUDO) apt-get update -q && \
@@ -73,6 +93,10 @@ bench: install
 	@command -v wrk >/dev/null || { $(SUDO) apt-get update -q && \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk; }
 	$(PY) -m tools.bench
+
+# A realistic demo through the public API (idempotent): against `make run`'s gateway, or GATEWAY_URL.
+demo: install
+	$(PY) -m tools.demo
 
 # A stack of its own (free ports), shoppers buying under six faults, invariants checked, a table (CHAOS_SECONDS).
 chaos: install

@@ -23,6 +23,24 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
+def _demo_if_empty(stack):
+    """On an empty database, something to look at: the demo (tools/demo.py), loaded through the public API.
+    QUANZI_DEMO=0 skips it."""
+    if os.environ.get("QUANZI_DEMO", "1") == "0" or not stack.services.get("gateway"):
+        return
+    import requests
+
+    from tools import demo
+    try:
+        demo.wait_until_up(stack.gateway_url)
+        if requests.get(f"{stack.gateway_url}/api/v1/products", params={"limit": 1}, timeout=10).json()["items"]:
+            return
+        print("Empty database: loading the demo (make demo)…", flush=True)
+        demo.load(stack.gateway_url, stack.env["ADMIN_PHONE"], stack.env["ADMIN_PASSWORD"])
+    except Exception as error:  # the stack is up: a demo that failed is worth a line, not a stop
+        print(f"The demo did not load: {error}", file=sys.stderr)
+
+
 def run():
     pid = owner_pid(HOME)
     if pid is not None:
@@ -42,7 +60,10 @@ def run():
         print(f"The stack did not start: {error}", file=sys.stderr)
         return 1
 
+    _demo_if_empty(stack)
     print(f"Quanzi gateway: {stack.gateway_url}")
+    print(f"Storefront: {stack.gateway_url}/  (merchant console {stack.gateway_url}/merchant/, admin console "
+          f"{stack.gateway_url}/admin/, API reference {stack.gateway_url}/docs)")
     print(f"AMQP_URI={stack.amqp_uri}")
     print(f"MONGO_URI={stack.mongo_uri}")
     for name, proc in stack.services.items():

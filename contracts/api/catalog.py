@@ -1,7 +1,7 @@
 """RPC payloads of the catalog service that the gateway takes as HTTP bodies and queries."""
 from marshmallow import fields, validate
 
-from contracts.api.fields import https_url, text
+from contracts.api.fields import image_url, text
 from kit.validation import Fen, Id, SafeDict, StrictSchema
 
 
@@ -36,7 +36,7 @@ class ProductInput(StrictSchema):
     title = text(1, 120, required=True)
     description = text(0, 5000, load_default="")
     category = fields.String(required=True, validate=[validate.Length(1, 40), validate.Regexp(r"^[^$.]+$")])
-    images = fields.List(https_url(), load_default=list, validate=validate.Length(max=9))
+    images = fields.List(image_url(), load_default=list, validate=validate.Length(max=9))
     skus = fields.List(fields.Nested(SkuInput), required=True, validate=validate.Length(1, 50))
     commission = fields.Nested(CommissionRates, load_default=lambda: {"level1_bp": 0, "level2_bp": 0})
     group_buy = fields.Nested(GroupBuyOffer, allow_none=True, load_default=None)
@@ -52,7 +52,7 @@ class ProductUpdate(StrictSchema):
     title = text(1, 120)
     description = text(0, 5000)
     category = fields.String(validate=[validate.Length(1, 40), validate.Regexp(r"^[^$.]+$")])
-    images = fields.List(https_url(), validate=validate.Length(max=9))
+    images = fields.List(image_url(), validate=validate.Length(max=9))
     commission = fields.Nested(CommissionRates)
     group_buy = fields.Nested(GroupBuyOffer, allow_none=True)
     skus = fields.List(fields.Nested(SkuUpdate), validate=validate.Length(1, 50))

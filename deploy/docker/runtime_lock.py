@@ -45,11 +45,17 @@ def parse(text):
     return entries
 
 
+# Entries the lock holds only because a dev tool asks for an extra of a runtime package: `# via` names the package,
+# never the extra, so they would look like runtime needs. selenium (browser tests) wants urllib3[socks].
+DEV_EXTRAS = {"pysocks"}
+
+
 def runtime_entries(entries):
     """Names required, directly or through others, by requirements-runtime.txt."""
     runtime = {name for name, (_, via) in entries.items() if RUNTIME_SOURCE in via}
     while True:
-        more = {name for name, (_, via) in entries.items() if name not in runtime and via & runtime}
+        more = {name for name, (_, via) in entries.items()
+                if name not in runtime and name not in DEV_EXTRAS and via & runtime}
         if not more:
             return runtime
         runtime |= more

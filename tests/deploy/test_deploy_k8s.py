@@ -366,11 +366,16 @@ def test_in_cluster_backends_take_only_quanzi_services(rendered):
                     pod_labels["app.kubernetes.io/name"] in (backend, f"{backend}-init"), (backend, name)
 
 
-def test_the_ingress_exposes_only_the_api(rendered):
+def test_the_ingress_exposes_the_api_its_documents_and_the_pages_only(rendered):
+    pages = {("/", "Exact"), ("/s/", "Prefix"), ("/merchant/", "Prefix"), ("/admin/", "Prefix"),
+             ("/assets/", "Prefix"), ("/media/", "Prefix")}
+    documents = {("/openapi.json", "Exact"), ("/asyncapi.json", "Exact"), ("/docs", "Prefix")}
     for overlay in ("dev", "prod"):
         (ingress,) = of_kind(rendered[overlay], "Ingress")
         paths = [p for rule in ingress["spec"]["rules"] for p in rule["http"]["paths"]]
-        assert {(p["path"], p["pathType"]) for p in paths} == {("/api/", "Prefix"), ("/openapi.json", "Exact")}
+        assert {(p["path"], p["pathType"]) for p in paths} == {("/api/", "Prefix")} | documents | pages
+        assert not [p for p in paths if p["pathType"] == "Prefix" and ("/health".startswith(p["path"]) or
+                                                                       "/metrics".startswith(p["path"]))]
         for path in paths:  # /metrics and /health stay inside the cluster
             service = named(rendered[overlay], "Service", path["backend"]["service"]["name"])
             assert service["spec"]["selector"]["app.kubernetes.io/name"] == "gateway"

@@ -78,6 +78,7 @@ ROWS = [
     Row("GET /openapi.json", everyone(200)),
     Row("GET /asyncapi.json", everyone(200)),
     Row("GET /docs", everyone(200)),
+    Row("GET /docs/events", everyone(200)),
     # -- merchants ------------------------------------------------------------------------------------------
     Row("POST /merchants", signed_in(201), body=fixed(name="Another shop")),
     Row("POST /admin/merchants/{merchant_id}/approve", admin_only(200),

@@ -88,7 +88,8 @@ class Liked(Schema):
 
 class Share(Schema):
     share_code = fields.String(required=True, metadata={"example": "aZ3kP9qLm2"})
-    url = fields.String(required=True)
+    url = fields.String(required=True, metadata={"description": "the page a friend opens: <site>/s/{share_code} "
+                                                                "(GET /api/v1/s/{share_code} is its JSON)"})
     sharer_id = Id()
     product_id = Id()
     channel = fields.String()

@@ -4,7 +4,7 @@ from contracts.api.social_feed import (CommentInput, FriendRequestInput, Inviter
                                       ProfileUpdate, ShareInput)
 from gateway import schemas_social as out
 from gateway.cache import ProductCache
-from gateway.http import API_PREFIX, api
+from gateway.http import api
 from gateway.rpc import call
 from kit.amqp import RpcProxy
 
@@ -125,7 +125,7 @@ class SocialRoutes:
          summary="A share link for a published product (sharing itself earns nothing)")
     def create_share(self, c):
         share = call(self.social_feed.create_share, c.user_id, c.body)
-        return {**share, "url": f"{c.request.host_url.rstrip('/')}{API_PREFIX}/s/{share['share_code']}"}
+        return {**share, "url": f"{c.request.host_url.rstrip('/')}/s/{share['share_code']}"}  # the page
 
     @api("GET", "/s/<share_code>", auth="optional", response=out.ShareLanding, tags=["shares"], errors=[404],
          summary="Open a share link: the click is recorded (a signed-in viewer is bound to the sharer) and the "

@@ -5,9 +5,9 @@ from nameko.timer import timer
 
 from contracts.asyncapi import build_asyncapi
 from gateway import schemas_system as out
+from gateway import web
 from gateway.errors import MethodNotAllowed
 from gateway.http import ROUTES, allowed_methods, api
-from gateway.docs import swagger_asset, swagger_page
 from gateway.openapi import build_spec
 from gateway.rpc import call, call_all
 from kit.amqp import RpcProxy
@@ -66,13 +66,40 @@ class SystemRoutes:
     _asyncapi = None
 
     @api("GET", "/docs", auth=None, prefix="", tags=["system"], response=out.HTML_PAGE, media_type="text/html",
-         summary="Interactive API reference (Swagger UI)")
+         summary="Interactive API reference (Swagger UI 5)")
     def docs(self, c):
-        return swagger_page()
+        return web.page(c.request, "docs.html")
 
-    @api("GET", "/docs/<asset>", auth=None, prefix="", document=False)
-    def docs_asset(self, c):
-        return swagger_asset(c.path["asset"])
+    @api("GET", "/docs/events", auth=None, prefix="", tags=["system"], response=out.HTML_PAGE, media_type="text/html",
+         summary="The events other teams subscribe to (the AsyncAPI document, for people)")
+    def docs_events(self, c):
+        return web.page(c.request, "events.html")
+
+    # -- the web app (pages for people, outside /api/v1; not API operations, so not in the document) ----------
+    @api("GET", "/", auth=None, prefix="", document=False)
+    def storefront(self, c):
+        return web.page(c.request)
+
+    @api("GET", "/s/<share_code>", auth=None, prefix="", document=False)
+    def share_page(self, c):
+        """The page a friend opens; its script calls GET /api/v1/s/{code}, which records the click."""
+        return web.page(c.request)
+
+    @api("GET", "/merchant/", auth=None, prefix="", document=False)
+    def merchant_console(self, c):
+        return web.page(c.request)
+
+    @api("GET", "/admin/", auth=None, prefix="", document=False)
+    def admin_console(self, c):
+        return web.page(c.request)
+
+    @api("GET", "/assets/<path:name>", auth=None, prefix="", document=False)
+    def web_asset(self, c):
+        return web.asset(c.request, c.path["name"])
+
+    @api("GET", "/media/<name>", auth=None, prefix="", document=False)
+    def web_media(self, c):
+        return web.media(c.request, c.path["name"])
 
     @api("OPTIONS", "/<path:path>", auth=None, prefix="", document=False)
     def preflight(self, c):
