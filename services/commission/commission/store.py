@@ -14,7 +14,7 @@ from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from commission import domain
-from kit import paging
+from kit import claims, paging
 from kit.errors import Conflict
 from kit.mongo import BaseStore
 from kit.validation import new_id, utcnow
@@ -45,7 +45,7 @@ class CommissionStore(BaseStore):
             IndexModel([("user_id", ASCENDING), ("idempotency_key", ASCENDING)], unique=True,
                        partialFilterExpression={"idempotency_key": {"$type": "string"}}),
             IndexModel([("user_id", ASCENDING), ("created_at", DESCENDING), ("_id", DESCENDING)]),
-            IndexModel([("status", ASCENDING), ("claimed_until", ASCENDING)]),
+            IndexModel([("status", ASCENDING), (claims.FIELD, ASCENDING)]),
         ],
     }
 
@@ -152,10 +152,9 @@ class CommissionStore(BaseStore):
     def claim_due_settlement(self, now, margin, lease):
         """Claim one frozen commission whose window has passed (one replica at a time; a crashed
         replica's claim expires after `lease`)."""
-        return self.commissions.find_one_and_update(
-            {"status": domain.FROZEN, "blocked": False, "settle_after": {"$lte": now - margin},
-             "claimed_until": {"$lte": now}},
-            {"$set": {"claimed_until": now + lease}}, sort=[("settle_after", ASCENDING)], projection={"_id": 1})
+        return claims.next_due(self.commissions, {"status": domain.FROZEN, "blocked": False,
+                                                  "settle_after": {"$lte": now - margin}},
+                               now, lease, sort=[("settle_after", ASCENDING)], projection={"_id": 1})
 
     def settle(self, commission_id, margin):
         """Make a claimed commission withdrawable, re-checking the rules inside the transaction (a refund
@@ -186,7 +185,7 @@ class CommissionStore(BaseStore):
                     return existing, False
             withdrawal = {"_id": new_id("wd"), "user_id": user_id, "amount_fen": amount_fen,
                           "idempotency_key": idempotency_key, "status": "requested", "reason": None,
-                          "created_at": now, "claimed_until": now + lease}
+                          "created_at": now, **claims.held(now, lease)}
             self.withdrawals.insert_one(withdrawal, session=session)
             self._post_withdrawal(session, withdrawal, "withdrawal", now)
             return withdrawal, True
@@ -222,9 +221,8 @@ class CommissionStore(BaseStore):
 
     def claim_unfinished_withdrawal(self, now, lease):
         """A request whose payout outcome was never recorded (the process died in between)."""
-        return self.withdrawals.find_one_and_update(
-            {"status": "requested", "claimed_until": {"$lte": now}}, {"$set": {"claimed_until": now + lease}},
-            sort=[("claimed_until", ASCENDING)])
+        return claims.next_due(self.withdrawals, {"status": "requested"}, now, lease,
+                               sort=[(claims.FIELD, ASCENDING)])
 
     # -- reads -------------------------------------------------------------------------------------------
     def balance(self, user_id):

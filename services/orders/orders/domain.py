@@ -1,9 +1,10 @@
 """Order rules: the status machine, totals, refunds, group-buy seats, payment amounts, views and event
 data. Pure functions over plain dicts; no nameko, no pymongo, no I/O (unit-tested directly)."""
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 # The payment signature is a contract (contracts.payment); tools/bench_orders.py still imports it from here.
 from contracts.payment import SIGNATURE_HEADER, sign  # noqa: F401
+from kit import claims
 from kit.errors import Conflict, InvalidInput, RuleRefused
 
 # -- statuses and transitions (api-outline.md "Order statuses") ------------------------------------------
@@ -156,7 +157,7 @@ def new_group(group_id, leader_id, order_id, line, offer, now):
             "members": [{"user_id": leader_id, "order_id": order_id, "paid": False}],
             "free_seats": offer["size"] - 1, "paid": 0,
             "expires_at": now + timedelta(seconds=offer["window_seconds"]),
-            "created_at": now, "claim_until": EPOCH}
+            "created_at": now, **claims.free()}
 
 
 def join_refusal(group, user_id, now):
@@ -191,7 +192,6 @@ def check_amount(order, notification):
 
 
 # -- views and event data --------------------------------------------------------------------------------------
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 EVENT_LINE_FIELDS = ("sku_id", "product_id", "qty", "unit_price_fen", "goods_fen", "level1_bp", "level2_bp")
 
 

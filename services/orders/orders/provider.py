@@ -19,16 +19,16 @@ from pymongo import ASCENDING, IndexModel, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from contracts.payment import SIGNATURE_HEADER, sign
+from kit import claims
 from kit.config import load_settings
 from kit.mongo import connect
 from kit.validation import utcnow
-from orders.domain import EPOCH
 
 log = logging.getLogger(__name__)
 
 NOTIFY_TIMEOUT = 5.0
 MAX_ATTEMPTS = 12
-CLAIM_SECONDS = 30
+CLAIM_LEASE = timedelta(seconds=30)
 
 
 class SandboxProvider:
@@ -41,6 +41,7 @@ class SandboxProvider:
         self.http.trust_env = False  # loopback calls never go through a proxy from the environment
 
     def ensure_indexes(self):
+        claims.migrate(self.payments)
         self.payments.create_indexes([IndexModel([("order_id", ASCENDING)], unique=True),
                                       IndexModel([("status", ASCENDING), ("notify_due_at", ASCENDING)])])
         self.refunds.create_index([("trade_no", ASCENDING)])
@@ -54,7 +55,7 @@ class SandboxProvider:
                 {"order_id": order_id},
                 {"$setOnInsert": {"_id": f"sbx{now:%Y%m%d}{secrets.token_hex(10)}", "amount_fen": amount_fen,
                                   "status": "created", "attempts": 0, "created_at": now, "notify_due_at": now,
-                                  "claim_until": EPOCH}},
+                                  **claims.free()}},
                 upsert=True, return_document=ReturnDocument.AFTER)
         except DuplicateKeyError:  # a concurrent "pay" created it first
             return self.payments.find_one({"order_id": order_id})
@@ -94,10 +95,8 @@ class SandboxProvider:
         sent = 0
         for _ in range(limit):
             now = utcnow()
-            payment = self.payments.find_one_and_update(
-                {"status": "created", "notify_due_at": {"$lte": now}, "claim_until": {"$lt": now}},
-                {"$set": {"claim_until": now + timedelta(seconds=CLAIM_SECONDS)}},
-                return_document=ReturnDocument.AFTER)
+            payment = claims.next_due(self.payments, {"status": "created", "notify_due_at": {"$lte": now}},
+                                      now, CLAIM_LEASE)
             if payment is None:
                 break
             sent += self.notify(payment)

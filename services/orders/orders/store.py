@@ -2,7 +2,7 @@
 
 orders    one document per order; `creating` intents (written before stock is reserved) become orders or are
           abandoned. `due_at` is when the sweep must next look at it (payment timeout, auto-confirm, a stuck
-          intent); `claim_until` is the lease of the replica handling it.
+          intent); `claimed_until` is the lease of the replica handling it (kit.claims).
 groups    group buys: seats (`members`, `free_seats`) change only through conditional atomic updates.
 payments  one document per provider `trade_no`: a notification is applied once.
 refunds   money going back; `processing` refunds are retried by the sweep until the provider confirmed them.
@@ -16,19 +16,20 @@ from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 from pymongo.write_concern import WriteConcern
 
-from kit import paging
+from kit import claims, paging
 from kit.errors import Conflict, NotFound
 from kit.mongo import BaseStore
 from kit.validation import new_id, utcnow
 from orders import domain
-from orders.domain import ABANDONED, CREATING, EPOCH
+from orders.domain import ABANDONED, CREATING
 
-CLAIM_SECONDS = 15  # lease of a claimed due item; a crashed replica's items are picked up after it
+CLAIM_LEASE = timedelta(seconds=15)  # lease of a claimed due item; a crashed replica's items are picked up after it
 REFUND_RETRY_SECONDS = 10  # a refund not confirmed inline by then is retried by the sweep
 
 
 class OrdersStore(BaseStore):
     COLLECTIONS = ("orders", "groups", "payments", "refunds")
+    CLAIMED = ("orders", "groups", "refunds")
     INDEXES = {
         "orders": [
             # the same Idempotency-Key from the same buyer can only ever name one order
@@ -92,7 +93,7 @@ class OrdersStore(BaseStore):
         majority write concern, which makes every earlier write of this node durable too, so an intent can
         only be lost together with the reservation it announces."""
         intent = {"_id": new_id("ord"), "buyer_id": buyer_id, "status": CREATING, "group_id": group_id,
-                  "created_at": now, "claim_until": EPOCH}
+                  "created_at": now, **claims.free()}
         if key is not None:
             intent["idempotency_key"] = key
         intent["due_at"] = domain.due_at(intent, self.settings)
@@ -231,7 +232,7 @@ class OrdersStore(BaseStore):
     def _new_refund(self, refund_id, order, kind, amount, trade_no, now, status, reason=None):
         return {"_id": refund_id, "order_id": order["_id"], "buyer_id": order["buyer_id"],
                 "merchant_id": order["merchant_id"], "kind": kind, "amount_fen": amount, "trade_no": trade_no,
-                "reason": reason, "status": status, "created_at": now, "claim_until": EPOCH,
+                "reason": reason, "status": status, "created_at": now, **claims.free(),
                 "due_at": now + timedelta(seconds=REFUND_RETRY_SECONDS) if status == "processing" else None}
 
     def request_refund(self, order_id, reason, amount_fen, now):
@@ -329,9 +330,7 @@ class OrdersStore(BaseStore):
 
     # -- sweeps: claim one due item at a time ----------------------------------------------------------------
     def _claim(self, collection, query, now):
-        return collection.find_one_and_update(
-            dict(query, claim_until={"$lt": now}),
-            {"$set": {"claim_until": now + timedelta(seconds=CLAIM_SECONDS)}}, return_document=ReturnDocument.AFTER)
+        return claims.next_due(collection, query, now, CLAIM_LEASE)
 
     def claim_due_order(self, now):
         return self._claim(self.orders, {"due_at": {"$lte": now}}, now)
@@ -344,8 +343,7 @@ class OrdersStore(BaseStore):
                                          "expires_at": {"$lte": now}}, now)
 
     def release_claim(self, collection, item_id, retry_in):
-        self.db[collection].update_one({"_id": item_id}, {"$set": {
-            "claim_until": EPOCH if retry_in is None else utcnow() + timedelta(seconds=retry_in)}})
+        claims.release(self.db[collection], item_id, None if retry_in is None else timedelta(seconds=retry_in))
 
     def clear_due(self, order_id):
         """A due order in a status with no timer (its timer was already handled): stop looking at it."""
