@@ -116,10 +116,8 @@ class CatalogStore(BaseStore):
             query["category"] = category
         if merchant_id:
             query["merchant_id"] = merchant_id
-        query.update(paging.after(cursor, "created_at"))
-        docs = list(self.products.find(query, {"terms": 0, "description": 0})
-                    .sort(paging.NEWEST_FIRST("created_at")).limit(limit + 1))
-        return paging.page(docs, limit, "created_at")
+        return paging.find_page(self.products, query, limit, cursor, "created_at",
+                                projection={"terms": 0, "description": 0})
 
     # -- stock -------------------------------------------------------------------------------------
     def reserve(self, order_id, lines, group):

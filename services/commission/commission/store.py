@@ -230,7 +230,7 @@ class CommissionStore(BaseStore):
 
     def ledger_page(self, user_id, limit, cursor=None):
         """Newest first: [(entry, status of its commission or withdrawal)], next cursor."""
-        entries, next_cursor = self._page(self.ledger, {"beneficiary_id": user_id}, "at", limit, cursor)
+        entries, next_cursor = paging.find_page(self.ledger, {"beneficiary_id": user_id}, limit, cursor, "at")
         commission_ids = {f"{e['order_id']}:{e['level']}" for e in entries if e["order_id"]}
         withdrawal_ids = {e["withdrawal_id"] for e in entries if e["withdrawal_id"]}
         status = {c["_id"]: c["status"] for c in self.commissions.find({"_id": {"$in": list(commission_ids)}},
@@ -240,13 +240,7 @@ class CommissionStore(BaseStore):
         return [(e, status.get(e["withdrawal_id"] or f"{e['order_id']}:{e['level']}")) for e in entries], next_cursor
 
     def withdrawals_page(self, user_id, limit, cursor=None):
-        return self._page(self.withdrawals, {"user_id": user_id}, "created_at", limit, cursor)
-
-    @staticmethod
-    def _page(collection, query, field, limit, cursor):
-        query = {**query, **paging.after(cursor, field)}
-        docs = list(collection.find(query).sort(paging.NEWEST_FIRST(field)).limit(limit + 1))
-        return paging.page(docs, limit, field)
+        return paging.find_page(self.withdrawals, {"user_id": user_id}, limit, cursor, "created_at")
 
     # -- reconciliation ----------------------------------------------------------------------------------
     def reconcile(self):

@@ -80,9 +80,7 @@ class OrdersStore(BaseStore):
 
     def list_orders(self, match, status, limit, cursor):
         query = dict(match, status=status or {"$nin": [CREATING, ABANDONED]})
-        query.update(paging.after(cursor, "created_at"))
-        docs = list(self.orders.find(query, {"address": 0}).sort(paging.NEWEST_FIRST("created_at")).limit(limit + 1))
-        return paging.page(docs, limit, "created_at")
+        return paging.find_page(self.orders, query, limit, cursor, "created_at", projection={"address": 0})
 
     # -- creating an order: intent → (seat) → stock → confirm ----------------------------------------------
     def insert_intent(self, buyer_id, key, group_id, now):

@@ -1,5 +1,5 @@
-"""Social-feed rules: who sees which moment, like and comment; friend requests; inviters; share codes;
-cursors. Pure functions, no I/O.
+"""Social-feed rules: who sees which moment, like and comment; friend requests; inviters; share codes.
+Pure functions, no I/O.
 
 Visibility (domain-rules.md, Moments):
 - `private`: the author only. `friends`: the author and the author's friends *now* (unfriending takes effect
@@ -11,10 +11,8 @@ Visibility (domain-rules.md, Moments):
   removed (read-time checks hid them) and come back, together with what was posted in between.
 - Likes and comments are shown to a viewer only when their author is the viewer or the viewer's friend.
 """
-import re
 import secrets
 import string
-from datetime import datetime, timezone
 
 from contracts.api.social_feed import SHARE_CODE_PATTERN, VISIBILITIES
 from kit.errors import Conflict, InvalidInput, NotFound, RuleRefused
@@ -129,21 +127,6 @@ def check_product_card(author_id, share, product_id):
         raise InvalidInput("not your share code", {"share_code": ["is not one of your share links"]})
     if product_id is not None and share["product_id"] != product_id:
         raise InvalidInput("share code is for another product", {"share_code": ["is for another product"]})
-
-
-# --- cursors ---------------------------------------------------------------------------------------------
-def encode_cursor(at, item_id):
-    """Position after (at, id) in a newest-first list: "<epoch ms>_<id>"."""
-    return f"{int(at.timestamp() * 1000)}_{item_id}"
-
-
-def decode_cursor(cursor):
-    if cursor is None:
-        return None
-    millis, sep, item_id = cursor.partition("_")
-    if not (sep and millis.isdigit() and len(millis) <= 15 and re.match(r"^[A-Za-z0-9_-]{1,64}$", item_id)):
-        raise InvalidInput("bad cursor", {"cursor": ["Not a cursor this list returned."]})
-    return datetime.fromtimestamp(int(millis) / 1000, tz=timezone.utc), item_id
 
 
 # --- views -----------------------------------------------------------------------------------------------

@@ -75,7 +75,7 @@ class SocialFeedService(ServiceBase):
     def friend_requests(self, user_id, params=None):
         """Requests waiting for this user's answer, newest first."""
         page = load(api.Page, params or {})
-        found, cursor = self.store.incoming_requests(user_id, page["limit"], domain.decode_cursor(page["cursor"]))
+        found, cursor = self.store.incoming_requests(user_id, page["limit"], page["cursor"])
         return {"items": [domain.request_view(r) for r in found], "next_cursor": cursor}
 
     @rpc
@@ -89,7 +89,7 @@ class SocialFeedService(ServiceBase):
     @rpc
     def friends(self, user_id, params=None):
         page = load(api.Page, params or {})
-        edges, cursor = self.store.friends_page(user_id, page["limit"], domain.decode_cursor(page["cursor"]))
+        edges, cursor = self.store.friends_page(user_id, page["limit"], page["cursor"])
         profiles = self.store.profiles_by_id([e["friend"] for e in edges])
         return {"items": [{**domain.author_view(e["friend"], profiles.get(e["friend"])),
                            "since": domain.iso(e["since"])} for e in edges],
@@ -163,7 +163,7 @@ class SocialFeedService(ServiceBase):
     def timeline(self, user_id, params=None):
         """Own and friends' moments, newest first; a page costs the same at 10 or 5,000 friends."""
         page = load(api.Page, params or {})
-        moments, cursor = self.store.timeline_page(user_id, page["limit"], domain.decode_cursor(page["cursor"]))
+        moments, cursor = self.store.timeline_page(user_id, page["limit"], page["cursor"])
         return {"items": self._feed_items(user_id, moments, comment=TIMELINE_QUERY), "next_cursor": cursor}
 
     @rpc
@@ -173,8 +173,7 @@ class SocialFeedService(ServiceBase):
         author = self.store.profile(checked_id(author_id, "user not found"))
         visibilities = domain.album_visibilities(viewer_id, author["_id"],
                                                  self.store.is_friend(viewer_id, author["_id"]))
-        moments, cursor = self.store.album_page(author["_id"], visibilities, page["limit"],
-                                                domain.decode_cursor(page["cursor"]))
+        moments, cursor = self.store.album_page(author["_id"], visibilities, page["limit"], page["cursor"])
         return {"items": self._feed_items(viewer_id, moments), "next_cursor": cursor}
 
     def _feed_items(self, viewer_id, moments, comment=None):
