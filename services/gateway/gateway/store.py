@@ -40,7 +40,8 @@ class GatewayStore(BaseStore):
         if self.users.find_one({"phone": phone}) is None:
             try:
                 self.users.insert_one({"_id": new_id("usr"), "phone": phone,
-                                       "password_hash": hash_password(self.settings.admin_password),
+                                       "password_hash": hash_password(self.settings.admin_password,
+                                                                     self.settings.password_hash_log2n),
                                        "nickname": "admin", "roles": ["shopper", "admin"], "created_at": utcnow()})
             except DuplicateKeyError:
                 pass  # another gateway replica created it first

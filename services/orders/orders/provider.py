@@ -9,7 +9,6 @@ do: a POST of a JSON body to the shop's public notify URL (`PAYMENT_NOTIFY_URL`,
 Refunds are synchronous and idempotent by the shop's refund id: asking twice returns the first refund."""
 import json
 import logging
-import os
 import secrets
 from datetime import timedelta
 
@@ -118,11 +117,9 @@ class SandboxPay(DependencyProvider):
 
     def setup(self):
         settings = load_settings()
-        url = os.environ.get("PAYMENT_NOTIFY_URL") or \
-            f"http://127.0.0.1:{settings.gateway_port}/api/v1/payments/notify"
         self.client = connect(settings.mongo_uri)
         self.provider = SandboxProvider(self.client[f"{settings.mongo_db_prefix}sandbox_pay"],
-                                        settings.payment_hmac_secret, url)
+                                        settings.payment_hmac_secret, settings.payment_notify_url)
         self.provider.ensure_indexes()
 
     def stop(self):
