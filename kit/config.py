@@ -150,7 +150,7 @@ def load_settings(env=None):
         # C1: depth is a compliance rule, not a tuning knob.
         raise ConfigError(
             f"COMMISSION_MAX_LEVELS={levels_raw!r} refused: commissions may go 1 or 2 levels deep, never more "
-            "(China's anti-pyramid-selling rules, see domain-rules.md C1)"
+            "(China's anti-pyramid-selling rules, see docs/rules.md C1)"
         )
     gateway_port = _int(env, "GATEWAY_PORT", 8000, minimum=1, maximum=65535)
     total_bp = _int(env, "COMMISSION_MAX_TOTAL_BP", 3000, minimum=0)

@@ -4,7 +4,7 @@ import pytest
 
 from kit.config import ConfigError, load_settings
 
-# Each variable of the api-outline table (plus the kit's own), a value other than its default, and where
+# Each variable of the README's table (plus the kit's own), a value other than its default, and where
 # the parsed value lands.
 PARSED = [
     ("AMQP_URI", "amqp://guest:guest@10.0.0.5:5672/", "amqp_uri", "amqp://guest:guest@10.0.0.5:5672/"),

@@ -7,7 +7,7 @@ from contracts.payment import SIGNATURE_HEADER, sign  # noqa: F401
 from kit import claims
 from kit.errors import Conflict, InvalidInput, RuleRefused
 
-# -- statuses and transitions (api-outline.md "Order statuses") ------------------------------------------
+# -- statuses and transitions (docs/api.md "Order statuses") ----------------------------------------------
 # `creating` and `abandoned` are internal: the order's intent, written before stock is reserved, and an intent
 # being undone (never shown to anyone).
 CREATING, ABANDONED = "creating", "abandoned"
@@ -227,7 +227,7 @@ def order_view(order, with_address):
         "cancelled_at": _iso(order.get("cancelled_at")), "after_sales_until": _iso(order.get("after_sales_until")),
         "pay_before": _iso(order.get("due_at")) if order["status"] == PENDING else None,
     }
-    if with_address:  # the buyer and the order's merchant only (domain-rules.md, Privacy)
+    if with_address:  # the buyer and the order's merchant only (docs/rules.md, Privacy)
         view["address"] = order["address"]
     return view
 

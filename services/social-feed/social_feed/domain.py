@@ -1,7 +1,7 @@
 """Social-feed rules: who sees which moment, like and comment; friend requests; inviters; share codes.
 Pure functions, no I/O.
 
-Visibility (domain-rules.md, Moments):
+Visibility (docs/rules.md, Moments):
 - `private`: the author only. `friends`: the author and the author's friends *now* (unfriending takes effect
   at once, also on old posts). `public`: anyone may open it; timelines still only carry one's own and one's
   friends' moments (a stranger's public moment reaches you through a link or the author's album, not your feed).
