@@ -16,9 +16,9 @@ from datetime import datetime, timezone
 
 from kit.errors import InvalidInput
 
-# milliseconds since the epoch, "_", an id (kit.validation.new_id ids and user ids: letters, digits, "_", "-")
-CURSOR_PATTERN = r"^[0-9]{1,15}_[A-Za-z0-9_-]{1,64}$"
-CURSOR_MAX_LENGTH = 80
+# milliseconds since the epoch (at most 14 digits: before the year 5000), "_", an id (kit.validation.new_id ids and
+# user ids: letters, digits, "_", "-"). The API document publishes this pattern for every `cursor` parameter.
+CURSOR_PATTERN = r"^[0-9]{1,14}_[A-Za-z0-9_-]{1,64}$"
 _CURSOR = re.compile(CURSOR_PATTERN)
 
 
@@ -35,10 +35,14 @@ def decode(cursor):
     """(at, id) of a cursor we issued; None for None (the first page); InvalidInput for anything else."""
     if cursor is None:
         return None
-    if not isinstance(cursor, str) or not _CURSOR.match(cursor):
-        raise InvalidInput("bad cursor", {"cursor": ["Not a cursor this list returned."]})
+    refused = InvalidInput("bad cursor", {"cursor": ["Not a cursor this list returned."]})
+    if not isinstance(cursor, str) or not _CURSOR.fullmatch(cursor):
+        raise refused
     millis, _, item_id = cursor.partition("_")
-    return datetime.fromtimestamp(int(millis) / 1000, tz=timezone.utc), item_id
+    try:
+        return datetime.fromtimestamp(int(millis) / 1000, tz=timezone.utc), item_id
+    except (ValueError, OverflowError, OSError):
+        raise refused
 
 
 def after(cursor, field, id_field="_id"):

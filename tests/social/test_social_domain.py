@@ -110,7 +110,7 @@ def test_a_product_card_carries_the_authors_own_share_code_for_that_product():
     domain.check_product_card(AUTHOR, share, "prd_1")
     domain.check_product_card(AUTHOR, share, None)
     for author, product_id, shared in ((STRANGER, "prd_1", share), (AUTHOR, "prd_2", share), (AUTHOR, None, None)):
-        with pytest.raises(InvalidInput) as bad:
+        with pytest.raises(RuleRefused) as bad:
             domain.check_product_card(author, shared, product_id)
         assert "share_code" in bad.value.fields
 

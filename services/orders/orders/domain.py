@@ -3,6 +3,7 @@ data. Pure functions over plain dicts; no nameko, no pymongo, no I/O (unit-teste
 from datetime import timedelta
 
 # The payment signature is a contract (contracts.payment); tools/bench_orders.py still imports it from here.
+from contracts.api.orders import MAX_QTY
 from contracts.payment import SIGNATURE_HEADER, sign  # noqa: F401
 from kit import claims
 from kit.errors import Conflict, InvalidInput, RuleRefused
@@ -90,10 +91,15 @@ def totals(lines, group, discount_fen=0):
 
 
 def merge_items(items):
-    """The same SKU twice in one cart counts once, with the quantities added."""
+    """The same SKU twice in one cart counts once, with the quantities added (at most MAX_QTY of one SKU: each
+    item is valid on its own, so more in all is a rule refused, 422)."""
     qty = {}
     for item in items:
         qty[item["sku_id"]] = qty.get(item["sku_id"], 0) + item["qty"]
+    too_many = sorted(sku for sku, n in qty.items() if n > MAX_QTY)
+    if too_many:
+        raise RuleRefused(f"at most {MAX_QTY} of one SKU per order",
+                          {"items": [f"{sku}: more than {MAX_QTY} in all" for sku in too_many]})
     return [{"sku_id": sku, "qty": n} for sku, n in qty.items()]
 
 

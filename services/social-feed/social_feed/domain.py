@@ -15,7 +15,7 @@ import secrets
 import string
 
 from contracts.api.social_feed import SHARE_CODE_PATTERN, VISIBILITIES
-from kit.errors import Conflict, InvalidInput, NotFound, RuleRefused
+from kit.errors import Conflict, NotFound, RuleRefused
 from kit.validation import new_id, utcnow
 
 MAX_FRIENDS = 5000
@@ -122,11 +122,12 @@ def shown_to(viewer_id, items, friend_ids):
 
 
 def check_product_card(author_id, share, product_id):
-    """A moment's product card carries the author's own share code for that product."""
+    """A moment's product card carries the author's own share code for that product (a rule on a well-formed
+    code: 422, the way /profile/inviter refuses a code it cannot take)."""
     if share is None or share["sharer_id"] != author_id:
-        raise InvalidInput("not your share code", {"share_code": ["is not one of your share links"]})
+        raise RuleRefused("not your share code", {"share_code": ["is not one of your share links"]})
     if product_id is not None and share["product_id"] != product_id:
-        raise InvalidInput("share code is for another product", {"share_code": ["is for another product"]})
+        raise RuleRefused("share code is for another product", {"share_code": ["is for another product"]})
 
 
 # --- views -----------------------------------------------------------------------------------------------
