@@ -16,6 +16,7 @@ PARSED = [
     ("PAYMENT_TIMEOUT", "10", "payment_timeout", 10),
     ("AUTO_CONFIRM_AFTER", "15", "auto_confirm_after", 15),
     ("AFTER_SALES_WINDOW", "8", "after_sales_window", 8),
+    ("REFUND_RESPONSE_WINDOW", "12", "refund_response_window", 12),
     ("ATTRIBUTION_WINDOW", "30", "attribution_window", 30),
     ("COMMISSION_MAX_LEVELS", "2", "commission_max_levels", 2),
     ("COMMISSION_MAX_TOTAL_BP", "2500", "commission_max_total_bp", 2500),
@@ -33,6 +34,8 @@ PARSED = [
     ("RATE_LIMIT_USER_BURST", "3", "rate_limit_user_burst", 3.0),
     ("PAYMENT_NOTIFY_URL", "https://shop.example.com/api/v1/payments/notify", "payment_notify_url",
      "https://shop.example.com/api/v1/payments/notify"),
+    ("LOGIN_MAX_FAILURES", "3", "login_max_failures", 3),
+    ("BLOCKED_WORDS_FILE", __file__, "blocked_words_file", __file__),
 ]
 
 
@@ -46,9 +49,10 @@ def test_each_variable_is_read_from_the_environment(variable, raw, attribute, ex
 def test_defaults_are_the_documented_ones():
     settings = load_settings({})
     assert (settings.payment_timeout, settings.auto_confirm_after, settings.after_sales_window,
-            settings.attribution_window) == (1800, 604800, 604800, 604800)
+            settings.attribution_window, settings.refund_response_window) == (1800, 604800, 604800, 604800, 172800)
     assert (settings.commission_max_levels, settings.commission_max_total_bp, settings.sweep_interval) == (1, 3000, 5)
     assert settings.gateway_port == 8000 and settings.admin_phone == "13800000000"
+    assert settings.login_max_failures == 5 and settings.blocked_words_file.endswith("config/blocked_words.txt")
     assert settings.password_hash_log2n == 14 and settings.cors_origins == frozenset()
     assert (settings.rate_limit_ip_per_sec, settings.rate_limit_ip_burst, settings.rate_limit_user_per_sec,
             settings.rate_limit_user_burst) == (200, 400, 20, 60)
@@ -69,6 +73,7 @@ BAD = [
     ("PAYMENT_TIMEOUT", "0"),
     ("AUTO_CONFIRM_AFTER", "-1"),
     ("AFTER_SALES_WINDOW", "1.5"),
+    ("REFUND_RESPONSE_WINDOW", "0"),
     ("ATTRIBUTION_WINDOW", "seven days"),
     ("SWEEP_INTERVAL", "0"),
     ("GATEWAY_PORT", "http"),
@@ -104,6 +109,11 @@ BAD = [
     ("RATE_LIMIT_USER_PER_SEC", "nan"),
     ("PAYMENT_NOTIFY_URL", "gateway:8000/api/v1/payments/notify"),
     ("PAYMENT_NOTIFY_URL", "amqp://gateway/"),
+    ("LOGIN_MAX_FAILURES", "0"),
+    ("LOGIN_MAX_FAILURES", "five"),
+    ("LOGIN_MAX_FAILURES", "1000"),
+    ("BLOCKED_WORDS_FILE", "/nonexistent/blocked.txt"),
+    ("BLOCKED_WORDS_FILE", "/"),
 ]
 
 
