@@ -24,14 +24,21 @@ ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
 PASSWORD_HASH_LOG2N_RANGE = (10, 15)
 
 
-def _int(env, name, default, minimum=None, allowed=None, maximum=None):
+def _parsed(env, name, convert, what):
+    """`convert(value)` of the variable, None when it is unset or empty; a ConfigError naming it if malformed."""
     raw = env.get(name)
     if raw is None or raw == "":
-        return default
+        return None
     try:
-        value = int(raw)
+        return convert(raw)
     except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a whole number")
+        raise ConfigError(f"{name}={raw!r} is not {what}")
+
+
+def _int(env, name, default, minimum=None, allowed=None, maximum=None):
+    value = _parsed(env, name, int, "a whole number")
+    if value is None:
+        return default
     if allowed is not None and value not in allowed:
         raise ConfigError(f"{name}={value} is not allowed; use one of {sorted(allowed)}")
     if minimum is not None and value < minimum:
@@ -57,15 +64,11 @@ def _floats(env, name, default):
 
 def _rate(env, name, default):
     """A positive, finite number (per second, or a burst size)."""
-    raw = env.get(name)
-    if raw is None or raw == "":
+    value = _parsed(env, name, float, "a number")
+    if value is None:
         return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a number")
     if not math.isfinite(value) or value <= 0:
-        raise ConfigError(f"{name}={raw!r} must be a positive number")
+        raise ConfigError(f"{name}={env[name]!r} must be a positive number")
     return value
 
 
