@@ -15,7 +15,7 @@ SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 ARGS ?=
 ASYNCAPI_SCHEMA := $(VENV)/share/asyncapi/asyncapi-3.0.0.json
 
-.PHONY: install system-packages run test bench reconcile stop lock lock-upgrade
+.PHONY: install system-packages run test bench reconcile stop lock lock-upgrade chaos
 
 install: system-packages $(PY)
 	@# --require-hashes: a wheel whose bytes differ from the lock's (tampered, re-published) fails the install
@@ -73,6 +73,10 @@ bench: install
 	@command -v wrk >/dev/null || { $(SUDO) apt-get update -q && \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk; }
 	$(PY) -m tools.bench
+
+# A stack of its own (free ports), shoppers buying under six faults, invariants checked, a table (CHAOS_SECONDS).
+chaos: install
+	$(PY) -m tools.chaos
 
 reconcile: install
 	$(PY) -m tools.reconcile

@@ -7,6 +7,7 @@ from datetime import datetime
 
 import eventlet
 from nameko.extensions import DependencyProvider
+import pymongo
 from pymongo import ASCENDING, MongoClient
 from pymongo.errors import DuplicateKeyError
 from pymongo.read_concern import ReadConcern
@@ -140,8 +141,10 @@ class BaseStore:
                     {"$or": [{field: user_id} for field in user_fields]}).sort("_id", ASCENDING).limit(EXPORT_LIMIT)]
                 for collection, user_fields in self.PERSONAL_DATA.items()}
 
-    def ping(self):
-        self.client.admin.command("ping")
+    def ping(self, timeout=1.5):
+        """Raises unless MongoDB answers within `timeout` s (readiness must answer fast while it is down)."""
+        with pymongo.timeout(timeout):
+            self.client.admin.command("ping")
 
 
 class MongoStore(DependencyProvider):

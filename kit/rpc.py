@@ -1,9 +1,15 @@
 """RPC with a time budget: a hung service costs the caller its budget, not a worker forever."""
 import eventlet
 
+from kit.errors import Unavailable
+
 
 def call(method, *args, timeout, error=None, **kwargs):
-    """method(*args) through nameko's RpcProxy, or `error` (default: eventlet.Timeout) after `timeout` seconds."""
+    """method(*args) through nameko's RpcProxy, or `error` (default: kit.errors.Unavailable, a 503 at the gateway)
+    after `timeout` seconds."""
+    if error is None:
+        target = f"{getattr(method, 'service_name', '?')}.{getattr(method, 'method_name', '?')}"
+        error = Unavailable(f"{target} did not answer within {timeout:g} s")
     reply = method.call_async(*args, **kwargs)
     with eventlet.Timeout(timeout, error):
         return reply.result()

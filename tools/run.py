@@ -1,5 +1,8 @@
 """`make run`: the whole stack on this machine, on fixed dev ports, data kept under .stack/dev.
 
+A service process that exits is restarted with backoff and the terminal says so (`orders exited (1), restarting in
+2 s`); a crash loop (5 exits within a minute) is reported with the end of its log and that service is given up on
+(tools/stack/supervisor.py).
 Ctrl-C (SIGINT) or SIGTERM stops the services first, then mongod and the broker, and exits 0.
 `python -m tools.run --stop` (`make stop`) stops a stack that is running, or what a killed one left behind.
 """
@@ -42,11 +45,8 @@ def run():
     print(f"Quanzi gateway: {stack.gateway_url}")
     print(f"AMQP_URI={stack.amqp_uri}")
     print(f"MONGO_URI={stack.mongo_uri}")
-    if stack.services:
-        for name, proc in stack.services.items():
-            print(f"  {name:<12} {proc.url}  log: {proc.log_path}")
-    else:
-        print("  no services yet (none of services/*/*/service.py exists): broker and database only")
+    for name, proc in stack.services.items():
+        print(f"  {name:<12} {proc.url}  log: {proc.log_path}")
     print(f"Logs: {stack.logs_dir}", end="")
     if stack.rabbit:
         print(f", broker {stack.rabbit.log_dir}", end="")
@@ -54,15 +54,10 @@ def run():
         print(f", mongod {stack.mongo.log_path}", end="")
     print(f"\nStarted in {time.monotonic() - started:.1f} s. Ctrl-C or `make stop` stops it.", flush=True)
 
-    reported = set()
+    stack.supervise(say=lambda line: print(f"{time.strftime('%H:%M:%S')} {line}", flush=True))
     try:
         while True:
             time.sleep(1)
-            # A crashed service is not restarted (that would hide the bug), but say so.
-            for name, proc in stack.services.items():
-                if not proc.is_running() and name not in reported:
-                    reported.add(name)
-                    print(f"!! {name} exited with {proc.returncode}; see {proc.log_path}", flush=True)
     except KeyboardInterrupt:
         pass
     print("Stopping…", flush=True)

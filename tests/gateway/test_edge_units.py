@@ -1,13 +1,19 @@
 """Gateway edge pieces that need no stack: passwords, tokens, rate limits, the error table, OpenAPI."""
+import json
 import time
 
+import eventlet
 import jwt
 import pytest
+from kombu.exceptions import OperationalError
+from nameko.exceptions import UnknownService
+from pymongo.errors import AutoReconnect, ServerSelectionTimeoutError
 
 from gateway import auth
 from gateway.errors import PayloadTooLarge, RateLimited, Unauthorized, error_status
+from gateway.http import error_response
 from gateway.ratelimit import RateLimiter, TokenBuckets
-from kit.errors import Conflict, Forbidden, InvalidInput, NotFound, RuleRefused
+from kit.errors import Conflict, Forbidden, InvalidInput, NotFound, RuleRefused, Unavailable
 
 KEY = "test-signing-key-0123456789abcdef0123"
 
@@ -166,3 +172,16 @@ def test_the_openapi_document_publishes_the_rules_the_code_applies():
     assert {"text", "images", "product_id", "share_code"} == {
         branch["required"][0] for branch in schemas["MomentInput"]["anyOf"]}  # a moment needs some content
     assert not re.search(CONTENT_CHARACTER, " \t\u3000\x1c") and re.search(CONTENT_CHARACTER, " x ")
+
+
+@pytest.mark.parametrize("exc", [
+    # what the gateway met during a broker restart and a mongod kill -9 (answered 500 before issue 12)
+    AutoReconnect("127.0.0.1:27027: connection closed"), ServerSelectionTimeoutError("no primary"),
+    OperationalError("[Errno 111] ECONNREFUSED"), ConnectionResetError(104, "reset"), eventlet.Timeout(None),
+    UnknownService("orders"), Unavailable("orders.create_order did not answer within 10 s"),
+])
+def test_an_outage_is_a_503_with_retry_after_never_a_500(exc):
+    response = error_response(exc, "req-1")
+    assert response.status_code == 503
+    assert int(response.headers["Retry-After"]) >= 1
+    assert json.loads(response.get_data())["error"]["code"] == "service_unavailable"

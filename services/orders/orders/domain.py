@@ -2,9 +2,7 @@
 data. Pure functions over plain dicts; no nameko, no pymongo, no I/O (unit-tested directly)."""
 from datetime import timedelta
 
-# The payment signature is a contract (contracts.payment); tools/bench_orders.py still imports it from here.
 from contracts.api.orders import MAX_QTY, REFUND_KINDS, REFUND_STATUSES  # noqa: F401 (views show the contract's lists)
-from contracts.payment import SIGNATURE_HEADER, sign  # noqa: F401
 from kit import claims
 from kit.errors import Conflict, InvalidInput, RuleRefused
 

@@ -2,7 +2,6 @@
 import time
 from datetime import timedelta
 
-from nameko.rpc import RpcProxy
 from prometheus_client import Counter
 
 from gateway import protection, schemas
@@ -10,6 +9,7 @@ from gateway.auth import TOKEN_TTL, hash_password, issue_token, verify_password
 from gateway.errors import RateLimited, ServiceUnavailable, Unauthorized
 from gateway.http import api
 from gateway.rpc import DEFAULT_TIMEOUT, call, call_all
+from kit.amqp import RpcProxy
 from kit.errors import Forbidden, InvalidInput
 from kit.validation import new_id, utcnow
 

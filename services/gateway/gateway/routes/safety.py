@@ -3,8 +3,6 @@ suspensions, reports) with their audit log, and the user's PIPL rights (privacy 
 
 Every admin decision declares `audit=`: the pipeline appends who decided what, on which target, why, under
 which request id, once the decision succeeded (http.ApiRoute.record_decision)."""
-from nameko.rpc import RpcProxy
-
 from contracts.api.catalog import MerchantQuery, Reason
 from contracts.api.social_feed import PrivacyInput, ReportInput, ReportQuery, TakedownInput
 from gateway import schemas, schemas_safety as out
@@ -14,6 +12,7 @@ from gateway.errors import ServiceUnavailable, Unauthorized
 from gateway.http import EdgeState, api
 from gateway.rpc import call, call_all
 from gateway.store import ERASED_VERSION
+from kit.amqp import RpcProxy
 from kit.validation import utcnow
 
 BACKENDS = ("catalog", "orders", "social_feed", "commission")
