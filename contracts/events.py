@@ -134,7 +134,7 @@ REFUND_CAUSES = ["buyer_request", "group_failed", "late_payment", "dispute"]
 
 
 class OrderRefunded(OrderRefundEvent):
-    """Every return of money to a buyer is exactly one of these (api-outline.md, Trust)."""
+    """Every return of money to a buyer is exactly one of these (docs/api.md, "Trust")."""
     full = fields.Boolean(required=True, metadata={
         "description": "true when the order is now `refunded` (everything it took went back)"})
     refunded_total_fen = Fen(required=True, metadata={

@@ -1,4 +1,4 @@
-"""Settings from environment variables (the table in api-outline.md), validated once at start.
+"""Settings from environment variables (the table in README.md, "Configuration"), validated once at start.
 
 A bad value stops the service with a message naming the variable, instead of failing later at run time.
 """
@@ -19,16 +19,26 @@ DEFAULT_AMQP_URI = "amqp://guest:guest@127.0.0.1:5682/"
 DEFAULT_MONGO_URI = "mongodb://127.0.0.1:27027/?replicaSet=rs0"
 DEFAULT_BLOCKED_WORDS = Path(__file__).resolve().parent.parent / "config" / "blocked_words.txt"
 MAINLAND_MOBILE = re.compile(r"^1[3-9]\d{9}$")  # the gateway's login accepts no other shape
+ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
+# scrypt cost: 2^10 is already weak; 2^15 x 128 x r(8) bytes is the most the 64 MiB maxmem of gateway.auth allows
+PASSWORD_HASH_LOG2N_RANGE = (10, 15)
+
+
+def _parsed(env, name, convert, what):
+    """`convert(value)` of the variable, None when it is unset or empty; a ConfigError naming it if malformed."""
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        return convert(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not {what}")
 
 
 def _int(env, name, default, minimum=None, allowed=None, maximum=None):
-    raw = env.get(name)
-    if raw is None or raw == "":
+    value = _parsed(env, name, int, "a whole number")
+    if value is None:
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a whole number")
     if allowed is not None and value not in allowed:
         raise ConfigError(f"{name}={value} is not allowed; use one of {sorted(allowed)}")
     if minimum is not None and value < minimum:
@@ -50,6 +60,27 @@ def _floats(env, name, default):
     if any(not math.isfinite(v) or v <= 0 for v in values):
         raise ConfigError(f"{name}={raw!r}: every delay must be a positive number of seconds")
     return values
+
+
+def _rate(env, name, default):
+    """A positive, finite number (per second, or a burst size)."""
+    value = _parsed(env, name, float, "a number")
+    if value is None:
+        return default
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"{name}={env[name]!r} must be a positive number")
+    return value
+
+
+def _origins(env, name):
+    """Comma-separated origins allowed by CORS ("scheme://host[:port]", or "*"); empty: none."""
+    raw = env.get(name) or ""
+    origins = frozenset(part.strip() for part in raw.split(",") if part.strip())
+    for origin in origins:
+        if origin != "*" and not ORIGIN.match(origin):
+            raise ConfigError(f"{name}: {origin!r} is not an origin such as https://shop.example.com "
+                              "(scheme, host and optional port; no path, no trailing slash)")
+    return origins
 
 
 def _uri(env, name, default, schemes):
@@ -109,11 +140,24 @@ class Settings:
     sweep_interval: int
     event_retry_delays: tuple
     outbox_partitions: int
+    password_hash_log2n: int
+    cors_origins: frozenset
+    rate_limit_ip_per_sec: float
+    rate_limit_ip_burst: float
+    rate_limit_user_per_sec: float
+    rate_limit_user_burst: float
+    payment_notify_url: str
     login_max_failures: int
     blocked_words_file: str
 
     def as_dict(self):
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def load_amqp_uri(env=None):
+    """AMQP_URI alone (the DLQ tool needs nothing else), validated like in load_settings."""
+    env = os.environ if env is None else env
+    return _uri(env, "AMQP_URI", DEFAULT_AMQP_URI, ("amqp", "amqps", "pyamqp"))
 
 
 def load_settings(env=None):
@@ -125,16 +169,17 @@ def load_settings(env=None):
         # C1: depth is a compliance rule, not a tuning knob.
         raise ConfigError(
             f"COMMISSION_MAX_LEVELS={levels_raw!r} refused: commissions may go 1 or 2 levels deep, never more "
-            "(China's anti-pyramid-selling rules, see domain-rules.md C1)"
+            "(China's anti-pyramid-selling rules, see docs/rules.md C1)"
         )
+    gateway_port = _int(env, "GATEWAY_PORT", 8000, minimum=1, maximum=65535)
     total_bp = _int(env, "COMMISSION_MAX_TOTAL_BP", 3000, minimum=0)
     if total_bp > 10000:
         raise ConfigError(f"COMMISSION_MAX_TOTAL_BP={total_bp} exceeds 10000 basis points (100%)")
     return Settings(
-        amqp_uri=_uri(env, "AMQP_URI", DEFAULT_AMQP_URI, ("amqp", "amqps", "pyamqp")),
+        amqp_uri=load_amqp_uri(env),
         mongo_uri=_uri(env, "MONGO_URI", DEFAULT_MONGO_URI, ("mongodb", "mongodb+srv")),
         mongo_db_prefix=env.get("MONGO_DB_PREFIX", "quanzi_"),
-        gateway_port=_int(env, "GATEWAY_PORT", 8000, minimum=1, maximum=65535),
+        gateway_port=gateway_port,
         admin_phone=_phone(env, "ADMIN_PHONE", "13800000000"),
         admin_password=_secret(env, "ADMIN_PASSWORD", "admin-change-me", 8),  # the register rule's minimum
         jwt_secret=_secret(env, "JWT_SECRET", "dev-only-jwt-secret-change-me-0123456789", 32),  # HS256: 256 bits
@@ -142,7 +187,7 @@ def load_settings(env=None):
         payment_timeout=_int(env, "PAYMENT_TIMEOUT", 1800, minimum=1),
         auto_confirm_after=_int(env, "AUTO_CONFIRM_AFTER", 604800, minimum=1),
         after_sales_window=_int(env, "AFTER_SALES_WINDOW", 604800, minimum=1),
-        # a merchant's time to answer a refund request before the timers approve it (api-outline.md, Trust)
+        # a merchant's time to answer a refund request before the timers approve it (docs/api.md, "Trust")
         refund_response_window=_int(env, "REFUND_RESPONSE_WINDOW", 172800, minimum=1),
         attribution_window=_int(env, "ATTRIBUTION_WINDOW", 604800, minimum=1),
         commission_max_levels=levels,
@@ -150,6 +195,16 @@ def load_settings(env=None):
         sweep_interval=_int(env, "SWEEP_INTERVAL", 5, minimum=1),
         event_retry_delays=_floats(env, "EVENT_RETRY_DELAYS", (1.0, 5.0, 30.0)),
         outbox_partitions=_int(env, "OUTBOX_PARTITIONS", 8, minimum=1),
+        password_hash_log2n=_int(env, "PASSWORD_HASH_LOG2N", 14, minimum=PASSWORD_HASH_LOG2N_RANGE[0],
+                                 maximum=PASSWORD_HASH_LOG2N_RANGE[1]),
+        cors_origins=_origins(env, "CORS_ORIGINS"),
+        rate_limit_ip_per_sec=_rate(env, "RATE_LIMIT_IP_PER_SEC", 200.0),
+        rate_limit_ip_burst=_rate(env, "RATE_LIMIT_IP_BURST", 400.0),
+        rate_limit_user_per_sec=_rate(env, "RATE_LIMIT_USER_PER_SEC", 20.0),
+        rate_limit_user_burst=_rate(env, "RATE_LIMIT_USER_BURST", 60.0),
+        # where the sandbox payment provider posts its notifications: the gateway's public address
+        payment_notify_url=_uri(env, "PAYMENT_NOTIFY_URL",
+                                f"http://127.0.0.1:{gateway_port}/api/v1/payments/notify", ("http", "https")),
         login_max_failures=_int(env, "LOGIN_MAX_FAILURES", 5, minimum=1, maximum=100),
         blocked_words_file=_readable_file(env, "BLOCKED_WORDS_FILE", DEFAULT_BLOCKED_WORDS),
     )

@@ -12,13 +12,12 @@ goes through its retries and back to the dead-letter queue, and is never replaye
 """
 import argparse
 import json
-import os
 import sys
 
 from amqp.exceptions import NotFound
 from kombu import Connection, Producer, Queue
 
-from kit.config import DEFAULT_AMQP_URI
+from kit.config import ConfigError, load_amqp_uri
 from kit.events import ATTEMPTS_HEADER, ERROR_HEADER, dlq_name
 
 REPLAYED_HEADER = "x-quanzi-replayed"  # how often an operator sent this message back
@@ -113,7 +112,11 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     queue_name = args.queue[:-len(".dlq")] if args.queue.endswith(".dlq") else args.queue
-    uri = os.environ.get("AMQP_URI") or DEFAULT_AMQP_URI
+    try:
+        uri = load_amqp_uri()
+    except ConfigError as exc:
+        print(f"bad configuration: {exc}", file=sys.stderr)
+        return 2
     with Connection(uri, transport_options={"confirm_publish": True}, connect_timeout=5) as connection:
         connection.ensure_connection(max_retries=2)
         try:

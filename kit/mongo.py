@@ -13,6 +13,7 @@ from pymongo.errors import DuplicateKeyError
 from pymongo.read_concern import ReadConcern
 from pymongo.write_concern import WriteConcern
 
+from kit import claims
 from kit.config import load_settings
 from kit.outbox import Outbox, OutboxRelay
 from kit.validation import utcnow
@@ -45,9 +46,11 @@ def connect(uri):
 
 class BaseStore:
     """Subclasses set COLLECTIONS (each becomes an attribute: store.orders is the `orders` collection),
-    INDEXES = {collection: [IndexModel, ...]}, and add query methods."""
+    INDEXES = {collection: [IndexModel, ...]}, CLAIMED = (collections whose documents carry a kit.claims lease),
+    and add query methods."""
     COLLECTIONS = ()
     INDEXES = {}
+    CLAIMED = ()
     # Where a user's personal data lives: {collection: (fields holding a user id, ...)}. `export_user` reads it
     # (PIPL access and portability: GET /me/export asks every service); erasure is each service's own rule.
     PERSONAL_DATA = {}
@@ -64,6 +67,11 @@ class BaseStore:
         self._committed_listeners = []
 
     def ensure_indexes(self):
+        """The start-up step: indexes, and the migrations of stored documents (idempotent)."""
+        for collection in self.CLAIMED:
+            changed = claims.migrate(self.db[collection])
+            if changed:
+                log.info("%s: %d documents' lease field renamed to %s", collection, changed, claims.FIELD)
         for collection, models in self.INDEXES.items():
             if models:
                 self.db[collection].create_indexes(models)

@@ -26,25 +26,43 @@ class StrictSchema(Schema):
         unknown = RAISE
 
 
-def _whole_value(value):
-    # `$` in ID_PATTERN also matches before a final newline ("usr_1\n"); the pattern stays JSON-Schema-friendly
-    # for the API document, and this closes the gap.
-    if "\n" in value:
-        raise ValidationError("Not a valid id.")
+class Pattern(validate.Regexp):
+    """validate.Regexp where the WHOLE value must match: Python's `$` also matches before a final newline
+    ("usr_1\n"), JSON Schema's does not. The pattern stays JSON-Schema-friendly for the API document (apispec
+    publishes it as `pattern`), and the code accepts exactly what the document says."""
+
+    def __call__(self, value):
+        if not isinstance(value, str) or self.regex.fullmatch(value) is None:
+            raise ValidationError(self._format_error(value))
+        return value
 
 
 class Id(fields.String):
     def __init__(self, **kwargs):
-        kwargs.setdefault("validate", [validate.Regexp(ID_PATTERN, error="Not a valid id."), _whole_value])
+        kwargs.setdefault("validate", Pattern(ID_PATTERN, error="Not a valid id."))
         super().__init__(**kwargs)
 
 
-class Fen(fields.Integer):
-    """Money in integer fen; bools and floats are refused rather than coerced."""
+class WholeNumber(fields.Integer):
+    """A JSON integer (money, stock, quantities, rates). JSON and JSON Schema make no difference between 100 and
+    100.0 (one number; `type: integer` matches both), so both load as the int 100, as the API document promises;
+    100.5, "100", true and NaN are refused rather than coerced."""
+
+    def __init__(self, **kwargs):
+        super().__init__(strict=True, **kwargs)
+
+    def _validated(self, value):
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        return super()._validated(value)
+
+
+class Fen(WholeNumber):
+    """Money in integer fen (100.0 is 100; fractions, bools and strings are refused)."""
 
     def __init__(self, minimum=0, maximum=10**12, **kwargs):
         kwargs.setdefault("validate", validate.Range(min=minimum, max=maximum))
-        super().__init__(strict=True, **kwargs)
+        super().__init__(**kwargs)
 
 
 class SafeDict(fields.Dict):
@@ -52,8 +70,8 @@ class SafeDict(fields.Dict):
 
     def __init__(self, max_items=20, **kwargs):
         super().__init__(
-            keys=fields.String(validate=[validate.Length(1, 40), validate.Regexp(r"^[^$.\x00]+$",
-                                                                                 error="Key may not contain '$' or '.'.")]),
+            keys=fields.String(validate=[validate.Length(1, 40),
+                                         Pattern(r"^[^$.\x00]+$", error="Key may not contain '$' or '.'.")]),
             values=fields.String(validate=validate.Length(0, 200)),
             validate=validate.Length(max=max_items),
             **kwargs,

@@ -1,6 +1,7 @@
 """RPC payloads of the commission service that the gateway takes as HTTP bodies and queries."""
 from marshmallow import fields, validate
 
+from contracts.api.fields import cursor_param
 from kit.validation import Fen, StrictSchema
 
 MIN_WITHDRAWAL_FEN = 100
@@ -9,7 +10,7 @@ MIN_WITHDRAWAL_FEN = 100
 class CommissionListQuery(StrictSchema):
     """limit and cursor of a newest-first list."""
     limit = fields.Integer(load_default=20, validate=validate.Range(1, 100))
-    cursor = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=100))
+    cursor = cursor_param()
 
 
 class WithdrawalBody(StrictSchema):

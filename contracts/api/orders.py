@@ -2,11 +2,12 @@
 and address its views show)."""
 from marshmallow import ValidationError, fields, validate, validates_schema
 
-from contracts.api.fields import text
-from kit.validation import Fen, Id, StrictSchema
+from contracts.api.fields import cursor_param, text
+from kit.validation import Fen, Id, Pattern, StrictSchema, WholeNumber
 
-Qty = lambda **kw: fields.Integer(strict=True, validate=validate.Range(1, 999), **kw)  # noqa: E731
-ShareCode = fields.String(load_default=None, allow_none=True, validate=validate.Regexp(r"^[A-Za-z0-9_-]{4,32}$"))
+MAX_QTY = 999  # of one SKU in one order (also once the same SKU's items are added up: orders.domain.merge_items)
+Qty = lambda **kw: WholeNumber(validate=validate.Range(1, MAX_QTY), **kw)  # noqa: E731
+ShareCode = fields.String(load_default=None, allow_none=True, validate=Pattern(r"^[A-Za-z0-9_-]{4,32}$"))
 ORDER_STATUSES = ["pending_payment", "paid", "awaiting_group", "shipped", "completed", "cancelled",
                   "refund_requested", "refunded"]
 # a refund's kinds and statuses (its state machine: orders.domain.REFUND_TRANSITIONS)
@@ -18,7 +19,7 @@ REFUND_STATUSES = ["requested", "awaiting_return", "returning", "processing", "s
 class Address(StrictSchema):
     """Where the goods go. Shown to the buyer and the order's merchant only; never in events or logs."""
     recipient = text(1, 40, required=True)
-    phone = fields.String(required=True, validate=validate.Regexp(r"^1[3-9]\d{9}$",
+    phone = fields.String(required=True, validate=Pattern(r"^1[3-9][0-9]{9}$",
                                                                   error="Not a mainland mobile number."))
     region = text(1, 100, required=True, metadata={"example": "浙江省 杭州市 西湖区"})
     detail = text(1, 200, required=True)
@@ -52,7 +53,7 @@ class GroupJoinInput(StrictSchema):
 class ShipInput(StrictSchema):
     carrier = text(1, 40, required=True)
     tracking_no = fields.String(required=True, validate=[validate.Length(1, 40),
-                                                          validate.Regexp(r"^[A-Za-z0-9-]+$")])
+                                                          Pattern(r"^[A-Za-z0-9-]+$")])
 
 
 class RefundInput(StrictSchema):
@@ -75,10 +76,13 @@ class EscalateInput(StrictSchema):
 class DisputeQuery(StrictSchema):
     status = fields.String(load_default="open", validate=validate.OneOf(["open", "decided", "all"]))
     limit = fields.Integer(load_default=20, validate=validate.Range(1, 100))
-    cursor = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=200))
+    cursor = cursor_param()
 
 
 class DisputeDecision(StrictSchema):
+    # _nothing_refunded_by_a_rejection, in the API document: a refund, or no amount
+    OPENAPI = {"anyOf": [{"properties": {"outcome": {"const": "refund"}}},
+                         {"properties": {"amount_fen": {"type": "null"}}}]}
     outcome = fields.String(required=True, validate=validate.OneOf(["refund", "reject"]))
     amount_fen = Fen(minimum=1, load_default=None, allow_none=True, metadata={
         "description": "refund: part of the disputed amount (leave out for all of it); reject: leave out"})
@@ -96,12 +100,12 @@ class OrderQuery(StrictSchema):
     buyer_id = Id(load_default=None, allow_none=True, metadata={"description": "admins only"})
     status = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(ORDER_STATUSES))
     limit = fields.Integer(load_default=20, validate=validate.Range(1, 100))
-    cursor = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=200))
+    cursor = cursor_param()
 
 
 class PaymentNotification(StrictSchema):
     """What the payment provider posts to /payments/notify, signed (HMAC-SHA256 of the raw body)."""
-    trade_no = fields.String(required=True, validate=validate.Regexp(r"^[A-Za-z0-9_-]{6,64}$"))
+    trade_no = fields.String(required=True, validate=Pattern(r"^[A-Za-z0-9_-]{6,64}$"))
     order_id = Id(required=True)
     amount_fen = Fen(required=True)
     status = fields.String(required=True, validate=validate.OneOf(["success"]))

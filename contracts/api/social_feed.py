@@ -3,8 +3,8 @@ import re
 
 from marshmallow import ValidationError, fields, validate, validates_schema
 
-from contracts.api.fields import https_url
-from kit.validation import Id, StrictSchema
+from contracts.api.fields import cursor_param, https_url
+from kit.validation import Id, Pattern, StrictSchema
 
 VISIBILITIES = ("friends", "public", "private")
 SHARE_CODE_PATTERN = re.compile(r"^[0-9A-Za-z]{10}$")  # what social-feed issues: 10 base62 characters
@@ -14,10 +14,11 @@ CHANNELS = ["link", "wechat", "moments", "qrcode", "poster", "other"]
 
 
 def share_code(**kwargs):
-    return fields.String(validate=validate.Regexp(SHARE_CODE_PATTERN, error="Not a share code."), **kwargs)
+    return fields.String(validate=Pattern(SHARE_CODE_PATTERN, error="Not a share code."), **kwargs)
 
 
 class ProfileUpdate(StrictSchema):
+    OPENAPI = {"minProperties": 1}  # not_empty
     nickname = fields.String(validate=validate.Length(1, 30))
     avatar_url = https_url(allow_none=True)
 
@@ -37,10 +38,23 @@ class FriendRequestInput(StrictSchema):
 
 class Page(StrictSchema):
     limit = fields.Integer(load_default=20, validate=validate.Range(1, 50))
-    cursor = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=100))
+    cursor = cursor_param()
+
+
+# A character that is not whitespace (exactly what str.strip() removes: str.isspace()), spelt out so that Python
+# and the API document's (ECMA) regular expressions agree: a moment's text must hold one.
+CONTENT_CHARACTER = "[^\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+_HAS_CONTENT = re.compile(CONTENT_CHARACTER)
 
 
 class MomentInput(StrictSchema):
+    # has_content: text with a visible character, an image, or a product card
+    OPENAPI = {"anyOf": [
+        {"required": ["text"], "properties": {"text": {"pattern": CONTENT_CHARACTER}}},
+        {"required": ["images"], "properties": {"images": {"minItems": 1}}},
+        {"required": ["product_id"], "properties": {"product_id": {"type": "string"}}},
+        {"required": ["share_code"], "properties": {"share_code": {"type": "string"}}},
+    ]}
     text = fields.String(load_default="", validate=validate.Length(max=MAX_TEXT))
     images = fields.List(https_url(), load_default=list, validate=validate.Length(max=MAX_IMAGES))
     product_id = Id(load_default=None, allow_none=True)
@@ -51,7 +65,7 @@ class MomentInput(StrictSchema):
 
     @validates_schema
     def has_content(self, data, **kwargs):
-        if not (data.get("text", "").strip() or data.get("images") or data.get("product_id")
+        if not (_HAS_CONTENT.search(data.get("text", "")) or data.get("images") or data.get("product_id")
                 or data.get("share_code")):
             raise ValidationError("a moment needs text, images or a product", "text")
 

@@ -4,7 +4,7 @@ from datetime import datetime, timezone
 import pytest
 
 from catalog import domain
-from kit.errors import Conflict, InvalidInput
+from kit.errors import Conflict, RuleRefused
 
 
 @pytest.mark.parametrize("current, action, expected", [
@@ -28,7 +28,7 @@ def test_merchant_review_refuses_illegal_moves(current, action):
 
 def test_commission_within_cap_passes_and_above_cap_names_the_field():
     domain.check_commission({"level1_bp": 2000, "level2_bp": 1000}, 3000)
-    with pytest.raises(InvalidInput) as err:
+    with pytest.raises(RuleRefused) as err:
         domain.check_commission({"level1_bp": 2500, "level2_bp": 501}, 3000)
     assert "commission" in err.value.fields
 
@@ -36,7 +36,7 @@ def test_commission_within_cap_passes_and_above_cap_names_the_field():
 def test_group_price_must_be_below_every_sku_price():
     domain.check_group_buy({"price_fen": 899, "size": 2, "window_seconds": 60}, [900, 1200])
     domain.check_group_buy(None, [900])
-    with pytest.raises(InvalidInput) as err:
+    with pytest.raises(RuleRefused) as err:
         domain.check_group_buy({"price_fen": 900, "size": 2, "window_seconds": 60}, [900, 1200])
     assert err.value.fields["group_buy"]["price_fen"]
 

@@ -6,7 +6,7 @@ from nameko.testing.services import worker_factory
 
 from catalog.service import CatalogService
 from kit.config import load_settings
-from kit.errors import Forbidden, InvalidInput, NotFound
+from kit.errors import Forbidden, InvalidInput, NotFound, RuleRefused
 from tests.flows import product_payload
 
 SETTINGS = load_settings({})
@@ -48,7 +48,7 @@ def test_someone_elses_merchant_looks_like_it_does_not_exist():
 
 def test_commission_above_the_platform_cap_is_refused_before_any_write():
     service, store = service_with(merchant())
-    with pytest.raises(InvalidInput) as err:
+    with pytest.raises(RuleRefused) as err:
         service.create_product("usr_owner", product_payload("mch_1", commission={"level1_bp": 3000, "level2_bp": 1}))
     assert "commission" in err.value.fields
     store.insert_product.assert_not_called()

@@ -109,7 +109,7 @@ def test_rates_above_the_platform_cap_are_refused_where_they_are_set(api):
     owner, merchant = approved_merchant(api)
     response = api.post("/products", token=owner["token"], json=product_payload(
         merchant["merchant_id"], commission={"level1_bp": 2500, "level2_bp": 600}))
-    assert response.status_code == 400
+    assert response.status_code == 422  # C6: each rate is valid, the rule on their sum refuses them
     assert "commission" in response.json()["error"]["fields"]
 
 

@@ -285,7 +285,7 @@ def test_every_setting_the_code_reads_is_configured_or_secret(rendered):
         text = path.read_text()
         read |= set(re.findall(r"""(?:env(?:iron)?\.get|getenv)\(\s*["']([A-Z][A-Z0-9_]+)["']""", text))
         read |= set(re.findall(r"""environ\[\s*["']([A-Z][A-Z0-9_]+)["']\s*\]""", text))
-        read |= set(re.findall(r"""_(?:int|floats)\(\s*env,\s*["']([A-Z][A-Z0-9_]+)["']""", text))
+        read |= set(re.findall(r"""_[a-z]+\(\s*env,\s*["']([A-Z][A-Z0-9_]+)["']""", text))  # kit.config
     config = named(rendered["prod"], "ConfigMap", next(
         c["metadata"]["name"] for c in of_kind(rendered["prod"], "ConfigMap")
         if c["metadata"]["name"].startswith("quanzi-config")))

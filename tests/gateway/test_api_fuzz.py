@@ -3,7 +3,9 @@
 Every documented operation is fuzzed (examples, coverage and fuzzing phases; no stateful phase, which would feed
 response fields into other requests) and every answer must pass: not_a_server_error (no 5xx but the documented
 503 of a backing service too slow for its budget), status code documented, content type documented, body
-matching the documented schema.
+matching the documented schema, and positive_data_acceptance (ST202): a request the document calls valid is
+never refused as bad input (400); it may meet a business answer (404 unknown id, 409 wrong state, 422 a rule,
+403/401 someone else's), so the document never promises a looser contract than the code enforces.
 
 Three passes: a fresh user with made-up ids (404 and 400 paths), the same user on real resources it owns (a
 merchant's product, orders, a refund, a moment, a group buy...: the code behind the 404s), and the admin on
@@ -25,7 +27,10 @@ import pytest
 from tests.flows import expect, product_payload, published_product
 from tests.helpers import eventually
 
-CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"
+CHECKS = ("not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,"
+          "positive_data_acceptance")
+# What a schema-valid request may meet: success, or a business answer; never 400 (and no 5xx but the 503 above).
+POSITIVE_DATA_STATUSES = ["2xx", "3xx", "401", "403", "404", "409", "413", "422", "429", "503"]
 PHASES = "examples,coverage,fuzzing"
 # CI: 10 examples per operation, the same ones every run. A deeper local hunt: QUANZI_FUZZ_EXAMPLES=200
 # QUANZI_FUZZ_SEED=<n> (random generation from that seed) make test ARGS=tests/gateway/test_api_fuzz.py
@@ -46,7 +51,9 @@ def fuzz(stack, tmp_path, name, token, parameters=None, include_path_regex=None,
     # A 503 is a documented answer of every route (a backing service too slow for its budget: it happens on a
     # busy 2-core machine); any other 5xx fails. Path parameters pinned to real ids (TOML: one quoted key per
     # parameter; JSON strings are TOML strings).
+    positive = json.dumps(POSITIVE_DATA_STATUSES)
     config.write_text('[checks.not_a_server_error]\nexpected-statuses = ["2xx", "3xx", "4xx", "503"]\n\n'
+                      f"[checks.positive_data_acceptance]\nexpected-statuses = {positive}\n\n"
                       "[parameters]\n" + "".join(f'"path.{key}" = {json.dumps(value)}\n'
                                                   for key, value in (parameters or {}).items()))
     command = [sys.executable, "-m", "schemathesis.cli", "--config-file", str(config), "run",

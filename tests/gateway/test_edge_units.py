@@ -154,6 +154,29 @@ def test_openapi_document_tells_everything_a_client_may_get_from_every_route():
 
 
 
+def test_the_openapi_document_publishes_the_rules_the_code_applies():
+    """What the positive-data check of the fuzz gate relies on: the document's patterns are the code's own."""
+    import re
+
+    import gateway.service  # noqa: F401  (registers every route)
+    from contracts.api.fields import HTTPS_URL_PATTERN
+    from contracts.api.social_feed import CONTENT_CHARACTER
+    from gateway.http import ROUTES
+    from gateway.openapi import build_spec
+    from kit.paging import CURSOR_PATTERN
+    schemas = build_spec(ROUTES)["components"]["schemas"]
+    assert schemas["ProductInput"]["properties"]["images"]["items"]["pattern"] == HTTPS_URL_PATTERN
+    assert schemas["MomentInput"]["properties"]["images"]["items"]["pattern"] == HTTPS_URL_PATTERN
+    assert schemas["ProfileUpdate"]["properties"]["avatar_url"]["pattern"] == HTTPS_URL_PATTERN
+    assert "format" not in schemas["ProfileUpdate"]["properties"]["avatar_url"]  # no bare `format: uri`
+    cursors = [s["properties"]["cursor"] for s in schemas.values() if "cursor" in s.get("properties", {})]
+    assert len(cursors) >= 4 and all(c["pattern"] == CURSOR_PATTERN for c in cursors)
+    assert schemas["ProfileUpdate"]["minProperties"] == 1  # {} changes nothing: refused
+    assert {"text", "images", "product_id", "share_code"} == {
+        branch["required"][0] for branch in schemas["MomentInput"]["anyOf"]}  # a moment needs some content
+    assert not re.search(CONTENT_CHARACTER, " \t\u3000\x1c") and re.search(CONTENT_CHARACTER, " x ")
+
+
 @pytest.mark.parametrize("exc", [
     # what the gateway met during a broker restart and a mongod kill -9 (answered 500 before issue 12)
     AutoReconnect("127.0.0.1:27027: connection closed"), ServerSelectionTimeoutError("no primary"),

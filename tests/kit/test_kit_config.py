@@ -4,7 +4,7 @@ import pytest
 
 from kit.config import ConfigError, load_settings
 
-# Each variable of the api-outline table (plus the kit's own), a value other than its default, and where
+# Each variable of the README's table (plus the kit's own), a value other than its default, and where
 # the parsed value lands.
 PARSED = [
     ("AMQP_URI", "amqp://guest:guest@10.0.0.5:5672/", "amqp_uri", "amqp://guest:guest@10.0.0.5:5672/"),
@@ -25,6 +25,15 @@ PARSED = [
     ("OUTBOX_PARTITIONS", "4", "outbox_partitions", 4),
     ("JWT_SECRET", "k" * 40, "jwt_secret", "k" * 40),
     ("PAYMENT_HMAC_SECRET", "p" * 20, "payment_hmac_secret", "p" * 20),
+    ("PASSWORD_HASH_LOG2N", "12", "password_hash_log2n", 12),
+    ("CORS_ORIGINS", "https://shop.example.com, http://127.0.0.1:5173", "cors_origins",
+     frozenset({"https://shop.example.com", "http://127.0.0.1:5173"})),
+    ("RATE_LIMIT_IP_PER_SEC", "5", "rate_limit_ip_per_sec", 5.0),
+    ("RATE_LIMIT_IP_BURST", "8", "rate_limit_ip_burst", 8.0),
+    ("RATE_LIMIT_USER_PER_SEC", "0.5", "rate_limit_user_per_sec", 0.5),
+    ("RATE_LIMIT_USER_BURST", "3", "rate_limit_user_burst", 3.0),
+    ("PAYMENT_NOTIFY_URL", "https://shop.example.com/api/v1/payments/notify", "payment_notify_url",
+     "https://shop.example.com/api/v1/payments/notify"),
     ("LOGIN_MAX_FAILURES", "3", "login_max_failures", 3),
     ("BLOCKED_WORDS_FILE", __file__, "blocked_words_file", __file__),
 ]
@@ -44,6 +53,15 @@ def test_defaults_are_the_documented_ones():
     assert (settings.commission_max_levels, settings.commission_max_total_bp, settings.sweep_interval) == (1, 3000, 5)
     assert settings.gateway_port == 8000 and settings.admin_phone == "13800000000"
     assert settings.login_max_failures == 5 and settings.blocked_words_file.endswith("config/blocked_words.txt")
+    assert settings.password_hash_log2n == 14 and settings.cors_origins == frozenset()
+    assert (settings.rate_limit_ip_per_sec, settings.rate_limit_ip_burst, settings.rate_limit_user_per_sec,
+            settings.rate_limit_user_burst) == (200, 400, 20, 60)
+    assert settings.payment_notify_url == "http://127.0.0.1:8000/api/v1/payments/notify"
+
+
+def test_the_default_notify_url_follows_the_gateway_port():
+    assert load_settings({"GATEWAY_PORT": "8080"}).payment_notify_url == \
+        "http://127.0.0.1:8080/api/v1/payments/notify"
 
 
 def test_an_empty_number_falls_back_to_the_default():
@@ -78,6 +96,19 @@ BAD = [
     ("JWT_SECRET", ""),
     ("JWT_SECRET", "too-short"),
     ("PAYMENT_HMAC_SECRET", ""),
+    ("PASSWORD_HASH_LOG2N", "fourteen"),
+    ("PASSWORD_HASH_LOG2N", "9"),
+    ("PASSWORD_HASH_LOG2N", "16"),
+    ("CORS_ORIGINS", "shop.example.com"),
+    ("CORS_ORIGINS", "https://shop.example.com/"),
+    ("CORS_ORIGINS", "https://a.example.com,ftp://b.example.com"),
+    ("RATE_LIMIT_IP_PER_SEC", "lots"),
+    ("RATE_LIMIT_IP_BURST", "0"),
+    ("RATE_LIMIT_USER_PER_SEC", "-1"),
+    ("RATE_LIMIT_USER_BURST", "inf"),
+    ("RATE_LIMIT_USER_PER_SEC", "nan"),
+    ("PAYMENT_NOTIFY_URL", "gateway:8000/api/v1/payments/notify"),
+    ("PAYMENT_NOTIFY_URL", "amqp://gateway/"),
     ("LOGIN_MAX_FAILURES", "0"),
     ("LOGIN_MAX_FAILURES", "five"),
     ("LOGIN_MAX_FAILURES", "1000"),
@@ -110,3 +141,10 @@ def test_secrets_never_appear_in_a_config_error():
     with pytest.raises(ConfigError) as err:
         load_settings({"ADMIN_PASSWORD": "hunter2"})
     assert "hunter2" not in str(err.value)
+
+
+def test_the_dlq_tool_refuses_a_bad_amqp_uri_naming_it(monkeypatch, capsys):
+    from kit import dlq
+    monkeypatch.setenv("AMQP_URI", "127.0.0.1:5672")
+    assert dlq.main(["show", "orders.on_paid.dlq"]) == 2  # before any connection is tried
+    assert "AMQP_URI" in capsys.readouterr().err

@@ -37,3 +37,17 @@ def test_good_input_passes_unchanged_and_unknown_fields_are_named():
     with pytest.raises(InvalidInput) as err:
         load(Payload, {"order_id": "ord_1", "status": "paid"})
     assert err.value.fields == {"status": ["Unknown field."]}
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), 1e300, -1.0])
+def test_money_refuses_what_is_no_whole_number_of_fen_in_range(bad):
+    with pytest.raises(InvalidInput) as err:
+        load(Payload, {"order_id": "ord_1", "amount_fen": bad})
+    assert "amount_fen" in err.value.fields
+
+
+def test_a_whole_json_number_written_with_a_fraction_is_the_integer_it_equals():
+    # JSON (and JSON Schema's `integer`) make no difference between 100 and 100.0: the API document calls both
+    # valid, so both load, as the int 100 (never a float in the database)
+    loaded = load(Payload, {"order_id": "ord_1", "amount_fen": 100.0})
+    assert loaded["amount_fen"] == 100 and type(loaded["amount_fen"]) is int

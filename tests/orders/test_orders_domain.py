@@ -10,7 +10,7 @@ from orders import domain
 
 NOW = datetime(2026, 11, 22, 8, 0, tzinfo=timezone.utc)
 SETTINGS = load_settings({"PAYMENT_TIMEOUT": "10", "AUTO_CONFIRM_AFTER": "15"})
-LEGAL = {  # every (status, action) the api-outline allows; everything else must be refused
+LEGAL = {  # every (status, action) docs/api.md allows; everything else must be refused
     ("creating", "create"), ("pending_payment", "pay"), ("pending_payment", "pay_group_seat"),
     ("awaiting_group", "group_formed"), ("pending_payment", "cancel"), ("pending_payment", "payment_timeout"),
     ("pending_payment", "group_failed"), ("awaiting_group", "group_refund"), ("cancelled", "late_payment_refund"),

@@ -86,7 +86,7 @@ def test_a_moment_with_a_product_card_carries_the_authors_share_code(api):
     again = expect(api.post("/moments", json={"share_code": own}, token=author["token"]), 201)
     assert again["share_code"] == own
     refused = api.post("/moments", json={"text": "mine now", "share_code": own}, token=other["token"])
-    assert refused.status_code == 400 and "share_code" in refused.json()["error"]["fields"]
+    assert refused.status_code == 422 and "share_code" in refused.json()["error"]["fields"]
 
 
 def test_registering_through_a_share_link_makes_the_sharer_the_inviter(api, kombu_listener):

@@ -2,7 +2,7 @@
 I/O."""
 import re
 
-from kit.errors import Conflict, InvalidInput
+from kit.errors import Conflict, RuleRefused
 from kit.validation import new_id
 
 MERCHANT_TRANSITIONS = {
@@ -30,20 +30,20 @@ def merchant_transition(current, action):
 
 
 def check_commission(rates, max_total_bp):
-    """C6: level1 + level2 may not exceed the platform cap."""
+    """C6: level1 + level2 may not exceed the platform cap (a compliance rule on valid rates: 422)."""
     total = rates["level1_bp"] + rates["level2_bp"]
     if total > max_total_bp:
-        raise InvalidInput("commission above the platform cap", {
+        raise RuleRefused("commission above the platform cap", {
             "commission": [f"level1_bp + level2_bp = {total} exceeds the cap of {max_total_bp} basis points"]})
 
 
 def check_group_buy(offer, sku_prices):
-    """A group price is a real discount: below every SKU's own price."""
+    """A group price is a real discount: below every SKU's own price (a rule across valid fields: 422)."""
     if offer is None:
         return
     cheapest = min(sku_prices)
     if offer["price_fen"] >= cheapest:
-        raise InvalidInput("group price must be a discount", {
+        raise RuleRefused("group price must be a discount", {
             "group_buy": {"price_fen": [f"must be below the lowest SKU price ({cheapest} fen)"]}})
 
 

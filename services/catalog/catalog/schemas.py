@@ -1,12 +1,12 @@
 """RPC payload schemas the catalog service uses internally (what the gateway passes: contracts.api.catalog)."""
 from marshmallow import fields, validate
 
-from kit.validation import Id, StrictSchema
+from kit.validation import Id, StrictSchema, WholeNumber
 
 
 class ReservationLine(StrictSchema):
     sku_id = Id(required=True)
-    qty = fields.Integer(strict=True, required=True, validate=validate.Range(1, 999))
+    qty = WholeNumber(required=True, validate=validate.Range(1, 999))
 
 
 class Reservation(StrictSchema):

@@ -67,10 +67,7 @@ class CatalogStore(BaseStore):
 
     def merchants_page(self, status, limit, cursor):
         """The admin's review queue: merchants in `status` (any status when None), newest first."""
-        query = {"status": status} if status else {}
-        query.update(paging.after(cursor, "created_at"))
-        docs = list(self.merchants.find(query).sort(paging.NEWEST_FIRST("created_at")).limit(limit + 1))
-        return paging.page(docs, limit, "created_at")
+        return paging.find_page(self.merchants, {"status": status} if status else {}, limit, cursor, "created_at")
 
     def moderate_product(self, product_id, action, reason):
         """An admin takes a product down (hidden everywhere, whatever its merchant's status) or restores it
@@ -152,10 +149,8 @@ class CatalogStore(BaseStore):
             query["category"] = category
         if merchant_id:
             query["merchant_id"] = merchant_id
-        query.update(paging.after(cursor, "created_at"))
-        docs = list(self.products.find(query, {"terms": 0, "description": 0})
-                    .sort(paging.NEWEST_FIRST("created_at")).limit(limit + 1))
-        return paging.page(docs, limit, "created_at")
+        return paging.find_page(self.products, query, limit, cursor, "created_at",
+                                projection={"terms": 0, "description": 0})
 
     # -- stock -------------------------------------------------------------------------------------
     def reserve(self, order_id, lines, group):
@@ -259,9 +254,7 @@ class CatalogStore(BaseStore):
             raise Conflict("you already reviewed this product", {"product_id": ["already reviewed"]})
 
     def reviews_page(self, product_id, limit, cursor):
-        query = {"product_id": product_id, **paging.after(cursor, "created_at")}
-        docs = list(self.reviews.find(query).sort(paging.NEWEST_FIRST("created_at")).limit(limit + 1))
-        return paging.page(docs, limit, "created_at")
+        return paging.find_page(self.reviews, {"product_id": product_id}, limit, cursor, "created_at")
 
     def review(self, review_id):
         review = self.reviews.find_one({"_id": review_id})

@@ -20,11 +20,12 @@ when the order was made (from the catalog's product at that moment), and `goods_
 paid for that line after discounts, shipping excluded. A product whose rates change later does not change
 the commission of orders already made.
 """
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
+
+from kit import claims
 
 ALLOWED_LEVELS = (1, 2)  # C1: depth 1 by default, 2 at most; never configurable beyond
 BP = 10_000
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)  # "never claimed"
 
 # Balance buckets. A ledger entry moves `amount_fen` from one bucket to another (None: in from / out of
 # the system), so summing entries per bucket gives every balance.
@@ -103,7 +104,7 @@ def beneficiaries(order, level1_id, inviter_id, max_levels, max_total_bp):
 def new_commission(order, level, user_id, amount_fen, now):
     return {"_id": f"{order['_id']}:{level}", "order_id": order["_id"], "beneficiary_id": user_id, "level": level,
             "accrued_fen": amount_fen, "reversed_fen": 0, "status": PENDING, "blocked": False,
-            "settle_after": None, "claimed_until": EPOCH, "created_at": now}
+            "settle_after": None, **claims.free(), "created_at": now}
 
 
 def accrual_step(commission):

@@ -2,7 +2,7 @@
 from marshmallow import fields, validate
 
 from contracts.api.commission import CommissionListQuery, WithdrawalBody
-from kit.validation import Fen, Id, StrictSchema
+from kit.validation import Fen, Id, StrictSchema, WholeNumber
 
 
 class UserListQuery(CommissionListQuery):
@@ -21,5 +21,5 @@ class UserRef(StrictSchema):
 class PreviewQuery(StrictSchema):
     prices = fields.Dict(keys=fields.String(validate=validate.Regexp(r"^[A-Za-z0-9_-]{1,64}$")),
                          values=Fen(), required=True, validate=validate.Length(max=60))
-    level1_bp = fields.Integer(strict=True, required=True, validate=validate.Range(0, 10000))
-    level2_bp = fields.Integer(strict=True, load_default=0, validate=validate.Range(0, 10000))
+    level1_bp = WholeNumber(required=True, validate=validate.Range(0, 10000))
+    level2_bp = WholeNumber(load_default=0, validate=validate.Range(0, 10000))

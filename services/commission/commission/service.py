@@ -23,8 +23,8 @@ from kit.validation import load, utcnow
 # COMMISSION_MAX_LEVELS=3, stops the process right here with a message naming the variable.
 SWEEP_INTERVAL = load_settings().sweep_interval
 CLAIM_LEASE = timedelta(seconds=30)  # a claim held by a replica that died expires after this
-SWEEP_BATCH = 200
-RECONCILE_INTERVAL = 900  # seconds between automatic checks (operators also run `make reconcile` / the CronJob)  # most items one sweep handles per kind; the next tick continues
+SWEEP_BATCH = 200  # most items one sweep handles per kind; the next tick continues
+RECONCILE_INTERVAL = 900  # seconds between automatic checks (operators also run `make reconcile` / the CronJob)
 
 SETTLED = Counter("quanzi_commissions_settled_total", "Commissions made withdrawable by the sweep")
 WITHDRAWALS = Counter("quanzi_withdrawals_total", "Withdrawal payouts by outcome", ["outcome"])

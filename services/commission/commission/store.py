@@ -14,7 +14,7 @@ from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from commission import domain
-from kit import paging
+from kit import claims, paging
 from kit.errors import Conflict
 from kit.mongo import BaseStore
 from kit.validation import new_id, utcnow
@@ -49,7 +49,7 @@ class CommissionStore(BaseStore):
             IndexModel([("user_id", ASCENDING), ("idempotency_key", ASCENDING)], unique=True,
                        partialFilterExpression={"idempotency_key": {"$type": "string"}}),
             IndexModel([("user_id", ASCENDING), ("created_at", DESCENDING), ("_id", DESCENDING)]),
-            IndexModel([("status", ASCENDING), ("claimed_until", ASCENDING)]),
+            IndexModel([("status", ASCENDING), (claims.FIELD, ASCENDING)]),
         ],
     }
 
@@ -156,10 +156,9 @@ class CommissionStore(BaseStore):
     def claim_due_settlement(self, now, margin, lease):
         """Claim one frozen commission whose window has passed (one replica at a time; a crashed
         replica's claim expires after `lease`)."""
-        return self.commissions.find_one_and_update(
-            {"status": domain.FROZEN, "blocked": False, "settle_after": {"$lte": now - margin},
-             "claimed_until": {"$lte": now}},
-            {"$set": {"claimed_until": now + lease}}, sort=[("settle_after", ASCENDING)], projection={"_id": 1})
+        return claims.next_due(self.commissions, {"status": domain.FROZEN, "blocked": False,
+                                                  "settle_after": {"$lte": now - margin}},
+                               now, lease, sort=[("settle_after", ASCENDING)], projection={"_id": 1})
 
     def settle(self, commission_id, margin):
         """Make a claimed commission withdrawable, re-checking the rules inside the transaction (a refund
@@ -190,7 +189,7 @@ class CommissionStore(BaseStore):
                     return existing, False
             withdrawal = {"_id": new_id("wd"), "user_id": user_id, "amount_fen": amount_fen,
                           "idempotency_key": idempotency_key, "status": "requested", "reason": None,
-                          "created_at": now, "claimed_until": now + lease}
+                          "created_at": now, **claims.held(now, lease)}
             self.withdrawals.insert_one(withdrawal, session=session)
             self._post_withdrawal(session, withdrawal, "withdrawal", now)
             return withdrawal, True
@@ -226,9 +225,8 @@ class CommissionStore(BaseStore):
 
     def claim_unfinished_withdrawal(self, now, lease):
         """A request whose payout outcome was never recorded (the process died in between)."""
-        return self.withdrawals.find_one_and_update(
-            {"status": "requested", "claimed_until": {"$lte": now}}, {"$set": {"claimed_until": now + lease}},
-            sort=[("claimed_until", ASCENDING)])
+        return claims.next_due(self.withdrawals, {"status": "requested"}, now, lease,
+                               sort=[(claims.FIELD, ASCENDING)])
 
     # -- reads -------------------------------------------------------------------------------------------
     def balance(self, user_id):
@@ -236,7 +234,7 @@ class CommissionStore(BaseStore):
 
     def ledger_page(self, user_id, limit, cursor=None):
         """Newest first: [(entry, status of its commission or withdrawal)], next cursor."""
-        entries, next_cursor = self._page(self.ledger, {"beneficiary_id": user_id}, "at", limit, cursor)
+        entries, next_cursor = paging.find_page(self.ledger, {"beneficiary_id": user_id}, limit, cursor, "at")
         commission_ids = {f"{e['order_id']}:{e['level']}" for e in entries if e["order_id"]}
         withdrawal_ids = {e["withdrawal_id"] for e in entries if e["withdrawal_id"]}
         status = {c["_id"]: c["status"] for c in self.commissions.find({"_id": {"$in": list(commission_ids)}},
@@ -246,13 +244,7 @@ class CommissionStore(BaseStore):
         return [(e, status.get(e["withdrawal_id"] or f"{e['order_id']}:{e['level']}")) for e in entries], next_cursor
 
     def withdrawals_page(self, user_id, limit, cursor=None):
-        return self._page(self.withdrawals, {"user_id": user_id}, "created_at", limit, cursor)
-
-    @staticmethod
-    def _page(collection, query, field, limit, cursor):
-        query = {**query, **paging.after(cursor, field)}
-        docs = list(collection.find(query).sort(paging.NEWEST_FIRST(field)).limit(limit + 1))
-        return paging.page(docs, limit, field)
+        return paging.find_page(self.withdrawals, {"user_id": user_id}, limit, cursor, "created_at")
 
     # -- reconciliation ----------------------------------------------------------------------------------
     def reconcile(self):

@@ -2,7 +2,6 @@
 import base64
 import hashlib
 import hmac
-import os
 import secrets
 import time
 
@@ -18,8 +17,8 @@ def _scrypt(password, salt, log2n):
     return hashlib.scrypt(password.encode(), salt=salt, n=2 ** log2n, r=8, p=1, dklen=32, maxmem=2 ** 26)
 
 
-def hash_password(password, log2n=None):
-    log2n = log2n or int(os.environ.get("PASSWORD_HASH_LOG2N", "14"))
+def hash_password(password, log2n):
+    """log2n: the scrypt cost of new hashes (settings.password_hash_log2n, PASSWORD_HASH_LOG2N)."""
     salt = secrets.token_bytes(16)
     digest = tpool.execute(_scrypt, password, salt, log2n)  # ~50 ms of CPU: keep it off the event loop
     return "scrypt${}${}${}".format(log2n, base64.b64encode(salt).decode(), base64.b64encode(digest).decode())

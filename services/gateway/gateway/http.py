@@ -7,7 +7,6 @@ Routes are methods decorated with `api(...)`; they receive a `Call` and return a
 `(status, payload)`. The decorator also records what OpenAPI needs (schemas, statuses)."""
 import json
 import logging
-import os
 import re
 import time
 import uuid
@@ -97,14 +96,13 @@ class Edge(SharedExtension):
 
     def setup(self):
         self.settings = load_settings()
-        self.limiter = RateLimiter.from_env()
+        self.limiter = RateLimiter.from_settings(self.settings)
         client = connect(self.settings.mongo_uri)
         db = client[f"{self.settings.mongo_db_prefix}gateway"]
         self.idempotency = IdempotencyKeys(db["idempotency"])
         self.store = GatewayStore(client, db, "gateway", self.settings)  # audit entries, revocations
         self.revocations = RevocationCache(db["revocations"])
-        origins = os.environ.get("CORS_ORIGINS", "")
-        self.cors_origins = {o.strip() for o in origins.split(",") if o.strip()}
+        self.cors_origins = self.settings.cors_origins
 
     def start(self):
         self.container.spawn_managed_thread(self.revocations.run)

@@ -12,10 +12,11 @@ import eventlet
 from pymongo.errors import DuplicateKeyError
 from werkzeug.wrappers import Response
 
+from kit import claims
 from kit.errors import Conflict, RuleRefused
 from kit.validation import utcnow
 
-CLAIM_SECONDS = 30
+CLAIM_LEASE = timedelta(seconds=30)
 WAIT_SECONDS = 10
 
 
@@ -33,7 +34,7 @@ class IdempotencyKeys:
         now = utcnow()
         try:
             self.records.insert_one({"_id": record_id, "state": "running", "body_hash": body_hash, "user_id": user_id,
-                                     "claimed_until": now + timedelta(seconds=CLAIM_SECONDS), "created_at": now})
+                                     **claims.held(now, CLAIM_LEASE), "created_at": now})
             return None
         except DuplicateKeyError:
             pass
@@ -49,10 +50,8 @@ class IdempotencyKeys:
                 response = Response(record["body"], status=record["status"], mimetype="application/json")
                 response.headers["Idempotent-Replayed"] = "true"
                 return response
-            taken = self.records.update_one(  # its owner died mid-request: take the claim over
-                {"_id": record_id, "state": "running", "claimed_until": {"$lt": utcnow()}},
-                {"$set": {"claimed_until": utcnow() + timedelta(seconds=CLAIM_SECONDS)}})
-            if taken.modified_count:
+            # its owner died mid-request: take the claim over
+            if claims.take(self.records, record_id, utcnow(), CLAIM_LEASE, {"state": "running"}):
                 return None
             if time.monotonic() > deadline:
                 raise Conflict("a request with this Idempotency-Key is still in progress; retry later")

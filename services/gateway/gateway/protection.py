@@ -1,7 +1,7 @@
 """Account protection rules (pure, no I/O): failed logins per phone, and when a bearer token is revoked.
 
-Failed logins (api-outline.md, Safety): LOGIN_MAX_FAILURES failures for one phone within FAILURE_WINDOW answer
-429 whatever the client IP, with a Retry-After that grows while the guessing goes on; a success resets.
+Failed logins (docs/api.md, "Safety and privacy"): LOGIN_MAX_FAILURES failures for one phone within FAILURE_WINDOW
+answer 429 whatever the client IP, with a Retry-After that grows while the guessing goes on; a success resets.
 The counter lives in the gateway's MongoDB (shared by every replica) and is claimed atomically BEFORE the
 password is checked, so N concurrent guesses can never verify more than LOGIN_MAX_FAILURES passwords.
 

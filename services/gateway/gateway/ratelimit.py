@@ -1,7 +1,6 @@
 """Token buckets per client IP and per signed-in user (per gateway process; with N replicas the cluster
 allows up to N × the rate, which the configured rates account for)."""
 import math
-import os
 import time
 
 from gateway.errors import RateLimited
@@ -30,10 +29,10 @@ class RateLimiter:
         self.by_user = TokenBuckets(user_rate, user_burst)
 
     @classmethod
-    def from_env(cls, env=None):
-        env = os.environ if env is None else env
-        return cls(float(env.get("RATE_LIMIT_IP_PER_SEC", "200")), float(env.get("RATE_LIMIT_IP_BURST", "400")),
-                   float(env.get("RATE_LIMIT_USER_PER_SEC", "20")), float(env.get("RATE_LIMIT_USER_BURST", "60")))
+    def from_settings(cls, settings):
+        """RATE_LIMIT_* from kit.config's Settings (validated at start)."""
+        return cls(settings.rate_limit_ip_per_sec, settings.rate_limit_ip_burst,
+                   settings.rate_limit_user_per_sec, settings.rate_limit_user_burst)
 
     def check(self, ip, user_id, now=None):
         now = time.monotonic() if now is None else now

@@ -3,16 +3,16 @@ payload are its RPC contract (e.g. contracts.api.catalog.ProductInput), so the e
 document apply one rule; the gateway never imports a service's package."""
 from marshmallow import Schema, fields, validate
 
-from kit.validation import Id, StrictSchema
+from kit.validation import Id, Pattern, StrictSchema
 
-Phone = fields.String(required=True, validate=validate.Regexp(r"^1[3-9]\d{9}$", error="Not a mainland mobile number."))
+Phone = fields.String(required=True, validate=Pattern(r"^1[3-9][0-9]{9}$", error="Not a mainland mobile number."))
 
 
 class RegisterBody(StrictSchema):
     phone = Phone
     password = fields.String(required=True, load_only=True, validate=validate.Length(8, 128))
     nickname = fields.String(required=True, validate=validate.Length(1, 30))
-    share_code = fields.String(load_default=None, allow_none=True, validate=validate.Regexp(r"^[A-Za-z0-9_-]{4,32}$"))
+    share_code = fields.String(load_default=None, allow_none=True, validate=Pattern(r"^[A-Za-z0-9_-]{4,32}$"))
 
 
 class LoginBody(StrictSchema):

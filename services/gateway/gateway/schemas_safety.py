@@ -1,6 +1,7 @@
 """HTTP schemas of safety and privacy: sessions, the admin's tools and audit log, moderation, PIPL rights."""
 from marshmallow import Schema, fields, validate
 
+from contracts.api.fields import cursor_param
 from gateway.schemas import Merchant, page_of
 from kit.validation import Id, StrictSchema
 
@@ -19,7 +20,7 @@ class AuditQuery(StrictSchema):
     actor_id = Id(load_default=None, allow_none=True)
     target_id = Id(load_default=None, allow_none=True)
     limit = fields.Integer(load_default=20, validate=validate.Range(1, 100))
-    cursor = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=200))
+    cursor = cursor_param()
 
 
 class AuditEntry(Schema):

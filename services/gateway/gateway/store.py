@@ -68,7 +68,8 @@ class GatewayStore(BaseStore):
         if self.users.find_one({"phone": phone}) is None:
             try:
                 self.users.insert_one({"_id": new_id("usr"), "phone": phone,
-                                       "password_hash": hash_password(self.settings.admin_password),
+                                       "password_hash": hash_password(self.settings.admin_password,
+                                                                     self.settings.password_hash_log2n),
                                        "nickname": "admin", "roles": ["shopper", "admin"], "created_at": utcnow()})
             except DuplicateKeyError:
                 pass  # another gateway replica created it first
@@ -151,6 +152,4 @@ class GatewayStore(BaseStore):
             query["actor_id"] = actor_id
         if target_id:
             query["target_id"] = target_id
-        query.update(paging.after(cursor, "at"))
-        docs = list(self.audit.find(query).sort(paging.NEWEST_FIRST("at")).limit(limit + 1))
-        return paging.page(docs, limit, "at")
+        return paging.find_page(self.audit, query, limit, cursor, "at")

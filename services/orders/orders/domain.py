@@ -1,13 +1,12 @@
 """Order rules: the status machine, totals, refunds, group-buy seats, payment amounts, views and event
 data. Pure functions over plain dicts; no nameko, no pymongo, no I/O (unit-tested directly)."""
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
-# The payment signature is a contract (contracts.payment); tools/bench_orders.py still imports it from here.
-from contracts.api.orders import REFUND_KINDS, REFUND_STATUSES  # noqa: F401 (the views show the contract's lists)
-from contracts.payment import SIGNATURE_HEADER, sign  # noqa: F401
+from contracts.api.orders import MAX_QTY, REFUND_KINDS, REFUND_STATUSES  # noqa: F401 (views show the contract's lists)
+from kit import claims
 from kit.errors import Conflict, InvalidInput, RuleRefused
 
-# -- statuses and transitions (api-outline.md "Order statuses") ------------------------------------------
+# -- statuses and transitions (docs/api.md "Order statuses") ----------------------------------------------
 # `creating` and `abandoned` are internal: the order's intent, written before stock is reserved, and an intent
 # being undone (never shown to anyone).
 CREATING, ABANDONED = "creating", "abandoned"
@@ -92,10 +91,15 @@ def totals(lines, group, discount_fen=0):
 
 
 def merge_items(items):
-    """The same SKU twice in one cart counts once, with the quantities added."""
+    """The same SKU twice in one cart counts once, with the quantities added (at most MAX_QTY of one SKU: each
+    item is valid on its own, so more in all is a rule refused, 422)."""
     qty = {}
     for item in items:
         qty[item["sku_id"]] = qty.get(item["sku_id"], 0) + item["qty"]
+    too_many = sorted(sku for sku, n in qty.items() if n > MAX_QTY)
+    if too_many:
+        raise RuleRefused(f"at most {MAX_QTY} of one SKU per order",
+                          {"items": [f"{sku}: more than {MAX_QTY} in all" for sku in too_many]})
     return [{"sku_id": sku, "qty": n} for sku, n in qty.items()]
 
 
@@ -150,7 +154,7 @@ def refund_outcome(order, amount_fen):
 
 def money_back(order, refund):
     """How a refund the provider paid changes its order: (action or None when the status stays, the order's
-    refunded_fen after it). Every return of money is one `order.refunded` (api-outline.md, Trust).
+    refunded_fen after it). Every return of money is one `order.refunded` (docs/api.md, "Trust").
 
     - a paid member of a failed group: the whole order, `refunded` (not `cancelled`: finance must tell it from an
       unpaid cancellation);
@@ -254,7 +258,7 @@ def new_group(group_id, leader_id, order_id, line, offer, now):
             "members": [{"user_id": leader_id, "order_id": order_id, "paid": False}],
             "free_seats": offer["size"] - 1, "paid": 0,
             "expires_at": now + timedelta(seconds=offer["window_seconds"]),
-            "created_at": now, "claim_until": EPOCH}
+            "created_at": now, **claims.free()}
 
 
 def join_refusal(group, user_id, now):
@@ -289,7 +293,6 @@ def check_amount(order, notification):
 
 
 # -- views and event data --------------------------------------------------------------------------------------
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 EVENT_LINE_FIELDS = ("sku_id", "product_id", "qty", "unit_price_fen", "goods_fen", "level1_bp", "level2_bp")
 
 
@@ -325,7 +328,7 @@ def order_view(order, with_address):
         "cancelled_at": _iso(order.get("cancelled_at")), "after_sales_until": _iso(order.get("after_sales_until")),
         "pay_before": _iso(order.get("due_at")) if order["status"] == PENDING else None,
     }
-    if with_address:  # the buyer and the order's merchant only (domain-rules.md, Privacy)
+    if with_address:  # the buyer and the order's merchant only (docs/rules.md, Privacy)
         view["address"] = order["address"]
     return view
 

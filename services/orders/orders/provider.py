@@ -9,7 +9,6 @@ do: a POST of a JSON body to the shop's public notify URL (`PAYMENT_NOTIFY_URL`,
 Refunds are synchronous and idempotent by the shop's refund id: asking twice returns the first refund."""
 import json
 import logging
-import os
 import secrets
 from datetime import timedelta
 
@@ -19,16 +18,16 @@ from pymongo import ASCENDING, IndexModel, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from contracts.payment import SIGNATURE_HEADER, sign
+from kit import claims
 from kit.config import load_settings
 from kit.mongo import connect
 from kit.validation import utcnow
-from orders.domain import EPOCH
 
 log = logging.getLogger(__name__)
 
 NOTIFY_TIMEOUT = 5.0
 MAX_ATTEMPTS = 12
-CLAIM_SECONDS = 30
+CLAIM_LEASE = timedelta(seconds=30)
 
 
 class SandboxProvider:
@@ -41,6 +40,7 @@ class SandboxProvider:
         self.http.trust_env = False  # loopback calls never go through a proxy from the environment
 
     def ensure_indexes(self):
+        claims.migrate(self.payments)
         self.payments.create_indexes([IndexModel([("order_id", ASCENDING)], unique=True),
                                       IndexModel([("status", ASCENDING), ("notify_due_at", ASCENDING)])])
         self.refunds.create_index([("trade_no", ASCENDING)])
@@ -54,7 +54,7 @@ class SandboxProvider:
                 {"order_id": order_id},
                 {"$setOnInsert": {"_id": f"sbx{now:%Y%m%d}{secrets.token_hex(10)}", "amount_fen": amount_fen,
                                   "status": "created", "attempts": 0, "created_at": now, "notify_due_at": now,
-                                  "claim_until": EPOCH}},
+                                  **claims.free()}},
                 upsert=True, return_document=ReturnDocument.AFTER)
         except DuplicateKeyError:  # a concurrent "pay" created it first
             return self.payments.find_one({"order_id": order_id})
@@ -94,10 +94,8 @@ class SandboxProvider:
         sent = 0
         for _ in range(limit):
             now = utcnow()
-            payment = self.payments.find_one_and_update(
-                {"status": "created", "notify_due_at": {"$lte": now}, "claim_until": {"$lt": now}},
-                {"$set": {"claim_until": now + timedelta(seconds=CLAIM_SECONDS)}},
-                return_document=ReturnDocument.AFTER)
+            payment = claims.next_due(self.payments, {"status": "created", "notify_due_at": {"$lte": now}},
+                                      now, CLAIM_LEASE)
             if payment is None:
                 break
             sent += self.notify(payment)
@@ -119,11 +117,9 @@ class SandboxPay(DependencyProvider):
 
     def setup(self):
         settings = load_settings()
-        url = os.environ.get("PAYMENT_NOTIFY_URL") or \
-            f"http://127.0.0.1:{settings.gateway_port}/api/v1/payments/notify"
         self.client = connect(settings.mongo_uri)
         self.provider = SandboxProvider(self.client[f"{settings.mongo_db_prefix}sandbox_pay"],
-                                        settings.payment_hmac_secret, url)
+                                        settings.payment_hmac_secret, settings.payment_notify_url)
         self.provider.ensure_indexes()
 
     def stop(self):

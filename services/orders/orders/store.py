@@ -2,7 +2,7 @@
 
 orders    one document per order; `creating` intents (written before stock is reserved) become orders or are
           abandoned. `due_at` is when the sweep must next look at it (payment timeout, auto-confirm, a stuck
-          intent); `claim_until` is the lease of the replica handling it.
+          intent); `claimed_until` is the lease of the replica handling it (kit.claims).
 groups    group buys: seats (`members`, `free_seats`) change only through conditional atomic updates.
 payments  one document per provider `trade_no`: a notification is applied once.
 refunds   money going back; `processing` refunds are retried by the sweep until the provider confirmed them.
@@ -16,19 +16,20 @@ from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 from pymongo.write_concern import WriteConcern
 
-from kit import paging
+from kit import claims, paging
 from kit.errors import Conflict, NotFound
 from kit.mongo import BaseStore
 from kit.validation import new_id, utcnow
 from orders import domain
-from orders.domain import ABANDONED, CREATING, EPOCH
+from orders.domain import ABANDONED, CREATING
 
-CLAIM_SECONDS = 15  # lease of a claimed due item; a crashed replica's items are picked up after it
+CLAIM_LEASE = timedelta(seconds=15)  # lease of a claimed due item; a crashed replica's items are picked up after it
 REFUND_RETRY_SECONDS = 10  # a refund not confirmed inline by then is retried by the sweep
 
 
 class OrdersStore(BaseStore):
     COLLECTIONS = ("orders", "groups", "payments", "refunds")
+    CLAIMED = ("orders", "groups", "refunds")
     PERSONAL_DATA = {"orders": ("buyer_id",), "refunds": ("buyer_id",), "groups": ("members.user_id",)}
     INDEXES = {
         "orders": [
@@ -89,9 +90,7 @@ class OrdersStore(BaseStore):
 
     def list_orders(self, match, status, limit, cursor):
         query = dict(match, status=status or {"$nin": [CREATING, ABANDONED]})
-        query.update(paging.after(cursor, "created_at"))
-        docs = list(self.orders.find(query, {"address": 0}).sort(paging.NEWEST_FIRST("created_at")).limit(limit + 1))
-        return paging.page(docs, limit, "created_at")
+        return paging.find_page(self.orders, query, limit, cursor, "created_at", projection={"address": 0})
 
     # -- creating an order: intent → (seat) → stock → confirm ----------------------------------------------
     def insert_intent(self, buyer_id, key, group_id, now):
@@ -102,7 +101,7 @@ class OrdersStore(BaseStore):
         majority write concern, which makes every earlier write of this node durable too, so an intent can
         only be lost together with the reservation it announces."""
         intent = {"_id": new_id("ord"), "buyer_id": buyer_id, "status": CREATING, "group_id": group_id,
-                  "created_at": now, "claim_until": EPOCH}
+                  "created_at": now, **claims.free()}
         if key is not None:
             intent["idempotency_key"] = key
         intent["due_at"] = domain.due_at(intent, self.settings)
@@ -247,7 +246,7 @@ class OrdersStore(BaseStore):
         return {"_id": refund_id, "order_id": order["_id"], "buyer_id": order["buyer_id"],
                 "merchant_id": order["merchant_id"], "kind": kind, "amount_fen": amount, "trade_no": trade_no,
                 "reason": reason, "status": status, "return_goods": return_goods, "created_at": now,
-                "claim_until": EPOCH, "due_at": due}
+                **claims.free(), "due_at": due}
 
     def request_refund(self, order_id, reason, amount_fen, return_goods, now):
         """The buyer asks for money back: automatic (processing at once) before shipping, else for the
@@ -340,9 +339,7 @@ class OrdersStore(BaseStore):
             query["status"] = domain.R_DISPUTED
         elif status == "decided":
             query["status"] = {"$ne": domain.R_DISPUTED}
-        query.update(paging.after(cursor, "created_at"))
-        docs = list(self.refunds.find(query).sort(paging.NEWEST_FIRST("created_at")).limit(limit + 1))
-        return paging.page(docs, limit, "created_at")
+        return paging.find_page(self.refunds, query, limit, cursor, "created_at")
 
     def group_failure_refund(self, order, now):
         """The refund of a paid member of a failed group: one per order, whatever the retries."""
@@ -402,9 +399,7 @@ class OrdersStore(BaseStore):
 
     # -- sweeps: claim one due item at a time ----------------------------------------------------------------
     def _claim(self, collection, query, now):
-        return collection.find_one_and_update(
-            dict(query, claim_until={"$lt": now}),
-            {"$set": {"claim_until": now + timedelta(seconds=CLAIM_SECONDS)}}, return_document=ReturnDocument.AFTER)
+        return claims.next_due(collection, query, now, CLAIM_LEASE)
 
     def claim_due_order(self, now):
         return self._claim(self.orders, {"due_at": {"$lte": now}}, now)
@@ -424,8 +419,7 @@ class OrdersStore(BaseStore):
                                          "expires_at": {"$lte": now}}, now)
 
     def release_claim(self, collection, item_id, retry_in):
-        self.db[collection].update_one({"_id": item_id}, {"$set": {
-            "claim_until": EPOCH if retry_in is None else utcnow() + timedelta(seconds=retry_in)}})
+        claims.release(self.db[collection], item_id, None if retry_in is None else timedelta(seconds=retry_in))
 
     def clear_due(self, order_id):
         """A due order in a status with no timer (its timer was already handled): stop looking at it."""

@@ -1,7 +1,7 @@
-"""Social-feed rules: who sees which moment, like and comment; friend requests; inviters; share codes;
-cursors. Pure functions, no I/O.
+"""Social-feed rules: who sees which moment, like and comment; friend requests; inviters; share codes.
+Pure functions, no I/O.
 
-Visibility (domain-rules.md, Moments):
+Visibility (docs/rules.md, Moments):
 - `private`: the author only. `friends`: the author and the author's friends *now* (unfriending takes effect
   at once, also on old posts). `public`: anyone may open it; timelines still only carry one's own and one's
   friends' moments (a stranger's public moment reaches you through a link or the author's album, not your feed).
@@ -11,14 +11,12 @@ Visibility (domain-rules.md, Moments):
   removed (read-time checks hid them) and come back, together with what was posted in between.
 - Likes and comments are shown to a viewer only when their author is the viewer or the viewer's friend.
 """
-import re
 import secrets
 import string
 import unicodedata
-from datetime import datetime, timezone
 
 from contracts.api.social_feed import SHARE_CODE_PATTERN, VISIBILITIES
-from kit.errors import Conflict, InvalidInput, NotFound, RuleRefused
+from kit.errors import Conflict, NotFound, RuleRefused
 from kit.validation import new_id, utcnow
 
 MAX_FRIENDS = 5000
@@ -125,11 +123,12 @@ def shown_to(viewer_id, items, friend_ids):
 
 
 def check_product_card(author_id, share, product_id):
-    """A moment's product card carries the author's own share code for that product."""
+    """A moment's product card carries the author's own share code for that product (a rule on a well-formed
+    code: 422, the way /profile/inviter refuses a code it cannot take)."""
     if share is None or share["sharer_id"] != author_id:
-        raise InvalidInput("not your share code", {"share_code": ["is not one of your share links"]})
+        raise RuleRefused("not your share code", {"share_code": ["is not one of your share links"]})
     if product_id is not None and share["product_id"] != product_id:
-        raise InvalidInput("share code is for another product", {"share_code": ["is for another product"]})
+        raise RuleRefused("share code is for another product", {"share_code": ["is for another product"]})
 
 
 # --- moderation: the blocked-word list -----------------------------------------------------------------------
@@ -184,20 +183,6 @@ def report_view(report):
             "created_at": iso(report["created_at"]),
             "resolved_at": iso(report.get("resolved_at"))}
 
-
-# --- cursors ---------------------------------------------------------------------------------------------
-def encode_cursor(at, item_id):
-    """Position after (at, id) in a newest-first list: "<epoch ms>_<id>"."""
-    return f"{int(at.timestamp() * 1000)}_{item_id}"
-
-
-def decode_cursor(cursor):
-    if cursor is None:
-        return None
-    millis, sep, item_id = cursor.partition("_")
-    if not (sep and millis.isdigit() and len(millis) <= 15 and re.match(r"^[A-Za-z0-9_-]{1,64}$", item_id)):
-        raise InvalidInput("bad cursor", {"cursor": ["Not a cursor this list returned."]})
-    return datetime.fromtimestamp(int(millis) / 1000, tz=timezone.utc), item_id
 
 
 # --- views -----------------------------------------------------------------------------------------------

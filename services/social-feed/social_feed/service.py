@@ -77,7 +77,7 @@ class SocialFeedService(ServiceBase):
     def friend_requests(self, user_id, params=None):
         """Requests waiting for this user's answer, newest first."""
         page = load(api.Page, params or {})
-        found, cursor = self.store.incoming_requests(user_id, page["limit"], domain.decode_cursor(page["cursor"]))
+        found, cursor = self.store.incoming_requests(user_id, page["limit"], page["cursor"])
         return {"items": [domain.request_view(r) for r in found], "next_cursor": cursor}
 
     @rpc
@@ -91,7 +91,7 @@ class SocialFeedService(ServiceBase):
     @rpc
     def friends(self, user_id, params=None):
         page = load(api.Page, params or {})
-        edges, cursor = self.store.friends_page(user_id, page["limit"], domain.decode_cursor(page["cursor"]))
+        edges, cursor = self.store.friends_page(user_id, page["limit"], page["cursor"])
         profiles = self.store.profiles_by_id([e["friend"] for e in edges])
         return {"items": [{**domain.author_view(e["friend"], profiles.get(e["friend"])),
                            "since": domain.iso(e["since"])} for e in edges],
@@ -167,7 +167,7 @@ class SocialFeedService(ServiceBase):
     def timeline(self, user_id, params=None):
         """Own and friends' moments, newest first; a page costs the same at 10 or 5,000 friends."""
         page = load(api.Page, params or {})
-        moments, cursor = self.store.timeline_page(user_id, page["limit"], domain.decode_cursor(page["cursor"]))
+        moments, cursor = self.store.timeline_page(user_id, page["limit"], page["cursor"])
         return {"items": self._feed_items(user_id, moments, comment=TIMELINE_QUERY), "next_cursor": cursor}
 
     @rpc
@@ -177,8 +177,7 @@ class SocialFeedService(ServiceBase):
         author = self.store.profile(checked_id(author_id, "user not found"))
         visibilities = domain.album_visibilities(viewer_id, author["_id"],
                                                  self.store.is_friend(viewer_id, author["_id"]))
-        moments, cursor = self.store.album_page(author["_id"], visibilities, page["limit"],
-                                                domain.decode_cursor(page["cursor"]))
+        moments, cursor = self.store.album_page(author["_id"], visibilities, page["limit"], page["cursor"])
         return {"items": self._feed_items(viewer_id, moments), "next_cursor": cursor}
 
     def _feed_items(self, viewer_id, moments, comment=None):
@@ -280,7 +279,7 @@ class SocialFeedService(ServiceBase):
     @rpc
     def reports(self, params=None):
         query = load(api.ReportQuery, params or {})
-        found, cursor = self.store.reports_page(query["status"], query["limit"], domain.decode_cursor(query["cursor"]))
+        found, cursor = self.store.reports_page(query["status"], query["limit"], query["cursor"])
         return {"items": [domain.report_view(r) for r in found], "next_cursor": cursor}
 
     @rpc

@@ -12,6 +12,7 @@ comments, shares (_id = share code), share_clicks
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
+from kit import paging
 from kit.errors import Conflict, NotFound, RuleRefused
 from kit.mongo import BaseStore
 from kit.validation import new_id
@@ -37,23 +38,6 @@ def friend_edges(a, b, since):
 def timeline_entry(owner_id, moment):
     return {"_id": f"{owner_id}:{moment['_id']}", "owner": owner_id, "moment_id": moment["_id"],
             "author_id": moment["author_id"], "at": moment["created_at"]}
-
-
-def newest_first_after(position, time_field, id_field):
-    """Query part selecting what comes after `position` (a decoded cursor) in (time, id) descending order."""
-    if position is None:
-        return {}
-    at, item_id = position
-    return {"$or": [{time_field: {"$lt": at}}, {time_field: at, id_field: {"$lt": item_id}}]}
-
-
-def newest_page(collection, query, limit, position):
-    """A page of `collection` newest first by (created_at, _id) after `position`: (documents, next cursor)."""
-    found = list(collection.find({**query, **newest_first_after(position, "created_at", "_id")})
-                 .sort([("created_at", DESCENDING), ("_id", DESCENDING)]).limit(limit + 1))
-    more = len(found) > limit
-    found = found[:limit]
-    return found, (domain.encode_cursor(found[-1]["created_at"], found[-1]["_id"]) if more else None)
 
 
 class SocialFeedStore(BaseStore):
@@ -257,16 +241,12 @@ class SocialFeedStore(BaseStore):
     def is_friend(self, viewer_id, user_id):
         return bool(viewer_id) and user_id in self.friends_among(viewer_id, [user_id])
 
-    def friends_page(self, user_id, limit, position):
-        query = {"owner": user_id, **newest_first_after(position, "since", "friend")}
-        edges = list(self.friendships.find(query).sort([("since", DESCENDING), ("friend", DESCENDING)])
-                     .limit(limit + 1))
-        more = len(edges) > limit
-        edges = edges[:limit]
-        return edges, (domain.encode_cursor(edges[-1]["since"], edges[-1]["friend"]) if more else None)
+    def friends_page(self, user_id, limit, cursor):
+        return paging.find_page(self.friendships, {"owner": user_id}, limit, cursor, "since", id_field="friend")
 
-    def incoming_requests(self, user_id, limit, position):
-        return newest_page(self.friend_requests, {"to_id": user_id, "status": "pending"}, limit, position)
+    def incoming_requests(self, user_id, limit, cursor):
+        return paging.find_page(self.friend_requests, {"to_id": user_id, "status": "pending"}, limit, cursor,
+                                "created_at")
 
     # -- moments ------------------------------------------------------------------------------------------
     def post_moment(self, moment, share=None):
@@ -324,16 +304,16 @@ class SocialFeedStore(BaseStore):
                     e["code"] != DUPLICATE_KEY for e in err.details.get("writeErrors", [])):
                 raise  # only "already there" is fine
 
-    def timeline_page(self, viewer_id, limit, position):
+    def timeline_page(self, viewer_id, limit, cursor):
         """Newest first: the viewer's timeline entries read by index, each checked against the moment (deleted,
         visibility) and the friendship now. A page costs at most PAGE_ROUNDS x 3 indexed queries of at most
         2 x limit documents, whatever the number of friends. Returns (moments, next cursor)."""
-        items, batch, more = [], 2 * limit, False
+        items, batch, more, position = [], 2 * limit, False, paging.decode(cursor)
         for _ in range(PAGE_ROUNDS):
-            query = {"owner": viewer_id, **newest_first_after(position, "at", "moment_id")}
+            query = {"owner": viewer_id, **paging.after(position, "at", "moment_id")}
             entries = list(self.timelines.find(query, {"moment_id": 1, "author_id": 1, "at": 1},
                                                comment=TIMELINE_QUERY)
-                           .sort([("at", DESCENDING), ("moment_id", DESCENDING)]).limit(batch))
+                           .sort(paging.NEWEST_FIRST("at", "moment_id")).limit(batch))
             if not entries:
                 more = False
                 break
@@ -350,12 +330,11 @@ class SocialFeedStore(BaseStore):
             more = len(entries) == batch or index < len(entries) - 1
             if len(items) == limit or not more:
                 break
-        cursor = domain.encode_cursor(*position) if more else None
-        return items, cursor
+        return items, (paging.encode(*position) if more else None)
 
-    def album_page(self, author_id, visibilities, limit, position):
-        return newest_page(self.moments, {"author_id": author_id, "deleted": False,
-                                          "visibility": {"$in": visibilities}}, limit, position)
+    def album_page(self, author_id, visibilities, limit, cursor):
+        return paging.find_page(self.moments, {"author_id": author_id, "deleted": False,
+                                               "visibility": {"$in": visibilities}}, limit, cursor, "created_at")
 
     # -- likes and comments -------------------------------------------------------------------------------
     def like(self, user_id, moment_id):
@@ -524,8 +503,8 @@ class SocialFeedStore(BaseStore):
             {"$set": fresh, "$setOnInsert": {k: v for k, v in report.items() if k not in fresh and k != "_id"}},
             upsert=True, return_document=ReturnDocument.AFTER)
 
-    def reports_page(self, status, limit, position):
-        return newest_page(self.reports, {"status": status}, limit, position)
+    def reports_page(self, status, limit, cursor):
+        return paging.find_page(self.reports, {"status": status}, limit, cursor, "created_at")
 
     def take_down(self, target_type, target_id, reason):
         """An admin removes a moment (from every timeline, its page: 404 for everyone) or a comment; its open

@@ -28,7 +28,8 @@ class AuthRoutes:
          tags=["auth"], summary="Register; a valid share_code makes its sharer the new user's inviter",
          errors=[409, 503])
     def register(self, c):
-        user = {"_id": new_id("usr"), "phone": c.body["phone"], "password_hash": hash_password(c.body["password"]),
+        password_hash = hash_password(c.body["password"], self.config.password_hash_log2n)
+        user = {"_id": new_id("usr"), "phone": c.body["phone"], "password_hash": password_hash,
                 "nickname": c.body["nickname"], "roles": ["shopper"], "created_at": utcnow()}
         self.store.insert_user(user)
         # The profile (and inviter) lives in social-feed: made now, so every feature works right away. An unknown

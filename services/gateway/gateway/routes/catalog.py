@@ -51,7 +51,7 @@ class CatalogRoutes:
         return call(self.catalog.create_product, c.user_id, c.body)
 
     @api("PATCH", "/products/<product_id>", body=ProductUpdate, response=schemas.Product, tags=["products"],
-         summary="Change a product, its SKU prices or stock (its merchant's owner)", errors=[404, 409])
+         summary="Change a product, its SKU prices or stock (its merchant's owner)", errors=[404, 409, 422])
     def update_product(self, c):
         product = call(self.catalog.update_product, c.user_id, c.path["product_id"], c.body)
         self.products.drop(product["product_id"])

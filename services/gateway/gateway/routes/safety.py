@@ -46,7 +46,7 @@ class SafetyRoutes:
          summary="Change your password: every other session ends at once; this answer carries your new token")
     def change_password(self, c):
         user = self._verified(c.user_id, c.body["old_password"], "old_password")
-        new_hash = hash_password(c.body["new_password"])
+        new_hash = hash_password(c.body["new_password"], self.config.password_hash_log2n)
         doc, user = self.store.end_sessions(c.user_id, TOKEN_TTL, {"password_hash": new_hash})
         self.edge.revocations.apply(doc)
         return {"access_token": issue_token(self.config.jwt_secret, user["_id"], user["roles"],
