@@ -4,7 +4,7 @@ on its WEB_SERVER_ADDRESS (probes and Prometheus use them). Services inherit fro
 import json
 
 from kombu import Connection
-from nameko.rpc import rpc
+from kit.rpc import rpc
 from nameko.web.handlers import http
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from werkzeug.wrappers import Response

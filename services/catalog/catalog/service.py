@@ -1,5 +1,5 @@
 """Catalog entrypoints: validate, check who may act, delegate to the store."""
-from nameko.rpc import rpc
+from kit.rpc import rpc
 
 from catalog import domain, schemas
 from catalog.store import CatalogStore

@@ -6,7 +6,7 @@ record who shared, clicked and invited; money moves on order events only, one or
 """
 from datetime import timedelta
 
-from nameko.rpc import rpc
+from kit.rpc import rpc
 from nameko.timer import timer
 from prometheus_client import Counter
 

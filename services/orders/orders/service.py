@@ -11,7 +11,7 @@ from datetime import timedelta
 
 import eventlet
 from nameko.extensions import DependencyProvider
-from nameko.rpc import RpcProxy, rpc
+from kit.rpc import RpcProxy, rpc
 from nameko.timer import timer
 from prometheus_client import Counter
 

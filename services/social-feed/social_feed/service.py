@@ -4,7 +4,7 @@ The acting user's id comes from the gateway (from the bearer token); everything 
 through a schema. Another user's hidden moment is NotFound, never Forbidden (do not reveal it exists)."""
 import time
 
-from nameko.rpc import RpcProxy, rpc
+from kit.rpc import RpcProxy, rpc
 from prometheus_client import Counter, Histogram
 
 from kit.errors import Conflict, NotFound

@@ -1,7 +1,7 @@
 """Registration, login and the signed-in user's profile."""
 import time
 
-from nameko.rpc import RpcProxy
+from kit.rpc import RpcProxy
 
 from gateway import schemas
 from gateway.auth import TOKEN_TTL, hash_password, issue_token, verify_password

@@ -1,6 +1,6 @@
 """Merchants (apply, admin review) and products (create, update, browse, view)."""
 from nameko.events import BROADCAST, event_handler
-from nameko.rpc import RpcProxy
+from kit.rpc import RpcProxy
 
 from catalog.schemas import MerchantApplication, ProductInput, ProductSearch, ProductUpdate, Reason
 from gateway import schemas

@@ -1,5 +1,5 @@
 """Commissions: your balances, your ledger, withdrawals; for admins, anyone's ledger and the reconciliation."""
-from nameko.rpc import RpcProxy
+from kit.rpc import RpcProxy
 
 from commission.schemas import CommissionListQuery, WithdrawalBody
 from gateway import schemas_commission as out

@@ -1,6 +1,6 @@
 """Orders, payments, after-sales, group buys (拼团) and reviews. Who may see or act on an order is decided by the
 orders service (buyer, the order's merchant, admin); the routes pass the signed-in user along."""
-from nameko.rpc import RpcProxy
+from kit.rpc import RpcProxy
 
 from catalog.schemas import ReviewInput
 from gateway import schemas_orders as views

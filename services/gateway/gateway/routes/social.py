@@ -1,5 +1,5 @@
 """Profiles, friends, moments (朋友圈), timelines and share links: thin routes over the social_feed service."""
-from nameko.rpc import RpcProxy
+from kit.rpc import RpcProxy
 
 from gateway import schemas_social as out
 from gateway.cache import ProductCache

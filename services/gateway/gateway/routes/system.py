@@ -1,7 +1,7 @@
 """Health, the API document, JSON for every unknown route, and the first admin's social profile."""
 import logging
 
-from nameko.rpc import RpcProxy
+from kit.rpc import RpcProxy
 from nameko.timer import timer
 
 from contracts.asyncapi import build_asyncapi
