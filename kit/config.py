@@ -50,10 +50,13 @@ def _floats(env, name, default):
     return values
 
 
-def _uri(env, name, default, schemes):
+def _uri(env, name, default, schemes, failover=False):
+    """A URI of one of `schemes`; with `failover`, also kombu's `uri1;uri2;...` (one per broker node)."""
     value = env.get(name) or default
-    if not value.startswith(tuple(f"{scheme}://" for scheme in schemes)):
-        raise ConfigError(f"{name} must be a {' or '.join(schemes)}:// URI")  # the URI may hold a password
+    parts = value.split(";") if failover else [value]
+    if not all(part.startswith(tuple(f"{scheme}://" for scheme in schemes)) for part in parts):
+        what = f"{' or '.join(schemes)}:// URI" + (" (or several joined by ';')" if failover else "")
+        raise ConfigError(f"{name} must be a {what}")  # the URI may hold a password: never repeat it
     return value
 
 
@@ -115,7 +118,7 @@ def load_settings(env=None):
     if total_bp > 10000:
         raise ConfigError(f"COMMISSION_MAX_TOTAL_BP={total_bp} exceeds 10000 basis points (100%)")
     return Settings(
-        amqp_uri=_uri(env, "AMQP_URI", DEFAULT_AMQP_URI, ("amqp", "amqps", "pyamqp")),
+        amqp_uri=_uri(env, "AMQP_URI", DEFAULT_AMQP_URI, ("amqp", "amqps", "pyamqp"), failover=True),
         mongo_uri=_uri(env, "MONGO_URI", DEFAULT_MONGO_URI, ("mongodb", "mongodb+srv")),
         mongo_db_prefix=env.get("MONGO_DB_PREFIX", "quanzi_"),
         gateway_port=_int(env, "GATEWAY_PORT", 8000, minimum=1, maximum=65535),

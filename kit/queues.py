@@ -132,6 +132,8 @@ class _Broker:
         bound = queue(self.channel)
         bound.declare()
         for exchange, key in bindings:
+            # declared as nameko declares them (topic, durable): harmless when they exist
+            self.channel.exchange_declare(exchange, "topic", durable=True, auto_delete=False)
             self.channel.queue_bind(queue=queue.name, exchange=exchange, routing_key=key)
 
     def unbind(self, name, bindings):
@@ -152,6 +154,10 @@ class _Broker:
 
     def delete(self, name):
         self.channel.queue_delete(queue=name)
+        # A channel that used the classic queue keeps state for its name: RabbitMQ 3.10 crashes that channel
+        # (INTERNAL_ERROR) when the quorum queue of the same name is used on it. Go on with a fresh channel.
+        self._channel.close()
+        self._channel = None
 
 
 def migrate_queue(connection, name, out=sys.stdout):
