@@ -15,7 +15,7 @@ SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 ARGS ?=
 ASYNCAPI_SCHEMA := $(VENV)/share/asyncapi/asyncapi-3.0.0.json
 
-.PHONY: install system-packages run test bench reconcile stop lock lock-upgrade
+.PHONY: install system-packages run test bench reconcile stop lock lock-upgrade cluster chaos-cluster
 
 install: system-packages $(PY)
 	@# --require-hashes: a wheel whose bytes differ from the lock's (tampered, re-published) fails the install
@@ -73,6 +73,16 @@ bench: install
 	@command -v wrk >/dev/null || { $(SUDO) apt-get update -q && \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk; }
 	$(PY) -m tools.bench
+
+# On this machine the way it runs past one: a 3-node RabbitMQ cluster, a 3-member replica set, two replicas of every
+# service (tools/cluster.py). Free ports, data under .stack/cluster started afresh; Ctrl-C stops it.
+cluster: install
+	@exec $(PY) -m tools.cluster
+
+# Failover under load on the cluster: MongoDB primary and a RabbitMQ node killed with -9, the node back; invariants
+# and error windows (tools/chaos_cluster.py, about 5 minutes; --single compares a single-node stack's throughput).
+chaos-cluster: install
+	$(PY) -m tools.chaos_cluster $(ARGS)
 
 reconcile: install
 	$(PY) -m tools.reconcile
