@@ -12,7 +12,8 @@
 RabbitMQ refuses to declare an existing queue with another type (PRECONDITION_FAILED, inequivalent arg
 'x-queue-type'): a deployment whose queues are classic migrates them once, with the consumers stopped:
 
-    rabbitmqctl -q list_queues name type durable exclusive | awk '$2=="classic" && $3=="true" && $4=="false" {print $1}' \\
+    rabbitmqctl -q list_queues name type durable exclusive \\
+        | awk '$1 ~ /^(rpc|evt)-/ && $2=="classic" && $3=="true" && $4=="false" {print $1}' \\
         | python -m kit.queues migrate -        # or: python -m kit.queues migrate <queue> [<queue> ...]
     python -m kit.queues check <queue> ...      # exit 1 unless each is a quorum queue with Quanzi's arguments
 
