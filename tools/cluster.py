@@ -25,6 +25,9 @@ from pathlib import Path
 
 import pymongo
 
+from tools.run import _interrupt as interrupt
+from tools.run import stop as stop_stack
+from tools.run import start_or_report, watch
 from tools.stack import (REPO, LocalMongo, LocalRabbit, Stack, _ctl_env, _node_pid, _rabbit_command, _start_time,
                          free_port, owner_pid, stop_leftovers, stop_node, write_pid)
 
@@ -277,12 +280,6 @@ def stop_cluster_leftovers(home=HOME):
     return left
 
 
-def _interrupt(signum, frame):
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    raise KeyboardInterrupt
-
-
 def run():
     pid = owner_pid(HOME / "services")
     if pid is not None:
@@ -291,19 +288,15 @@ def run():
         return 1
     stop_cluster_leftovers(HOME)
     shutil.rmtree(HOME, ignore_errors=True)
-    signal.signal(signal.SIGINT, _interrupt)
-    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
     cluster = Cluster(HOME)
     started = time.monotonic()
     print(f"starting a 3-node RabbitMQ cluster, a 3-member replica set and 2 replicas of each service under {HOME}"
           " ...", flush=True)
-    try:
-        cluster.start()
-    except KeyboardInterrupt:
-        return 0
-    except Exception as error:
-        print(f"The cluster did not start: {error}", file=sys.stderr)
-        return 1
+    failed = start_or_report(cluster.start, "cluster")
+    if failed is not None:
+        return failed
     print(f"Quanzi gateways: {' '.join(cluster.gateway_urls)}")
     print(f"AMQP_URI={cluster.amqp_uri}")
     print(f"MONGO_URI={cluster.mongo_uri}")
@@ -314,35 +307,10 @@ def run():
     for proc in cluster.processes:
         print(f"  {proc.name:<12} {proc.url}  log: {proc.log_path}")
     print(f"Started in {time.monotonic() - started:.1f} s. Ctrl-C stops it.", flush=True)
-    reported = set()
-    try:
-        while True:
-            time.sleep(1)
-            for proc in cluster.processes:
-                if not proc.is_running() and proc.log_path not in reported:
-                    reported.add(proc.log_path)
-                    print(f"!! {proc.name} ({proc.url}) exited with {proc.returncode}; see {proc.log_path}",
-                          flush=True)
-    except KeyboardInterrupt:
-        pass
-    print("Stopping…", flush=True)
-    cluster.stop()
-    print("Stopped.", flush=True)
-    return 0
-
+    return watch(cluster.processes, cluster.stop)
 
 def stop():
-    pid = owner_pid(HOME / "services")
-    if pid is not None:
-        os.kill(pid, signal.SIGTERM)
-        while owner_pid(HOME / "services") == pid:
-            time.sleep(0.2)
-        print("Stopped.")
-        return 0
-    print("Stopped what a killed `make cluster` left running." if stop_cluster_leftovers(HOME)
-          else "No cluster was running.")
-    return 0
-
+    return stop_stack(HOME / "services", lambda _: stop_cluster_leftovers(HOME), "`make cluster`")
 
 if __name__ == "__main__":
     sys.exit(stop() if "--stop" in sys.argv[1:] else run())

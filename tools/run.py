@@ -31,13 +31,9 @@ def run():
 
     stack = Stack(HOME, fixed_ports=True)
     started = time.monotonic()
-    try:
-        stack.start()  # on failure or Ctrl-C it stops what it started
-    except KeyboardInterrupt:
-        return 0
-    except Exception as error:
-        print(f"The stack did not start: {error}", file=sys.stderr)
-        return 1
+    failed = start_or_report(stack.start, "stack")  # on failure or Ctrl-C it stops what it started
+    if failed is not None:
+        return failed
 
     print(f"Quanzi gateway: {stack.gateway_url}")
     print(f"AMQP_URI={stack.amqp_uri}")
@@ -54,39 +50,56 @@ def run():
         print(f", mongod {stack.mongo.log_path}", end="")
     print(f"\nStarted in {time.monotonic() - started:.1f} s. Ctrl-C or `make stop` stops it.", flush=True)
 
+    return watch(stack._all_processes(), stack.stop)
+
+def start_or_report(start, what):
+    """start(); None once it started, else the exit status (0 after Ctrl-C, 1 after a failure it reports)."""
+    try:
+        start()
+    except KeyboardInterrupt:
+        return 0
+    except Exception as error:
+        print(f"The {what} did not start: {error}", file=sys.stderr)
+        return 1
+    return None
+
+
+def watch(processes, stop_all):
+    """Until Ctrl-C or SIGTERM: say when a service process exits (it is not restarted: that would hide the bug);
+    then stop_all(). Returns the exit status."""
     reported = set()
     try:
         while True:
             time.sleep(1)
-            # A crashed service is not restarted (that would hide the bug), but say so.
-            for name, proc in stack.services.items():
-                if not proc.is_running() and name not in reported:
-                    reported.add(name)
-                    print(f"!! {name} exited with {proc.returncode}; see {proc.log_path}", flush=True)
+            for proc in processes:
+                if not proc.is_running() and proc.log_path not in reported:
+                    reported.add(proc.log_path)
+                    print(f"!! {proc.name} ({proc.url}) exited with {proc.returncode}; see {proc.log_path}",
+                          flush=True)
     except KeyboardInterrupt:
         pass
     print("Stopping…", flush=True)
-    stack.stop()
+    stop_all()
     print("Stopped.", flush=True)
     return 0
 
 
-def stop():
-    pid = owner_pid(HOME)
+def stop(home=HOME, leftovers=stop_leftovers, what="`make run`"):
+    """Stop the stack whose owner recorded itself under `home`, or what a killed owner left behind."""
+    pid = owner_pid(home)
     if pid is None:
-        left = stop_leftovers(HOME)
-        print("Stopped what a killed `make run` left running." if left else "No stack was running.")
+        left = leftovers(home)
+        print(f"Stopped what a killed {what} left running." if left else "No stack was running.")
         return 0
     os.kill(pid, signal.SIGTERM)  # the owner stops it all, in order
     deadline = time.monotonic() + 120
-    while owner_pid(HOME) == pid:
+    while owner_pid(home) == pid:
         if time.monotonic() > deadline:
-            print(f"`make run` (pid {pid}) is still stopping; see {HOME / 'logs'}", file=sys.stderr)
+            print(f"{what} (pid {pid}) is still stopping; see {home / 'logs'}", file=sys.stderr)
             return 1
         time.sleep(0.2)
     print("Stopped.")
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(stop() if "--stop" in sys.argv[1:] else run())
