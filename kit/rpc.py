@@ -40,7 +40,9 @@ class RpcProxy(nameko_rpc.RpcProxy):
 
 
 def call(method, *args, timeout, error=None, **kwargs):
-    """method(*args) through nameko's RpcProxy, or `error` (default: eventlet.Timeout) after `timeout` seconds."""
-    reply = method.call_async(*args, **kwargs)
+    """method(*args) through nameko's RpcProxy, or `error` (default: eventlet.Timeout) after `timeout` seconds.
+
+    The budget covers sending the request too: a publish that waits on a broker node that just died (its confirm
+    never comes) must not hold the caller, and whatever it holds (an order's intent), past the budget."""
     with eventlet.Timeout(timeout, error):
-        return reply.result()
+        return method.call_async(*args, **kwargs).result()
