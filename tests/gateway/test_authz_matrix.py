@@ -19,7 +19,7 @@ from typing import Callable
 import pytest
 import requests
 
-from orders.domain import SIGNATURE_HEADER, sign
+from contracts.payment import SIGNATURE_HEADER, sign
 from tests.flows import expect, product_payload
 from tests.helpers import eventually
 

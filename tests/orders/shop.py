@@ -2,9 +2,9 @@
 import json
 import uuid
 
+from contracts.payment import SIGNATURE_HEADER, sign
 from gateway.auth import issue_token
 from kit.validation import new_id
-from orders.domain import SIGNATURE_HEADER, sign
 from tests.flows import approved_merchant, expect, product_payload
 
 ADDRESS = {"recipient": "林美", "phone": "13912345678", "region": "浙江省 杭州市 西湖区", "detail": "龙井路 1 号"}

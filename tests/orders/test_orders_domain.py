@@ -3,7 +3,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from contracts import make_envelope
+from contracts import make_envelope, payment
 from kit.config import load_settings
 from kit.errors import Conflict, InvalidInput, RuleRefused
 from orders import domain
@@ -156,12 +156,12 @@ def test_a_payment_counts_only_for_an_unpaid_order_of_an_open_group():
 
 def test_only_the_exact_body_with_the_right_secret_passes_the_signature_check():
     body = b'{"trade_no":"sbx123456","amount_fen":3800}'
-    signature = domain.sign(body, "s3cret")
-    assert domain.signature_ok(body, signature, "s3cret")
-    assert domain.signature_ok(body, signature.upper(), "s3cret")
-    assert not domain.signature_ok(body.replace(b"3800", b"3801"), signature, "s3cret")
-    assert not domain.signature_ok(body, signature, "other")
-    assert not domain.signature_ok(body, None, "s3cret") and not domain.signature_ok(body, "", "s3cret")
+    signature = payment.sign(body, "s3cret")
+    assert payment.signature_ok(body, signature, "s3cret")
+    assert payment.signature_ok(body, signature.upper(), "s3cret")
+    assert not payment.signature_ok(body.replace(b"3800", b"3801"), signature, "s3cret")
+    assert not payment.signature_ok(body, signature, "other")
+    assert not payment.signature_ok(body, None, "s3cret") and not payment.signature_ok(body, "", "s3cret")
 
 
 def test_an_amount_other_than_the_total_is_refused():

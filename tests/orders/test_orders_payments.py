@@ -102,7 +102,7 @@ def _client(api):
 
 
 def _sign(raw, secret):
-    from orders.domain import sign
+    from contracts.payment import sign
     return sign(raw, secret)
 
 

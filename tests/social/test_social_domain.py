@@ -4,9 +4,10 @@ from datetime import datetime, timezone
 
 import pytest
 
+from contracts.api import social_feed as api
 from kit.errors import Conflict, InvalidInput, NotFound, RuleRefused
 from kit.validation import load
-from social_feed import domain, schemas
+from social_feed import domain
 
 AUTHOR, FRIEND, STRANGER = "usr_author", "usr_friend", "usr_stranger"
 
@@ -145,10 +146,10 @@ GOOD_MOMENT = {"text": "新茶到了", "images": ["https://img.example.com/a.jpg
 ])
 def test_bad_moments_name_the_field(field, change):
     with pytest.raises(InvalidInput) as bad:
-        load(schemas.MomentInput, {**GOOD_MOMENT, **change})
+        load(api.MomentInput, {**GOOD_MOMENT, **change})
     assert field in bad.value.fields
 
 
 def test_a_moment_defaults_to_friends_and_nine_images_are_fine():
-    loaded = load(schemas.MomentInput, {"images": ["https://img.example.com/a.jpg"] * 9})
+    loaded = load(api.MomentInput, {"images": ["https://img.example.com/a.jpg"] * 9})
     assert loaded["visibility"] == "friends" and loaded["text"] == "" and len(loaded["images"]) == 9

@@ -1,7 +1,9 @@
-"""Catalog rules: merchant review, product offers, search terms. Pure functions; no I/O."""
+"""Catalog rules: new merchants and products, merchant review, product offers, search terms. Pure functions; no
+I/O."""
 import re
 
 from kit.errors import Conflict, InvalidInput
+from kit.validation import new_id
 
 MERCHANT_TRANSITIONS = {
     # action: (allowed from, to)
@@ -11,6 +13,13 @@ MERCHANT_TRANSITIONS = {
 }
 
 MERCHANT_EVENTS = {"approve": "merchant.approved", "reject": "merchant.rejected", "suspend": "merchant.suspended"}
+
+
+def new_merchant(owner_id, application, now):
+    """A merchant as applied for: pending until an admin reviews it."""
+    return {"_id": new_id("mch"), "owner_id": owner_id, "name": application["name"],
+            "description": application["description"], "status": "pending", "reason": None,
+            "created_at": now, "updated_at": now}
 
 
 def merchant_transition(current, action):
@@ -36,6 +45,22 @@ def check_group_buy(offer, sku_prices):
     if offer["price_fen"] >= cheapest:
         raise InvalidInput("group price must be a discount", {
             "group_buy": {"price_fen": [f"must be below the lowest SKU price ({cheapest} fen)"]}})
+
+
+def new_product(owner_id, merchant, data, now):
+    """A published product and its SKUs from a checked ProductInput: (product, skus)."""
+    product_id = new_id("prd")
+    skus = [{"_id": new_id("sku"), "product_id": product_id, "merchant_id": merchant["_id"],
+             "attrs": s["attrs"], "price_fen": s["price_fen"], "stock": s["stock"]} for s in data["skus"]]
+    product = {
+        "_id": product_id, "merchant_id": merchant["_id"], "owner_id": owner_id, "title": data["title"],
+        "description": data["description"], "category": data["category"], "images": data["images"],
+        "commission": data["commission"], "group_buy": data["group_buy"],
+        "min_price_fen": min(s["price_fen"] for s in skus), "status": "published", "visible": True,
+        "terms": search_terms(data["title"], data["description"], data["category"]),
+        "rating_sum": 0, "rating_count": 0, "created_at": now, "updated_at": now,
+    }
+    return product, skus
 
 
 def unit_price(product, sku, group):

@@ -1,71 +1,7 @@
-"""RPC payload schemas of the catalog service."""
+"""RPC payload schemas the catalog service uses internally (what the gateway passes: contracts.api.catalog)."""
 from marshmallow import fields, validate
 
-from kit.validation import Fen, Id, SafeDict, StrictSchema
-
-Text = lambda lo, hi, **kw: fields.String(validate=validate.Length(lo, hi), **kw)  # noqa: E731
-HttpsUrl = fields.Url(schemes={"https"}, validate=validate.Length(max=500))
-
-
-class MerchantApplication(StrictSchema):
-    name = Text(1, 60, required=True)
-    description = Text(0, 2000, load_default="")
-
-
-class Reason(StrictSchema):
-    reason = Text(1, 500, required=True)
-
-
-class CommissionRates(StrictSchema):
-    level1_bp = fields.Integer(strict=True, required=True, validate=validate.Range(0, 10000))
-    level2_bp = fields.Integer(strict=True, load_default=0, validate=validate.Range(0, 10000))
-
-
-class GroupBuyOffer(StrictSchema):
-    size = fields.Integer(strict=True, required=True, validate=validate.Range(2, 10))
-    price_fen = Fen(minimum=1, required=True)
-    window_seconds = fields.Integer(strict=True, load_default=86400, validate=validate.Range(1, 7 * 86400))
-
-
-class SkuInput(StrictSchema):
-    attrs = SafeDict(load_default=dict)
-    price_fen = Fen(minimum=1, required=True)
-    stock = fields.Integer(strict=True, required=True, validate=validate.Range(0, 10_000_000))
-
-
-class ProductInput(StrictSchema):
-    merchant_id = Id(required=True)
-    title = Text(1, 120, required=True)
-    description = Text(0, 5000, load_default="")
-    category = fields.String(required=True, validate=[validate.Length(1, 40), validate.Regexp(r"^[^$.]+$")])
-    images = fields.List(HttpsUrl, load_default=list, validate=validate.Length(max=9))
-    skus = fields.List(fields.Nested(SkuInput), required=True, validate=validate.Length(1, 50))
-    commission = fields.Nested(CommissionRates, load_default=lambda: {"level1_bp": 0, "level2_bp": 0})
-    group_buy = fields.Nested(GroupBuyOffer, allow_none=True, load_default=None)
-
-
-class SkuUpdate(StrictSchema):
-    sku_id = Id(required=True)
-    price_fen = Fen(minimum=1)
-    stock_delta = fields.Integer(strict=True, validate=validate.Range(-10_000_000, 10_000_000))
-
-
-class ProductUpdate(StrictSchema):
-    title = Text(1, 120)
-    description = Text(0, 5000)
-    category = fields.String(validate=[validate.Length(1, 40), validate.Regexp(r"^[^$.]+$")])
-    images = fields.List(HttpsUrl, validate=validate.Length(max=9))
-    commission = fields.Nested(CommissionRates)
-    group_buy = fields.Nested(GroupBuyOffer, allow_none=True)
-    skus = fields.List(fields.Nested(SkuUpdate), validate=validate.Length(1, 50))
-
-
-class ProductSearch(StrictSchema):
-    q = fields.String(load_default="", validate=validate.Length(max=100))
-    category = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=40))
-    merchant_id = Id(load_default=None, allow_none=True)
-    limit = fields.Integer(load_default=20, validate=validate.Range(1, 100))
-    cursor = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=200))
+from kit.validation import Id, StrictSchema
 
 
 class ReservationLine(StrictSchema):
@@ -77,9 +13,3 @@ class Reservation(StrictSchema):
     order_id = Id(required=True)
     lines = fields.List(fields.Nested(ReservationLine), required=True, validate=validate.Length(1, 50))
     group = fields.Boolean(load_default=False, metadata={"description": "price at the group-buy price"})
-
-
-class ReviewInput(StrictSchema):
-    order_id = Id(required=True, metadata={"description": "your completed order with this product"})
-    rating = fields.Integer(strict=True, required=True, validate=validate.Range(1, 5))
-    text = Text(0, 1000, load_default="")

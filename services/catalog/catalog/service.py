@@ -3,11 +3,12 @@ from kit.rpc import rpc
 
 from catalog import domain, schemas
 from catalog.store import CatalogStore
+from contracts.api import catalog as api
 from kit.errors import Forbidden, NotFound
 from kit.events import on_event
 from kit.mongo import MongoStore
 from kit.service import ServiceBase
-from kit.validation import load, new_id, utcnow
+from kit.validation import load, utcnow
 
 
 class CatalogService(ServiceBase):
@@ -17,12 +18,9 @@ class CatalogService(ServiceBase):
     # -- merchants ---------------------------------------------------------------------------------
     @rpc
     def apply_merchant(self, owner_id, payload):
-        data = load(schemas.MerchantApplication, payload)
-        now = utcnow()
-        merchant = {"_id": new_id("mch"), "owner_id": owner_id, "name": data["name"],
-                    "description": data["description"], "status": "pending", "reason": None,
-                    "created_at": now, "updated_at": now}
-        self.store.merchants.insert_one(merchant)
+        data = load(api.MerchantApplication, payload)
+        merchant = domain.new_merchant(owner_id, data, utcnow())
+        self.store.insert_merchant(merchant)
         return domain.merchant_view(merchant)
 
     @rpc
@@ -30,7 +28,7 @@ class CatalogService(ServiceBase):
         """action: approve, reject (reason required) or suspend (reason required). Admins only (gateway)."""
         if action not in domain.MERCHANT_TRANSITIONS:
             raise NotFound(f"unknown action {action}")
-        reason = load(schemas.Reason, payload or {})["reason"] if action != "approve" else None
+        reason = load(api.Reason, payload or {})["reason"] if action != "approve" else None
         return domain.merchant_view(self.store.change_merchant_status(merchant_id, action, reason))
 
     @rpc
@@ -44,30 +42,19 @@ class CatalogService(ServiceBase):
     # -- products ----------------------------------------------------------------------------------
     @rpc
     def create_product(self, owner_id, payload):
-        data = load(schemas.ProductInput, payload)
+        data = load(api.ProductInput, payload)
         merchant = self._owned_merchant(owner_id, data["merchant_id"])
         if merchant["status"] != "approved":
             raise Forbidden("only an approved merchant can publish products")
         domain.check_commission(data["commission"], self.config.commission_max_total_bp)
         domain.check_group_buy(data["group_buy"], [s["price_fen"] for s in data["skus"]])
-        now = utcnow()
-        product_id = new_id("prd")
-        skus = [{"_id": new_id("sku"), "product_id": product_id, "merchant_id": merchant["_id"],
-                 "attrs": s["attrs"], "price_fen": s["price_fen"], "stock": s["stock"]} for s in data["skus"]]
-        product = {
-            "_id": product_id, "merchant_id": merchant["_id"], "owner_id": owner_id, "title": data["title"],
-            "description": data["description"], "category": data["category"], "images": data["images"],
-            "commission": data["commission"], "group_buy": data["group_buy"],
-            "min_price_fen": min(s["price_fen"] for s in skus), "status": "published", "visible": True,
-            "terms": domain.search_terms(data["title"], data["description"], data["category"]),
-            "rating_sum": 0, "rating_count": 0, "created_at": now, "updated_at": now,
-        }
+        product, skus = domain.new_product(owner_id, merchant, data, utcnow())
         self.store.insert_product(product, skus)
         return domain.product_view(product, skus)
 
     @rpc
     def update_product(self, owner_id, product_id, payload):
-        data = load(schemas.ProductUpdate, payload)
+        data = load(api.ProductUpdate, payload)
         product = self.store.get_product(product_id)
         if product["owner_id"] != owner_id:
             raise NotFound("product not found")  # another merchant's product: reveal nothing
@@ -86,7 +73,7 @@ class CatalogService(ServiceBase):
 
     @rpc
     def search_products(self, params):
-        query = load(schemas.ProductSearch, params)
+        query = load(api.ProductSearch, params)
         docs, next_cursor = self.store.search(query["q"], query["category"], query["merchant_id"],
                                               query["limit"], query["cursor"])
         return {"items": [domain.product_summary(d) for d in docs], "next_cursor": next_cursor}
@@ -109,7 +96,7 @@ class CatalogService(ServiceBase):
 
     @rpc
     def post_review(self, buyer_id, product_id, payload):
-        data = load(schemas.ReviewInput, payload)
+        data = load(api.ReviewInput, payload)
         review = self.store.post_review(buyer_id, product_id, data["order_id"], data["rating"], data["text"])
         return domain.review_view(review)
 

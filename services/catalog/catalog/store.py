@@ -24,6 +24,9 @@ class CatalogStore(BaseStore):
     }
 
     # -- merchants ---------------------------------------------------------------------------------
+    def insert_merchant(self, merchant):
+        self.merchants.insert_one(merchant)
+
     def get_merchant(self, merchant_id, session=None):
         merchant = self.merchants.find_one({"_id": merchant_id}, session=session)
         if merchant is None:

@@ -24,7 +24,6 @@ from datetime import datetime, timedelta, timezone
 
 ALLOWED_LEVELS = (1, 2)  # C1: depth 1 by default, 2 at most; never configurable beyond
 BP = 10_000
-MIN_WITHDRAWAL_FEN = 100
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)  # "never claimed"
 
 # Balance buckets. A ledger entry moves `amount_fen` from one bucket to another (None: in from / out of

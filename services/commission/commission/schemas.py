@@ -1,23 +1,12 @@
-"""RPC payload schemas of the commission service (the gateway reuses them for HTTP bodies and queries)."""
+"""RPC payload schemas the commission service uses internally (what the gateway passes: contracts.api.commission)."""
 from marshmallow import fields, validate
 
-from commission.domain import MIN_WITHDRAWAL_FEN
+from contracts.api.commission import CommissionListQuery, WithdrawalBody
 from kit.validation import Fen, Id, StrictSchema
-
-
-class CommissionListQuery(StrictSchema):
-    """limit and cursor of a newest-first list."""
-    limit = fields.Integer(load_default=20, validate=validate.Range(1, 100))
-    cursor = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=100))
 
 
 class UserListQuery(CommissionListQuery):
     user_id = Id(required=True)
-
-
-class WithdrawalBody(StrictSchema):
-    amount_fen = Fen(minimum=MIN_WITHDRAWAL_FEN, required=True,
-                     metadata={"description": f"at least {MIN_WITHDRAWAL_FEN} fen, at most the withdrawable balance"})
 
 
 class WithdrawalRequest(WithdrawalBody):

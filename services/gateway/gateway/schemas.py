@@ -1,6 +1,6 @@
 """HTTP schemas owned by the gateway (auth, responses, errors). Request bodies that are a service's RPC
-payload reuse that service's published schema (e.g. catalog.schemas.ProductInput), so the edge, the service and
-the OpenAPI document apply one rule."""
+payload are its RPC contract (e.g. contracts.api.catalog.ProductInput), so the edge, the service and the OpenAPI
+document apply one rule; the gateway never imports a service's package."""
 from marshmallow import Schema, fields, validate
 
 from kit.validation import Id, StrictSchema

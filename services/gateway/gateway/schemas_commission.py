@@ -1,4 +1,4 @@
-"""Response schemas of the commission routes. Request bodies and queries reuse commission.schemas."""
+"""Response schemas of the commission routes. Request bodies and queries are contracts.api.commission."""
 from marshmallow import Schema, fields, validate
 
 from gateway.schemas import page_of

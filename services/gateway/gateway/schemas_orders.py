@@ -1,10 +1,10 @@
 """HTTP response schemas of the order, payment, refund, group-buy and review routes (request bodies are the
-orders and catalog services' own schemas)."""
+orders and catalog RPC contracts: contracts.api)."""
 from marshmallow import Schema, fields, validate
 
+from contracts.api.orders import ORDER_STATUSES, Address
 from gateway.schemas import page_of
 from kit.validation import Id
-from orders.schemas import ORDER_STATUSES, Address
 
 Fen = fields.Integer
 Time = fields.String  # ISO 8601, UTC

@@ -1,5 +1,5 @@
 """Response schemas of the social routes (profiles, friends, moments, timelines, shares). Request bodies and
-queries reuse social_feed.schemas, so the edge and the service apply one rule."""
+queries are contracts.api.social_feed, so the edge and the service apply one rule."""
 from marshmallow import Schema, fields, validate
 
 from gateway.schemas import ProductSummary, page_of

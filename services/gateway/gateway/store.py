@@ -20,6 +20,9 @@ class GatewayStore(BaseStore):
         except DuplicateKeyError:
             raise Conflict("this phone number is already registered", {"phone": ["already registered"]})
 
+    def delete_user(self, user_id):
+        self.users.delete_one({"_id": user_id})
+
     def user_by_phone(self, phone):
         return self.users.find_one({"phone": phone})
 

@@ -18,10 +18,11 @@ from nameko.extensions import DependencyProvider
 from pymongo import ASCENDING, IndexModel, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
+from contracts.payment import SIGNATURE_HEADER, sign
 from kit.config import load_settings
 from kit.mongo import connect
 from kit.validation import utcnow
-from orders.domain import EPOCH, SIGNATURE_HEADER, sign
+from orders.domain import EPOCH
 
 log = logging.getLogger(__name__)
 

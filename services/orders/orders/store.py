@@ -51,6 +51,11 @@ class OrdersStore(BaseStore):
             raise NotFound("order not found")
         return order
 
+    def unshipped(self, order_id, session=None):
+        """True when the order exists and was never shipped (its goods are still in the merchant's stock)."""
+        order = self.orders.find_one({"_id": order_id}, {"shipped_at": 1}, session=session)
+        return order is not None and not order.get("shipped_at")
+
     def refund(self, refund_id, session=None):
         refund = self.refunds.find_one({"_id": refund_id}, session=session)
         if refund is None:

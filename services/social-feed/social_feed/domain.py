@@ -16,17 +16,16 @@ import secrets
 import string
 from datetime import datetime, timezone
 
+from contracts.api.social_feed import SHARE_CODE_PATTERN, VISIBILITIES
 from kit.errors import Conflict, InvalidInput, NotFound, RuleRefused
-from kit.validation import utcnow
+from kit.validation import new_id, utcnow
 
-VISIBILITIES = ("friends", "public", "private")
 MAX_FRIENDS = 5000
 BACKFILL_MOMENTS = 50
 MAX_INVITER_CHAIN = 1000  # inviter chains are acyclic by construction; this only stops a walk over bad data
 
 SHARE_CODE_ALPHABET = string.digits + string.ascii_letters  # base62: URL-safe, no punctuation to mistype
 SHARE_CODE_LENGTH = 10  # 62^10 ≈ 8.4e17 codes: guessing a live one is hopeless, the link stays short
-SHARE_CODE_PATTERN = re.compile(r"^[0-9A-Za-z]{10}$")
 
 
 def now():
@@ -155,6 +154,13 @@ def iso(t):
 def author_view(user_id, profile):
     profile = profile or {}
     return {"user_id": user_id, "nickname": profile.get("nickname"), "avatar_url": profile.get("avatar_url")}
+
+
+def new_moment(author_id, data, product_id, share_code):
+    """A moment from a checked MomentInput; product_id and share_code are its product card's (or None)."""
+    return {"_id": new_id("mom"), "author_id": author_id, "text": data["text"], "images": data["images"],
+            "product_id": product_id, "share_code": share_code, "visibility": data["visibility"],
+            "deleted": False, "created_at": now()}
 
 
 def moment_view(moment, author_profile=None):

@@ -1,21 +1,7 @@
-"""RPC payload schemas of the social-feed service (the gateway reuses them for HTTP bodies and queries)."""
-from marshmallow import ValidationError, fields, validate, validates_schema
+"""RPC payload schemas the social-feed service uses internally (what the gateway passes: contracts.api.social_feed)."""
+from marshmallow import fields, validate
 
 from kit.validation import Id, StrictSchema
-from social_feed.domain import SHARE_CODE_PATTERN, VISIBILITIES
-
-MAX_TEXT = 2000
-MAX_IMAGES = 9
-CHANNELS = ["link", "wechat", "moments", "qrcode", "poster", "other"]
-
-
-def https_url(**kwargs):
-    """Only https URLs: no javascript:, data: or plain http images in anyone's feed."""
-    return fields.Url(schemes={"https"}, validate=validate.Length(max=500), **kwargs)
-
-
-def share_code(**kwargs):
-    return fields.String(validate=validate.Regexp(SHARE_CODE_PATTERN, error="Not a share code."), **kwargs)
 
 
 class NewProfile(StrictSchema):
@@ -26,51 +12,3 @@ class NewProfile(StrictSchema):
                                                         "code is ignored (registration is never blocked by it)"})
     deadline = fields.Float(load_default=None, allow_none=True,
                             metadata={"description": "epoch seconds after which the caller no longer waits"})
-
-
-class ProfileUpdate(StrictSchema):
-    nickname = fields.String(validate=validate.Length(1, 30))
-    avatar_url = https_url(allow_none=True)
-
-    @validates_schema
-    def not_empty(self, data, **kwargs):
-        if not data:
-            raise ValidationError("nothing to update")
-
-
-class InviterBinding(StrictSchema):
-    share_code = share_code(required=True)
-
-
-class FriendRequestInput(StrictSchema):
-    user_id = Id(required=True)
-
-
-class Page(StrictSchema):
-    limit = fields.Integer(load_default=20, validate=validate.Range(1, 50))
-    cursor = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=100))
-
-
-class MomentInput(StrictSchema):
-    text = fields.String(load_default="", validate=validate.Length(max=MAX_TEXT))
-    images = fields.List(https_url(), load_default=list, validate=validate.Length(max=MAX_IMAGES))
-    product_id = Id(load_default=None, allow_none=True)
-    share_code = share_code(load_default=None, allow_none=True,
-                            metadata={"description": "the author's own share code for the product card; "
-                                                     "made for them when only product_id is given"})
-    visibility = fields.String(load_default="friends", validate=validate.OneOf(VISIBILITIES))
-
-    @validates_schema
-    def has_content(self, data, **kwargs):
-        if not (data.get("text", "").strip() or data.get("images") or data.get("product_id")
-                or data.get("share_code")):
-            raise ValidationError("a moment needs text, images or a product", "text")
-
-
-class CommentInput(StrictSchema):
-    text = fields.String(required=True, validate=validate.Length(1, 500))
-
-
-class ShareInput(StrictSchema):
-    product_id = Id(required=True)
-    channel = fields.String(load_default="link", validate=validate.OneOf(CHANNELS))

@@ -7,13 +7,14 @@ import time
 from kit.rpc import RpcProxy, rpc
 from prometheus_client import Counter, Histogram
 
+from contracts.api import social_feed as api
 from kit.errors import Conflict, NotFound
 from kit.events import on_event
 from kit.metrics import LATENCY_BUCKETS
 from kit.mongo import MongoStore
 from kit.rpc import call
 from kit.service import ServiceBase
-from kit.validation import ID_PATTERN, load, new_id
+from kit.validation import ID_PATTERN, load
 from social_feed import domain, schemas
 from social_feed.store import TIMELINE_QUERY, SocialFeedStore
 
@@ -56,24 +57,24 @@ class SocialFeedService(ServiceBase):
 
     @rpc
     def update_profile(self, user_id, payload):
-        changes = load(schemas.ProfileUpdate, payload)
+        changes = load(api.ProfileUpdate, payload)
         return domain.profile_view(self.store.update_profile(user_id, changes), own=True)
 
     @rpc
     def bind_inviter(self, user_id, payload):
-        data = load(schemas.InviterBinding, payload)
+        data = load(api.InviterBinding, payload)
         return domain.profile_view(self.store.bind_inviter(user_id, data["share_code"]), own=True)
 
     # -- friends ------------------------------------------------------------------------------------------
     @rpc
     def request_friend(self, user_id, payload):
-        data = load(schemas.FriendRequestInput, payload)
+        data = load(api.FriendRequestInput, payload)
         return domain.request_view(self.store.request_friend(user_id, data["user_id"]))
 
     @rpc
     def friend_requests(self, user_id, params=None):
         """Requests waiting for this user's answer, newest first."""
-        page = load(schemas.Page, params or {})
+        page = load(api.Page, params or {})
         found, cursor = self.store.incoming_requests(user_id, page["limit"], domain.decode_cursor(page["cursor"]))
         return {"items": [domain.request_view(r) for r in found], "next_cursor": cursor}
 
@@ -87,7 +88,7 @@ class SocialFeedService(ServiceBase):
 
     @rpc
     def friends(self, user_id, params=None):
-        page = load(schemas.Page, params or {})
+        page = load(api.Page, params or {})
         edges, cursor = self.store.friends_page(user_id, page["limit"], domain.decode_cursor(page["cursor"]))
         profiles = self.store.profiles_by_id([e["friend"] for e in edges])
         return {"items": [{**domain.author_view(e["friend"], profiles.get(e["friend"])),
@@ -102,7 +103,7 @@ class SocialFeedService(ServiceBase):
     # -- moments ------------------------------------------------------------------------------------------
     @rpc
     def post_moment(self, user_id, payload):
-        data = load(schemas.MomentInput, payload)
+        data = load(api.MomentInput, payload)
         product_id, share_code, share = data["product_id"], data["share_code"], None
         if share_code:
             existing = self.store.share(share_code)
@@ -112,9 +113,7 @@ class SocialFeedService(ServiceBase):
             self._require_published(product_id)
             share = self.store.new_share(user_id, product_id, "moments")
             share_code = share["_id"]
-        moment = {"_id": new_id("mom"), "author_id": user_id, "text": data["text"], "images": data["images"],
-                  "product_id": product_id, "share_code": share_code, "visibility": data["visibility"],
-                  "deleted": False, "created_at": domain.now()}
+        moment = domain.new_moment(user_id, data, product_id, share_code)
         self.store.post_moment(moment, share)
         return {"moment_id": moment["_id"], "share_code": share_code}
 
@@ -153,7 +152,7 @@ class SocialFeedService(ServiceBase):
 
     @rpc
     def comment(self, user_id, moment_id, payload):
-        data = load(schemas.CommentInput, payload)
+        data = load(api.CommentInput, payload)
         moment = self._openable(user_id, moment_id)
         comment = self.store.add_comment(user_id, moment["_id"], data["text"])
         author = domain.author_view(user_id, self.store.profiles_by_id([user_id]).get(user_id))
@@ -163,14 +162,14 @@ class SocialFeedService(ServiceBase):
     @rpc
     def timeline(self, user_id, params=None):
         """Own and friends' moments, newest first; a page costs the same at 10 or 5,000 friends."""
-        page = load(schemas.Page, params or {})
+        page = load(api.Page, params or {})
         moments, cursor = self.store.timeline_page(user_id, page["limit"], domain.decode_cursor(page["cursor"]))
         return {"items": self._feed_items(user_id, moments, comment=TIMELINE_QUERY), "next_cursor": cursor}
 
     @rpc
     def user_moments(self, viewer_id, author_id, params=None):
         """An author's album: what this viewer may see of it (older moments too, for friends)."""
-        page = load(schemas.Page, params or {})
+        page = load(api.Page, params or {})
         author = self.store.profile(checked_id(author_id, "user not found"))
         visibilities = domain.album_visibilities(viewer_id, author["_id"],
                                                  self.store.is_friend(viewer_id, author["_id"]))
@@ -194,7 +193,7 @@ class SocialFeedService(ServiceBase):
     # -- shares -------------------------------------------------------------------------------------------
     @rpc
     def create_share(self, user_id, payload):
-        data = load(schemas.ShareInput, payload)
+        data = load(api.ShareInput, payload)
         self._require_published(data["product_id"])  # any published product may be shared
         share = self.store.create_share(self.store.new_share(user_id, data["product_id"], data["channel"]))
         return domain.share_view(share)

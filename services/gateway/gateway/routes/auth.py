@@ -34,7 +34,7 @@ class AuthRoutes:
             call(self.social_feed.create_profile, user["_id"], user["nickname"], c.body.get("share_code"),
                  time.time() + PROFILE_DEADLINE)
         except Exception as exc:
-            self.store.users.delete_one({"_id": user["_id"]})  # never leave a half-registered user
+            self.store.delete_user(user["_id"])  # never leave a half-registered user
             if isinstance(exc, InvalidInput):
                 raise
             raise ServiceUnavailable("could not create your profile; please try again") from exc

@@ -2,7 +2,7 @@
 from nameko.events import BROADCAST, event_handler
 from kit.rpc import RpcProxy
 
-from catalog.schemas import MerchantApplication, ProductInput, ProductSearch, ProductUpdate, Reason
+from contracts.api.catalog import MerchantApplication, ProductInput, ProductSearch, ProductUpdate, Reason
 from gateway import schemas
 from gateway.cache import PageParts, ProductCache
 from gateway.http import api

@@ -2,14 +2,14 @@
 orders service (buyer, the order's merchant, admin); the routes pass the signed-in user along."""
 from kit.rpc import RpcProxy
 
-from catalog.schemas import ReviewInput
+from contracts.api.catalog import ReviewInput
+from contracts.api.orders import (GroupJoinInput, GroupOpenInput, OrderInput, OrderQuery, PaymentNotification,
+                                  RefundInput, RejectInput, ShipInput)
+from contracts.payment import SIGNATURE_HEADER, signature_ok
 from gateway import schemas_orders as views
 from gateway.errors import Unauthorized
 from gateway.http import api
 from gateway.rpc import call
-from orders.domain import SIGNATURE_HEADER, signature_ok
-from orders.schemas import (GroupJoinInput, GroupOpenInput, OrderInput, OrderQuery, PaymentNotification, RefundInput,
-                            RejectInput, ShipInput)
 
 PAY_TIMEOUT = 20.0  # paying waits for the provider's notification round trip
 

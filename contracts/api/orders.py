@@ -1,0 +1,79 @@
+"""RPC payloads of the orders service that the gateway takes as HTTP bodies and queries (and the order statuses
+and address its views show)."""
+from marshmallow import fields, validate
+
+from contracts.api.fields import text
+from kit.validation import Fen, Id, StrictSchema
+
+Qty = lambda **kw: fields.Integer(strict=True, validate=validate.Range(1, 999), **kw)  # noqa: E731
+ShareCode = fields.String(load_default=None, allow_none=True, validate=validate.Regexp(r"^[A-Za-z0-9_-]{4,32}$"))
+ORDER_STATUSES = ["pending_payment", "paid", "awaiting_group", "shipped", "completed", "cancelled",
+                  "refund_requested", "refunded"]
+
+
+class Address(StrictSchema):
+    """Where the goods go. Shown to the buyer and the order's merchant only; never in events or logs."""
+    recipient = text(1, 40, required=True)
+    phone = fields.String(required=True, validate=validate.Regexp(r"^1[3-9]\d{9}$",
+                                                                  error="Not a mainland mobile number."))
+    region = text(1, 100, required=True, metadata={"example": "浙江省 杭州市 西湖区"})
+    detail = text(1, 200, required=True)
+
+
+class Item(StrictSchema):
+    sku_id = Id(required=True)
+    qty = Qty(required=True)
+
+
+class OrderInput(StrictSchema):
+    items = fields.List(fields.Nested(Item), required=True, validate=validate.Length(1, 50))
+    address = fields.Nested(Address, required=True)
+    share_code = ShareCode
+
+
+class GroupOpenInput(StrictSchema):
+    sku_id = Id(required=True)
+    qty = Qty(load_default=1)
+    address = fields.Nested(Address, required=True)
+    share_code = ShareCode
+
+
+class GroupJoinInput(StrictSchema):
+    sku_id = Id(required=True)
+    qty = Qty(load_default=1)
+    address = fields.Nested(Address, required=True)
+    share_code = ShareCode
+
+
+class ShipInput(StrictSchema):
+    carrier = text(1, 40, required=True)
+    tracking_no = fields.String(required=True, validate=[validate.Length(1, 40),
+                                                          validate.Regexp(r"^[A-Za-z0-9-]+$")])
+
+
+class RefundInput(StrictSchema):
+    reason = text(1, 500, required=True)
+    amount_fen = Fen(minimum=1, load_default=None, allow_none=True,
+                     metadata={"description": "leave out for everything refundable"})
+
+
+class RejectInput(StrictSchema):
+    reason = text(1, 500, required=True)
+
+
+class OrderQuery(StrictSchema):
+    merchant_id = Id(load_default=None, allow_none=True,
+                     metadata={"description": "a merchant you own: its orders instead of your purchases"})
+    buyer_id = Id(load_default=None, allow_none=True, metadata={"description": "admins only"})
+    status = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(ORDER_STATUSES))
+    limit = fields.Integer(load_default=20, validate=validate.Range(1, 100))
+    cursor = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=200))
+
+
+class PaymentNotification(StrictSchema):
+    """What the payment provider posts to /payments/notify, signed (HMAC-SHA256 of the raw body)."""
+    trade_no = fields.String(required=True, validate=validate.Regexp(r"^[A-Za-z0-9_-]{6,64}$"))
+    order_id = Id(required=True)
+    amount_fen = Fen(required=True)
+    status = fields.String(required=True, validate=validate.OneOf(["success"]))
+    paid_at = fields.String(required=True, validate=validate.Length(1, 40))

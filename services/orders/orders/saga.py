@@ -1,0 +1,177 @@
+"""The orders saga: the multi-step work of an order that spans the catalog, the payment provider and the clock.
+
+Placing an order is a saga with the catalog: intent (our DB) → seat (group joins) → stock reserved by order id
+(catalog) → confirmed order + order.created (one transaction). Any failure undoes what was done, in reverse; a
+crash half-way leaves a `creating` intent that the sweep undoes after domain.INTENT_TTL. The sweep also cancels
+unpaid orders, confirms receipt, pays back approved refunds and fails unfilled group buys. Every step is
+idempotent by its business key (order, refund or group id), so a retried or resumed step does no harm.
+
+The service's entrypoints validate and check who may act, then call these steps."""
+import logging
+import time
+from datetime import timedelta
+
+import eventlet
+from prometheus_client import Counter
+
+from kit.errors import Conflict, InvalidInput, QuanziError
+from kit.rpc import call as rpc_call
+from kit.validation import new_id, utcnow
+from orders import domain, faults
+from orders.domain import ABANDONED, AWAITING_GROUP, CREATING, PENDING, SHIPPED
+
+log = logging.getLogger(__name__)
+
+RPC_TIMEOUT = 10.0
+IDEMPOTENT_WAIT = 10.0  # how long a retry waits for the first request with its Idempotency-Key to finish
+
+ORDERS_PLACED = Counter("quanzi_orders_placed_total", "Orders placed, by kind", ["kind"])
+TIMERS = Counter("quanzi_order_timers_total", "Due work handled by the sweep", ["kind"])
+
+
+def call(method, *args, timeout=RPC_TIMEOUT):
+    return rpc_call(method, *args, timeout=timeout)
+
+
+class OrderSaga:
+    """The saga's steps over the service's dependencies: its store, the catalog's RPC proxy, the payment
+    provider and the settings."""
+
+    def __init__(self, store, catalog, provider, config):
+        self.store, self.catalog, self.provider, self.config = store, catalog, provider, config
+
+    def sweep(self):
+        """Due work, claimed one item at a time (several replicas never handle one item twice; a crashed
+        replica's claims expire and its items are handled again, every step being idempotent)."""
+        self._drain(self.store.claim_due_order, self.order_due, "orders")
+        self._drain(self.store.claim_due_refund, self.pay_back, "refunds")
+        self._drain(self.store.claim_expired_group, self.fail_group, "groups")
+        self.provider.redeliver_due()
+
+    def _drain(self, claim, handle, kind, limit=200):
+        for _ in range(limit):
+            item = claim(utcnow())
+            if item is None:
+                return
+            try:
+                handle(item)
+                TIMERS.labels(kind).inc()
+            except Exception:
+                log.exception("sweep: %s %s failed; it is retried when its claim expires", kind, item["_id"])
+
+    def place(self, buyer_id, key, data, items, group=None):
+        """group: None, "open" (a new group led by the buyer) or the id of the group to join."""
+        group_id = new_id("grp") if group == "open" else group
+        deadline = time.monotonic() + IDEMPOTENT_WAIT
+        while True:
+            intent, existing = self.store.insert_intent(buyer_id, key, group_id, utcnow())
+            if intent is not None:
+                break
+            if existing is not None and existing["status"] not in (CREATING, ABANDONED):
+                if (existing.get("group_id") is None) != (group is None) or \
+                        (group not in (None, "open") and existing["group_id"] != group):
+                    raise Conflict("this Idempotency-Key was used for another request",
+                                   {"Idempotency-Key": ["already used for another order"]})
+                return existing  # the same key again: the same order
+            if time.monotonic() > deadline:
+                raise Conflict("a request with this Idempotency-Key is still being handled; retry shortly")
+            eventlet.sleep(0.05)  # the first request is still placing it (or undoing a failure)
+        order_id, now = intent["_id"], intent["created_at"]
+        maybe_reserved = False
+        try:
+            joined = None
+            if group not in (None, "open"):
+                joined = self.store.take_seat(group_id, buyer_id, order_id, now)
+                if joined is None:
+                    raise domain.join_refusal(self.store.group(group_id), buyer_id, now)
+            maybe_reserved = True
+            try:
+                reserved = call(self.catalog.reserve_stock, {"order_id": order_id, "lines": items,
+                                                             "group": group is not None})
+            except QuanziError:
+                maybe_reserved = False  # the catalog refused: all-or-nothing, nothing was reserved
+                raise
+            merchant_id, lines = domain.price_lines(reserved["lines"])
+            if joined is not None and lines[0]["product_id"] != joined["product_id"]:
+                raise InvalidInput("this group buy is for another product", {"sku_id": ["not this group's product"]})
+            order = dict(intent, merchant_id=merchant_id, lines=lines, **domain.totals(lines, group is not None),
+                         address=data["address"], share_code=data.get("share_code"), refunded_fen=0,
+                         status=domain.transition(intent, "create"))
+            order["due_at"] = domain.due_at(order, self.config)
+            new_group = None
+            if group == "open":
+                new_group = domain.new_group(group_id, buyer_id, order_id, lines[0],
+                                             reserved["lines"][0]["group_buy"], now)
+            self.store.confirm(order, new_group)
+        except BaseException:
+            self.undo_intent(order_id, release=maybe_reserved)
+            raise
+        ORDERS_PLACED.labels("group" if group else "single").inc()
+        return order
+
+    def undo_intent(self, order_id, release=True):
+        """Give back what an unfinished order took, in reverse: stock, seat, then the intent itself."""
+        intent = self.store.mark_abandoned(order_id)
+        if intent is None:
+            return  # it became an order after all
+        if release:
+            call(self.catalog.release_stock, order_id)  # also blocks a reservation still on its way
+        if intent.get("group_id"):
+            self.store.free_seat(intent["group_id"], order_id)
+        self.store.drop_intent(order_id)
+
+    def complete(self, order_id, action):
+        now = utcnow()
+        until = now + timedelta(seconds=self.config.after_sales_window)
+        return self.store.change(order_id, action, now, {"completed_at": now, "after_sales_until": until},
+                                 "order.completed", completed_at=now.isoformat(), after_sales_until=until.isoformat())
+
+    def pay_back(self, refund):
+        """Return the money through the provider (idempotent by refund id), then record it. A crash in
+        between leaves the refund `processing`: the sweep does both again, and the provider pays once."""
+        self.provider.refund(refund["_id"], refund["trade_no"], refund["amount_fen"])
+        return self.store.finish_refund(refund["_id"], utcnow())
+
+    def order_due(self, order):
+        status = order["status"]
+        if status in (CREATING, ABANDONED):
+            log.warning("order %s was never finished: giving its stock and seat back", order["_id"])
+            self.undo_intent(order["_id"])
+        elif status in (PENDING, SHIPPED):
+            try:
+                if status == PENDING:
+                    self.store.cancel(order["_id"], "payment_timeout", utcnow())
+                else:
+                    self.complete(order["_id"], "auto_confirm")
+            except Conflict:
+                pass  # paid or confirmed just now: that change already re-armed (or cleared) the timer
+        else:
+            self.store.clear_due(order["_id"])
+
+    def fail_group(self, group):
+        """The window ended unfilled: cancel unpaid seats, refund paid ones, then announce the failure. Each
+        member is handled by an idempotent step, so a crash half-way resumes where it stopped."""
+        group = self.store.start_failing(group["_id"], utcnow())
+        if group["status"] != domain.GROUP_FAILING:
+            return  # formed just in time, or failed before
+        unfinished = 0
+        for order in self.store.member_orders(group):
+            if order["status"] == PENDING:
+                self.store.cancel(order["_id"], "group_failed", utcnow())
+            elif order["status"] == AWAITING_GROUP:
+                refund = self.store.group_failure_refund(order, utcnow())
+                self.provider.refund(refund["_id"], refund["trade_no"], refund["amount_fen"])
+                faults.reached(f"group_refund:{group['product_id']}")
+                self.store.finish_refund(refund["_id"], utcnow())
+            elif order["status"] in (CREATING, ABANDONED):
+                unfinished += 1  # a join still being placed: look again shortly
+        if unfinished:
+            self.store.release_claim("groups", group["_id"], retry_in=1)
+            return
+        members = self.store.member_orders(group)
+        if any(o["status"] != domain.CANCELLED for o in members):
+            self.store.release_claim("groups", group["_id"], retry_in=1)
+            return
+        placed = {o["_id"] for o in members}
+        group["members"] = [m for m in group["members"] if m["order_id"] in placed]
+        self.store.finish_failure(group, utcnow())
