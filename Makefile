@@ -15,7 +15,7 @@ SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 ARGS ?=
 ASYNCAPI_SCHEMA := $(VENV)/share/asyncapi/asyncapi-3.0.0.json
 
-.PHONY: install system-packages run test bench reconcile stop lock lock-upgrade cluster chaos-cluster
+.PHONY: install system-packages run test bench reconcile stop lock lock-upgrade chaos cluster chaos-cluster
 
 install: system-packages $(PY)
 	@# --require-hashes: a wheel whose bytes differ from the lock's (tampered, re-published) fails the install
@@ -83,6 +83,10 @@ cluster: install
 # and error windows (tools/chaos_cluster.py, about 5 minutes; --single compares a single-node stack's throughput).
 chaos-cluster: install
 	$(PY) -m tools.chaos_cluster $(ARGS)
+
+# A stack of its own (free ports), shoppers buying under six faults, invariants checked, a table (CHAOS_SECONDS).
+chaos: install
+	$(PY) -m tools.chaos
 
 reconcile: install
 	$(PY) -m tools.reconcile

@@ -3,7 +3,8 @@
 each class to one HTTP status in a single table."""
 
 
-class QuanziError(Exception):
+class CallerError(Exception):
+    """An error meant for the caller: a message and per-field messages; crosses RPC with its arguments."""
     code = "error"
 
     def __init__(self, message="", fields=None):
@@ -13,6 +14,10 @@ class QuanziError(Exception):
 
     def __str__(self):
         return self.message
+
+
+class QuanziError(CallerError):
+    """A deliberate refusal: nothing was done (bad input, not found, wrong state, a business rule)."""
 
 
 class InvalidInput(QuanziError):
@@ -38,7 +43,14 @@ class RuleRefused(QuanziError):
     code = "rule_refused"
 
 
-ALL = (InvalidInput, NotFound, Forbidden, Conflict, RuleRefused)
+class Unavailable(CallerError):
+    """MongoDB, the broker or a service is unreachable or too slow for now: retry shortly (the gateway's 503).
+    Not a QuanziError: it refuses nothing, and what was asked may or may not have happened (a saga that gets it
+    must undo as for a crash, not as for a refusal). kit.amqp answers it for an RPC that failed that way."""
+    code = "service_unavailable"
+
+
+ALL = (InvalidInput, NotFound, Forbidden, Conflict, RuleRefused, Unavailable)
 
 
 def register_with_nameko():

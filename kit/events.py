@@ -6,6 +6,8 @@
 - its queue, the retry queues and the dead-letter queue are quorum queues (kit.queues);
 - a handler that raises is retried with backoff: the message goes to `<queue>.retry.<n>`, a queue whose TTL
   dead-letters it back into `<queue>`, so a failing message never blocks the others or spins hot;
+- a failure because MongoDB or the broker is unreachable (`kit.amqp.is_transient`) is retried for as long as it
+  lasts without using up an attempt;
 - after the last retry it is parked in `<queue>.dlq` with the error, for an operator to inspect and replay
   (`python -m kit.dlq`), instead of nameko's default of acking and dropping it.
 """
@@ -17,6 +19,7 @@ from kombu import Connection, Exchange
 from kombu.pools import producers
 from nameko.events import EventHandler
 
+from kit.amqp import QueueConsumer, is_transient
 from kit.config import load_settings
 from kit.metrics import EVENTS_CONSUMED, HANDLER_FAILURES
 from kit.mongo import DUPLICATE
@@ -52,6 +55,8 @@ def declare_retry_topology(connection, queue_name, delays):
 
 
 class ReliableEventHandler(EventHandler):
+    queue_consumer = QueueConsumer()  # an ack on a connection the broker dropped is redelivered, not fatal
+
     def __init__(self, source_service, event_type, **kwargs):
         kwargs.setdefault("reliable_delivery", True)
         super().__init__(source_service, event_type, requeue_on_error=False, **kwargs)
@@ -80,7 +85,13 @@ class ReliableEventHandler(EventHandler):
         attempts = int((message.headers or {}).get(ATTEMPTS_HEADER, 0))
         error = "".join(traceback.format_exception_only(exc_info[0], exc_info[1])).strip()[:2000]
         try:
-            if attempts < len(self.delays):
+            if is_transient(exc_info[1]) and self.delays:
+                # MongoDB or the broker is unreachable: not the event's fault. Retry as long as it lasts, without
+                # using up an attempt (or the event would be parked after a database restart of a few seconds).
+                wait = min(attempts, len(self.delays) - 1)
+                self._republish(message, retry_queue_name(self.queue.name, wait, self.delays[wait]), attempts, error)
+                EVENTS_CONSUMED.labels(service, self.event_type, "retried").inc()
+            elif attempts < len(self.delays):
                 self._republish(message, retry_queue_name(self.queue.name, attempts, self.delays[attempts]),
                                 attempts + 1, error)
                 EVENTS_CONSUMED.labels(service, self.event_type, "retried").inc()

@@ -68,9 +68,12 @@ class ExpectedErrorFilter(logging.Filter):
 
     def filter(self, record):
         if record.exc_info and record.exc_info[1] is not None:
-            from kit.errors import QuanziError
-            if isinstance(record.exc_info[1], QuanziError):
-                record.levelno, record.levelname = logging.INFO, "INFO"
+            from kit.errors import QuanziError, Unavailable
+            error = record.exc_info[1]
+            if isinstance(error, (QuanziError, Unavailable)):
+                # an outage is worth a line (it says what was unreachable), not a traceback
+                record.levelno, record.levelname = (logging.INFO, "INFO") if isinstance(error, QuanziError) \
+                    else (logging.WARNING, "WARNING")
                 record.exc_info = None
                 record.exc_text = None
         return True

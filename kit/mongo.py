@@ -6,6 +6,7 @@ import logging
 
 import eventlet
 from nameko.extensions import DependencyProvider
+import pymongo
 from pymongo import ASCENDING, MongoClient
 from pymongo.errors import DuplicateKeyError
 from pymongo.read_concern import ReadConcern
@@ -106,8 +107,10 @@ class BaseStore:
                 return DUPLICATE
             raise
 
-    def ping(self):
-        self.client.admin.command("ping")
+    def ping(self, timeout=1.5):
+        """Raises unless MongoDB answers within `timeout` s (readiness must answer fast while it is down)."""
+        with pymongo.timeout(timeout):
+            self.client.admin.command("ping")
 
 
 class MongoStore(DependencyProvider):

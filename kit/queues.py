@@ -1,8 +1,8 @@
 """Every durable queue Quanzi declares is a RabbitMQ quorum queue (replicated over the cluster's nodes).
 
 - `quorum(queue)` / `quorum_queue(name, ...)`: the one place the queue type is set. The kit's entrypoints use
-  them: `kit.rpc.rpc` (the `rpc-<service>` queues), `kit.events.on_event` (event handler queues, their
-  `.retry.<n>.<ms>ms` delay queues and `.dlq`). RPC reply queues (`kit.rpc.RpcProxy`) stay classic, but
+  them: `kit.amqp.rpc` (the `rpc-<service>` queues), `kit.events.on_event` (event handler queues, their
+  `.retry.<n>.<ms>ms` delay queues and `.dlq`). RPC reply queues (`kit.amqp.RpcProxy`) stay classic, but
   transient and auto-deleted: a reply queue is per process, and a durable classic one whose node is down could
   not be declared again anywhere else.
 - Quorum queues are always durable, never exclusive or auto-delete; they support what the kit uses (per-queue

@@ -1,48 +1,17 @@
-"""RPC for Quanzi services: quorum request queues, transient reply queues, and time-bounded calls.
-
-Services declare `@rpc` and `RpcProxy` from here (not from nameko.rpc):
-- `rpc`: nameko's RPC entrypoint, its `rpc-<service>` queue declared as a quorum queue (kit.queues), so it
-  survives the loss of a broker node and keeps the requests queued on the others;
-- `RpcProxy`: nameko's proxy, its per-process reply queue a transient, auto-deleted classic queue: it is
-  declared again wherever the proxy reconnects (a durable one whose node is down could not be).
-"""
+"""RPC with a time budget: a hung service costs the caller its budget, not a worker forever."""
 import eventlet
-from kombu import Queue
-from nameko import rpc as nameko_rpc
 
-from kit.queues import quorum
-
-
-class RpcConsumer(nameko_rpc.RpcConsumer):
-    def setup(self):
-        super().setup()
-        if "x-queue-type" not in (self.queue.queue_arguments or {}):
-            self.queue = quorum(self.queue)  # consumed from the queue consumer's next (re)connection on
-
-
-class Rpc(nameko_rpc.Rpc):
-    rpc_consumer = RpcConsumer()
-
-
-rpc = Rpc.decorator
-
-
-class ReplyListener(nameko_rpc.ReplyListener):
-    def setup(self):
-        super().setup()
-        queue = self.queue
-        self.queue = Queue(queue.name, exchange=queue.exchange, routing_key=queue.routing_key, durable=False,
-                           auto_delete=True, queue_arguments=queue.queue_arguments)
-
-
-class RpcProxy(nameko_rpc.RpcProxy):
-    rpc_reply_listener = ReplyListener()
+from kit.errors import Unavailable
 
 
 def call(method, *args, timeout, error=None, **kwargs):
-    """method(*args) through nameko's RpcProxy, or `error` (default: eventlet.Timeout) after `timeout` seconds.
+    """method(*args) through nameko's RpcProxy, or `error` (default: kit.errors.Unavailable, a 503 at the gateway)
+    after `timeout` seconds.
 
     The budget covers sending the request too: a publish that waits on a broker node that just died (its confirm
     never comes) must not hold the caller, and whatever it holds (an order's intent), past the budget."""
+    if error is None:
+        target = f"{getattr(method, 'service_name', '?')}.{getattr(method, 'method_name', '?')}"
+        error = Unavailable(f"{target} did not answer within {timeout:g} s")
     with eventlet.Timeout(timeout, error):
         return method.call_async(*args, **kwargs).result()

@@ -4,11 +4,11 @@ on its WEB_SERVER_ADDRESS (probes and Prometheus use them). Services inherit fro
 import json
 
 from kombu import Connection
-from kit.rpc import rpc
 from nameko.web.handlers import http
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from werkzeug.wrappers import Response
 
+from kit.amqp import consumer_ready, rpc
 from kit.config import Config
 from kit.context import RequestContext
 from kit.errors import register_with_nameko
@@ -36,6 +36,9 @@ class ServiceBase:
                 checks[name] = "ok"
             except Exception as exc:
                 checks[name] = f"down: {type(exc).__name__}"
+        consuming = consumer_ready()  # after a broker restart: ready once the consumer is back, not before
+        if consuming is not None:
+            checks["consumer"] = "ok" if consuming else "down: reconnecting"
         status = "ok" if all(v == "ok" for v in checks.values()) else "down"
         return {"service": self.name, "status": status, "checks": checks}
 
@@ -45,7 +48,7 @@ class ServiceBase:
 
     @http("GET", "/health")
     def http_health(self, request):
-        """Readiness: Mongo and the broker reachable."""
+        """Readiness: Mongo and the broker reachable, and this process consuming from the broker."""
         report = self.health_report()
         return Response(json.dumps(report), status=200 if report["status"] == "ok" else 503,
                         mimetype="application/json")

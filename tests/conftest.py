@@ -1,6 +1,6 @@
 """Fixtures for tests against the real stack: `stack`, `api`, `rpc`, `mongo`, `kombu_listener`.
 
-The stack (broker, database, every present service, on free ports under .stack/test-<pid>) starts on first
+The stack (broker, database, every service, on free ports under .stack/test-<pid>) starts on first
 use only: a test that requests none of these starts nothing. AMQP_URI / MONGO_URI in the environment make
 it use those servers instead of starting its own. Its home is deleted after a green run and kept (its path
 printed at the end) when anything failed.

@@ -20,8 +20,8 @@ import time
 import urllib.parse
 import uuid
 
-from tests.flows import approved_merchant, expect, product_payload
-from tests.helpers import Api
+from tools.flows import approved_merchant, expect, product_payload
+from tools.client import Api
 from tools.stack import REPO, SERVICES, Stack
 
 # The plugins reuse the services' own builders and signing code, as the tests do (pytest.ini's pythonpath).

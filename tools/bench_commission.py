@@ -14,11 +14,10 @@ import time
 
 import pymongo
 
-from tests.commission.bus import Bus, Story, share_created, uid
-from tests.flows import approved_merchant, expect, product_payload
-from tests.helpers import Api, Listener
 from tools.bench import percentile
-from tools.stack import SERVICES
+from tools.bus import Bus, Story, share_created, uid
+from tools.client import Api, Listener
+from tools.flows import ADDRESS, approved_merchant, expect, mint_buyers, product_payload
 
 SHARERS = 20  # spread over several sharers: one hot balance document would serialise every accrual
 
@@ -84,7 +83,6 @@ class TimedListener(Listener):
 
 
 def lag_under_order_load(ctx, seconds):
-    from tests.orders.shop import ADDRESS, mint_buyers  # only when the orders service exists
     owner, merchant = approved_merchant(ctx.api)
     product = expect(ctx.api.post("/products", token=owner["token"], json=product_payload(
         merchant["merchant_id"], title=f"Bench commission {uid('t')}", price_fen=10_000, stock=10_000_000,
@@ -128,6 +126,5 @@ def run(ctx):
     seconds = int(os.environ.get("BENCH_SECONDS", "10"))
     events = int(os.environ.get("COMMISSION_BENCH_EVENTS", str(100 * seconds)))
     rows = [accrual_burst(ctx, events)]
-    if all(spec.present for spec in SERVICES if spec.name in ("orders", "social_feed")):
-        rows += lag_under_order_load(ctx, seconds)
+    rows += lag_under_order_load(ctx, seconds)
     return rows

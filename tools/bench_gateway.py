@@ -2,7 +2,7 @@
 bought and shared the product), target p99 ≤ 80 ms at 16 concurrent clients. wrk generates the load."""
 import pymongo
 
-from tests.flows import expect, published_product
+from tools.flows import expect, published_product
 from tools.bench_social import _store_builders
 
 FRIENDS = 200

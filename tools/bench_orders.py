@@ -7,9 +7,9 @@ import threading
 import time
 import uuid
 
-from orders.domain import SIGNATURE_HEADER, sign
-from tests.flows import approved_merchant, expect, product_payload
-from tests.helpers import Api
+from contracts.payment import SIGNATURE_HEADER, sign
+from tools.client import Api
+from tools.flows import approved_merchant, expect, product_payload
 
 SKUS = 50  # spread over many SKUs: this measures the order path, not one hot stock row
 

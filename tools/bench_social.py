@@ -15,8 +15,7 @@ import uuid
 import pymongo
 import requests
 
-from tests.flows import expect
-from tests.social.social_flows import SOCIAL_DB, befriend, post
+from tools.flows import SOCIAL_DB, befriend, expect, post
 from tools.stack import SERVICES
 
 FRIENDS = 5000

@@ -27,9 +27,10 @@ import pymongo
 
 from tools.run import _interrupt as interrupt
 from tools.run import stop as stop_stack
-from tools.run import start_or_report, watch
-from tools.stack import (REPO, LocalMongo, LocalRabbit, Stack, _ctl_env, _node_pid, _rabbit_command, _start_time,
-                         free_port, owner_pid, stop_leftovers, stop_node, write_pid)
+from tools.run import serve, start_or_report
+from tools.stack import REPO, LocalMongo, LocalRabbit, Stack, free_port, owner_pid, stop_leftovers, stop_node, write_pid
+from tools.stack.procs import start_time as _start_time
+from tools.stack.rabbit import _ctl_env, _node_pid, _rabbit_command
 
 HOME = REPO / ".stack" / "cluster"
 REPLICA_SET = "rs0"
@@ -307,7 +308,7 @@ def run():
     for proc in cluster.processes:
         print(f"  {proc.name:<12} {proc.url}  log: {proc.log_path}")
     print(f"Started in {time.monotonic() - started:.1f} s. Ctrl-C stops it.", flush=True)
-    return watch(cluster.processes, cluster.stop)
+    return serve(cluster.stack, cluster.stop)
 
 def stop():
     return stop_stack(HOME / "services", lambda _: stop_cluster_leftovers(HOME), "`make cluster`")

@@ -1,5 +1,8 @@
 """`make run`: the whole stack on this machine, on fixed dev ports, data kept under .stack/dev.
 
+A service process that exits is restarted with backoff and the terminal says so (`orders exited (1), restarting in
+2 s`); a crash loop (5 exits within a minute) is reported with the end of its log and that service is given up on
+(tools/stack/supervisor.py).
 Ctrl-C (SIGINT) or SIGTERM stops the services first, then mongod and the broker, and exits 0.
 `python -m tools.run --stop` (`make stop`) stops a stack that is running, or what a killed one left behind.
 """
@@ -38,11 +41,8 @@ def run():
     print(f"Quanzi gateway: {stack.gateway_url}")
     print(f"AMQP_URI={stack.amqp_uri}")
     print(f"MONGO_URI={stack.mongo_uri}")
-    if stack.services:
-        for name, proc in stack.services.items():
-            print(f"  {name:<12} {proc.url}  log: {proc.log_path}")
-    else:
-        print("  no services yet (none of services/*/*/service.py exists): broker and database only")
+    for name, proc in stack.services.items():
+        print(f"  {name:<12} {proc.url}  log: {proc.log_path}")
     print(f"Logs: {stack.logs_dir}", end="")
     if stack.rabbit:
         print(f", broker {stack.rabbit.log_dir}", end="")
@@ -50,7 +50,8 @@ def run():
         print(f", mongod {stack.mongo.log_path}", end="")
     print(f"\nStarted in {time.monotonic() - started:.1f} s. Ctrl-C or `make stop` stops it.", flush=True)
 
-    return watch(stack._all_processes(), stack.stop)
+    return serve(stack, stack.stop)
+
 
 def start_or_report(start, what):
     """start(); None once it started, else the exit status (0 after Ctrl-C, 1 after a failure it reports)."""
@@ -64,18 +65,13 @@ def start_or_report(start, what):
     return None
 
 
-def watch(processes, stop_all):
-    """Until Ctrl-C or SIGTERM: say when a service process exits (it is not restarted: that would hide the bug);
-    then stop_all(). Returns the exit status."""
-    reported = set()
+def serve(stack, stop_all):
+    """Supervise the stack's service processes (a process that exits is restarted with backoff, and the terminal
+    says so) until Ctrl-C or SIGTERM; then stop_all(). Returns the exit status."""
+    stack.supervise(say=lambda line: print(f"{time.strftime('%H:%M:%S')} {line}", flush=True))
     try:
         while True:
             time.sleep(1)
-            for proc in processes:
-                if not proc.is_running() and proc.log_path not in reported:
-                    reported.add(proc.log_path)
-                    print(f"!! {proc.name} ({proc.url}) exited with {proc.returncode}; see {proc.log_path}",
-                          flush=True)
     except KeyboardInterrupt:
         pass
     print("Stopping…", flush=True)

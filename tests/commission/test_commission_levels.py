@@ -8,7 +8,7 @@ from tests.commission import bus as ev
 from tests.commission.bus import Story, uid
 from tests.flows import approved_merchant, expect, product_payload
 from tests.helpers import eventually
-from tools.stack import SERVICES, ServiceProcess, free_port
+from tools.stack import ServiceProcess, free_port
 
 
 def chain(send, length):
@@ -84,8 +84,6 @@ def test_an_inviter_bound_later_counts_for_level_2_and_first_touch_stays(two_lev
     assert books.summary(second)["pending_fen"] == 0
 
 
-@pytest.mark.skipif(not all(spec.present for spec in SERVICES if spec.name in ("orders", "social_feed")),
-                    reason="needs the orders and social-feed services")
 def test_over_http_the_sharer_earns_level_1_and_the_inviter_they_registered_through_level_2(two_levels, api):
     from tests.orders.shop import ADDRESS, open_shop, pay
     _, _, product, sku = open_shop(api, price_fen=10_000)  # 10 % level 1, 5 % level 2

@@ -1,15 +1,8 @@
 """The whole story over HTTP, with the real producers: a share, a click, a purchase (alone or in a group buy),
 payment, shipping, receipt, the after-sales window, settlement, a withdrawal; refunds and failed groups."""
-import pytest
-
 from tests.flows import expect
 from tests.helpers import eventually
 from tests.orders.shop import ADDRESS, open_shop, pay, ship
-from tools.stack import SERVICES
-
-pytestmark = pytest.mark.skipif(
-    not all(spec.present for spec in SERVICES if spec.name in ("orders", "social_feed")),
-    reason="needs the orders and social-feed services")
 
 
 def summary(api, user):

@@ -123,9 +123,9 @@ def test_the_entrypoint_knows_every_service_class():
     for spec in SERVICES:
         module, _, cls = cases[spec.name].partition(":")
         assert module == spec.module.split(":")[0]
-        if spec.present:  # services are written over time; those that exist must define the class named
-            classes = {n.name for n in ast.parse(spec.file.read_text()).body if isinstance(n, ast.ClassDef)}
-            assert cls in classes, f"{spec.file} defines no {cls}"
+        assert cls == spec.target.partition(":")[2], spec.name
+        classes = {n.name for n in ast.parse(spec.file.read_text()).body if isinstance(n, ast.ClassDef)}
+        assert cls in classes, f"{spec.file} defines no {cls}"
 
 
 def requirement_lines(path):

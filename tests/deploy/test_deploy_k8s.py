@@ -390,8 +390,6 @@ def consumer_queues():
     from tools.stack import SERVICES
     queues = []
     for spec in SERVICES:
-        if not spec.present:
-            continue
         queues.append((spec.name, f"rpc-{spec.name}"))
         for node in ast.walk(ast.parse(spec.file.read_text())):
             if isinstance(node, ast.FunctionDef):

@@ -1,13 +1,19 @@
 """Gateway edge pieces that need no stack: passwords, tokens, rate limits, the error table, OpenAPI."""
+import json
 import time
 
+import eventlet
 import jwt
 import pytest
+from kombu.exceptions import OperationalError
+from nameko.exceptions import UnknownService
+from pymongo.errors import AutoReconnect, ServerSelectionTimeoutError
 
 from gateway import auth
 from gateway.errors import PayloadTooLarge, RateLimited, Unauthorized, error_status
+from gateway.http import error_response
 from gateway.ratelimit import RateLimiter, TokenBuckets
-from kit.errors import Conflict, Forbidden, InvalidInput, NotFound, RuleRefused
+from kit.errors import Conflict, Forbidden, InvalidInput, NotFound, RuleRefused, Unavailable
 
 KEY = "test-signing-key-0123456789abcdef0123"
 
@@ -141,3 +147,16 @@ def test_openapi_document_tells_everything_a_client_may_get_from_every_route():
     documented = {(verb.upper(), path) for path, methods in spec["paths"].items() for verb in methods}
     assert set(routes) - documented == {("GET", "/docs/{asset}"), ("OPTIONS", "/{path}"),  # Swagger UI's files, CORS
                                         ("GET,POST,PUT,PATCH,DELETE", "/{path}")}  # JSON 404/405 for unknown routes
+
+
+@pytest.mark.parametrize("exc", [
+    # what the gateway met during a broker restart and a mongod kill -9 (answered 500 before issue 12)
+    AutoReconnect("127.0.0.1:27027: connection closed"), ServerSelectionTimeoutError("no primary"),
+    OperationalError("[Errno 111] ECONNREFUSED"), ConnectionResetError(104, "reset"), eventlet.Timeout(None),
+    UnknownService("orders"), Unavailable("orders.create_order did not answer within 10 s"),
+])
+def test_an_outage_is_a_503_with_retry_after_never_a_500(exc):
+    response = error_response(exc, "req-1")
+    assert response.status_code == 503
+    assert int(response.headers["Retry-After"]) >= 1
+    assert json.loads(response.get_data())["error"]["code"] == "service_unavailable"

@@ -3,11 +3,7 @@ import json
 import uuid
 
 from contracts.payment import SIGNATURE_HEADER, sign
-from gateway.auth import issue_token
-from kit.validation import new_id
-from tests.flows import approved_merchant, expect, product_payload
-
-ADDRESS = {"recipient": "林美", "phone": "13912345678", "region": "浙江省 杭州市 西湖区", "detail": "龙井路 1 号"}
+from tools.flows import ADDRESS, approved_merchant, expect, mint_buyers, product_payload  # noqa: F401
 
 
 def open_shop(api, price_fen=5000, stock=20, group_buy=None, skus=None, owner=None):
@@ -59,13 +55,6 @@ def notify(api, secret, body, signature=None, raw=None):
     if signature:
         headers[SIGNATURE_HEADER] = signature
     return api.session.post(api.base_url + "/payments/notify", data=raw, headers=headers, timeout=10)
-
-
-def mint_buyers(stack, count):
-    """`count` shoppers with tokens signed by the gateway's key, as /auth/login issues them. Used where a test
-    needs hundreds of buyers: registering each would spend ~0.1 s of scrypt CPU per user on this machine."""
-    ids = [new_id("usr") for _ in range(count)]
-    return [{"user_id": i, "token": issue_token(stack.env["JWT_SECRET"], i, ["shopper"])} for i in ids]
 
 
 def distinct(messages):

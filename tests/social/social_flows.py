@@ -5,23 +5,11 @@ import re
 import kombu
 import requests
 
-from tests.flows import expect
-
-SOCIAL_DB = "quanzi_social_feed"
-
-
-def befriend(api, a, b):
-    """a asks, b accepts."""
-    request = expect(api.post("/friends/requests", json={"user_id": b["user_id"]}, token=a["token"]), 201)
-    expect(api.post(f"/friends/requests/{request['request_id']}/accept", token=b["token"]), 200)
+from tools.flows import SOCIAL_DB, befriend, expect, post  # noqa: F401
 
 
 def unfriend(api, a, b):
     expect(api.delete(f"/friends/{b['user_id']}", token=a["token"]), 204)
-
-
-def post(api, user, text="新茶到了 new tea", **fields):
-    return expect(api.post("/moments", json={"text": text, **fields}, token=user["token"]), 201)["moment_id"]
 
 
 def timeline_ids(api, user, limit=50):

@@ -80,7 +80,7 @@ def echo_spec(tmp_path):
     (tmp_path / "echo_tooling" / "__init__.py").write_text("")
     (tmp_path / "echo_tooling" / "service.py").write_text(SERVICE)
     (tmp_path / "nameko.yaml").write_text(CONFIG)
-    return ServiceSpec("echo", str(tmp_path), "echo_tooling.service")
+    return ServiceSpec("echo", str(tmp_path), "echo_tooling.service:Echo")
 
 
 def test_replica_set_runs_transactions(servers):
@@ -241,3 +241,38 @@ def test_restart_keeps_the_data(servers):
         assert eventually(lambda: client.tooling_test.kept.find_one({"_id": "survivor"})) == {"_id": "survivor"}
     with kombu.Connection(rabbit.uri) as conn:
         assert queue(conn.default_channel).get(no_ack=True).decode() == {"kept": True}
+
+
+def test_the_supervisor_restarts_a_service_that_exits_and_gives_up_on_a_crash_loop(servers, home, echo_spec):
+    rabbit, mongo = servers
+    stack = Stack(home / "supervised", amqp_uri=rabbit.uri, mongo_uri=mongo.uri, specs=[echo_spec],
+                  config=echo_spec.path / "nameko.yaml")
+    stack.start()
+    said = []
+    try:
+        echo = stack.services["echo"]
+        stack.supervise(say=said.append, backoff=(0.5, 1.0), crash_limit=3, window=60, interval=0.1)
+        # given a healthy service, when it is killed -9, then it is started again and the terminal says so
+        crashed = echo.pid
+        echo.kill()
+        restarted = eventually(lambda: requests.get(echo.url + "/health", timeout=2).json()["pid"], timeout=30)
+        assert restarted not in (None, crashed)
+        assert said[0] == "echo exited (-9), restarting in 0.5 s"
+        assert said[1] == f"echo restarted (pid {echo.pid})"
+
+        # a stop on purpose is no crash: nothing to restart, nothing said
+        stack.restart_service("echo")
+        time.sleep(0.5)
+        assert len(said) == 2
+
+        # when it now exits at every start, the third exit within the window is a crash loop: said loudly, given up
+        echo.env = {**echo.env, "CRASH_AT_IMPORT": "1"}
+        echo.kill()
+        loop = eventually(lambda: next(line for line in said if "crash-looping" in line), timeout=60)
+        assert said[2] == "echo exited (-9), restarting in 1 s"
+        assert loop.startswith("!! echo is crash-looping: exited (1) 3 times within 60 s; giving up on it")
+        assert "boom at import" in loop  # the end of its log says why
+        time.sleep(1)
+        assert not echo.is_running()  # given up: it stays down
+    finally:
+        stack.stop()

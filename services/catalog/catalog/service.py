@@ -1,9 +1,9 @@
 """Catalog entrypoints: validate, check who may act, delegate to the store."""
-from kit.rpc import rpc
 
 from catalog import domain, schemas
 from catalog.store import CatalogStore
 from contracts.api import catalog as api
+from kit.amqp import rpc
 from kit.errors import Forbidden, NotFound
 from kit.events import on_event
 from kit.mongo import MongoStore

@@ -6,13 +6,13 @@ record who shared, clicked and invited; money moves on order events only, one or
 """
 from datetime import timedelta
 
-from kit.rpc import rpc
 from nameko.timer import timer
 from prometheus_client import Counter
 
 from commission import domain, schemas
 from commission.payout import PayoutProvider
 from commission.store import CommissionStore
+from kit.amqp import rpc
 from kit.config import load_settings
 from kit.events import on_event
 from kit.mongo import MongoStore

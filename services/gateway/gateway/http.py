@@ -23,7 +23,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wrappers import Response
 
 from gateway.auth import read_token
-from gateway.errors import MethodNotAllowed, PayloadTooLarge, RateLimited, Unauthorized, error_status
+from gateway.errors import RETRY_AFTER, MethodNotAllowed, PayloadTooLarge, Unauthorized, error_status, retry_after
 from gateway.idempotency import IdempotencyKeys, body_hash
 from gateway.ratelimit import RateLimiter
 from kit.config import load_settings
@@ -126,11 +126,12 @@ def error_response(exc, request_id):
         log.error("request %s failed: %r", request_id, exc, exc_info=(type(exc), exc, exc.__traceback__))
     elif status > 500:  # a backing service is down or slow: worth a line, not a traceback
         log.warning("request %s: %s", request_id, exc)
-    headers = None
-    if isinstance(exc, RateLimited):
-        headers = {"Retry-After": str(exc.retry_after)}
-    elif isinstance(exc, MethodNotAllowed):
-        headers = {"Allow": ", ".join(exc.allowed)}
+    headers = {}
+    wait = retry_after(exc, status)
+    if wait is not None:
+        headers["Retry-After"] = str(wait)
+    if isinstance(exc, MethodNotAllowed):
+        headers["Allow"] = ", ".join(exc.allowed)
     return json_response(status, {"error": {"code": code, "message": message, "fields": fields}}, headers)
 
 
@@ -230,7 +231,8 @@ class ApiRoute(HttpRequestHandler):
             self.container.spawn_worker(self, (call,), {}, context_data=context,
                                         handle_result=partial(self.handle_result, done))
         except ContainerBeingKilled:
-            return json_response(503, {"error": {"code": "shutting_down", "message": "restarting", "fields": {}}})
+            return json_response(503, {"error": {"code": "shutting_down", "message": "restarting", "fields": {}}},
+                                 {"Retry-After": str(RETRY_AFTER)})
         result = done.wait()
         if isinstance(result, tuple) and len(result) == 2 and isinstance(result[0], int):
             status, payload = result

@@ -11,7 +11,7 @@ from gateway.http import API_PREFIX
 
 STATUS_TEXT = {200: "OK", 201: "Created", 400: "Invalid input (see error.fields)", 401: "Not signed in",
                403: "Not allowed", 404: "Not found", 409: "Conflict with the current state", 413: "Body too large",
-               422: "Refused by a business rule", 429: "Too many requests", 503: "A backing service is unavailable"}
+               422: "Refused by a business rule", 429: "Too many requests", 503: "A backing service, the database or the broker is unavailable; retry after Retry-After seconds"}
 
 
 def _schema_name(schema):
@@ -83,6 +83,9 @@ def build_spec(routes, version="1.0.0"):
                 schema = {"anyOf": [_schema_ref(error_bodies[code]), schema]}
             operation["responses"][str(code)] = {"description": STATUS_TEXT.get(code, "Error"), "content": {
                 "application/json": {"schema": schema}}}
+            if code in (429, 503):  # an outage or a limit: when to try again (gateway/errors.py)
+                operation["responses"][str(code)]["headers"] = {"Retry-After": {
+                    "description": "seconds to wait before retrying", "schema": {"type": "integer", "minimum": 1}}}
         paths.setdefault(path, {})[route["method"].lower()] = operation
     for path, operations in paths.items():
         spec.path(path=path, operations=operations)

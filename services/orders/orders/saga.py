@@ -73,6 +73,12 @@ class OrderSaga:
                     raise Conflict("this Idempotency-Key was used for another request",
                                    {"Idempotency-Key": ["already used for another order"]})
                 return existing  # the same key again: the same order
+            if existing is not None and existing["status"] == ABANDONED:
+                # The first request gave up on it and could not finish undoing it (the broker or the catalog was
+                # away): finish that here (each step is idempotent), then place the order afresh, rather than
+                # answering "still being handled" until the sweep gets to it.
+                self.undo_intent(existing["_id"])
+                continue
             if time.monotonic() > deadline:
                 raise Conflict("a request with this Idempotency-Key is still being handled; retry shortly")
             eventlet.sleep(0.05)  # the first request is still placing it (or undoing a failure)

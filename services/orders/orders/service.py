@@ -6,11 +6,11 @@ those events (retried, idempotent: the catalog releases an order's reservation o
 import logging
 
 from nameko.extensions import DependencyProvider
-from kit.rpc import RpcProxy, rpc
 from nameko.timer import timer
 from prometheus_client import Counter
 
 from contracts.api import orders as api
+from kit.amqp import RpcProxy, rpc
 from kit.config import load_settings
 from kit.errors import Conflict, Forbidden, NotFound, RuleRefused
 from kit.events import on_event

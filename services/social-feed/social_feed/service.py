@@ -4,10 +4,10 @@ The acting user's id comes from the gateway (from the bearer token); everything 
 through a schema. Another user's hidden moment is NotFound, never Forbidden (do not reveal it exists)."""
 import time
 
-from kit.rpc import RpcProxy, rpc
 from prometheus_client import Counter, Histogram
 
 from contracts.api import social_feed as api
+from kit.amqp import RpcProxy, rpc
 from kit.errors import Conflict, NotFound
 from kit.events import on_event
 from kit.metrics import LATENCY_BUCKETS

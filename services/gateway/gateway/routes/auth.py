@@ -1,13 +1,12 @@
 """Registration, login and the signed-in user's profile."""
 import time
 
-from kit.rpc import RpcProxy
-
 from gateway import schemas
 from gateway.auth import TOKEN_TTL, hash_password, issue_token, verify_password
 from gateway.errors import ServiceUnavailable, Unauthorized
 from gateway.http import api
 from gateway.rpc import DEFAULT_TIMEOUT, call, call_all
+from kit.amqp import RpcProxy
 from kit.errors import InvalidInput
 from kit.validation import new_id, utcnow
 

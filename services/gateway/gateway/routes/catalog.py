@@ -1,15 +1,14 @@
 """Merchants (apply, admin review) and products (create, update, browse, view)."""
-from nameko.events import BROADCAST, event_handler
-from kit.rpc import RpcProxy
 
 from contracts.api.catalog import MerchantApplication, ProductInput, ProductSearch, ProductUpdate, Reason
 from gateway import schemas
 from gateway.cache import PageParts, ProductCache
 from gateway.http import api
 from gateway.rpc import call, call_all
+from kit.amqp import BROADCAST, RpcProxy, event_handler
+from kit.errors import NotFound
 
 PAGE_BUDGET = 0.12  # seconds for the optional parts, so the page answers within 150 ms even when one hangs
-from kit.errors import NotFound
 
 
 class CatalogRoutes:

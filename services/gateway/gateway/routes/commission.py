@@ -1,10 +1,10 @@
 """Commissions: your balances, your ledger, withdrawals; for admins, anyone's ledger and the reconciliation."""
-from kit.rpc import RpcProxy
 
 from contracts.api.commission import CommissionListQuery, WithdrawalBody
 from gateway import schemas_commission as out
 from gateway.http import api
 from gateway.rpc import call
+from kit.amqp import RpcProxy
 
 
 class CommissionRoutes:

@@ -1,6 +1,5 @@
 """Orders, payments, after-sales, group buys (拼团) and reviews. Who may see or act on an order is decided by the
 orders service (buyer, the order's merchant, admin); the routes pass the signed-in user along."""
-from kit.rpc import RpcProxy
 
 from contracts.api.catalog import ReviewInput
 from contracts.api.orders import (GroupJoinInput, GroupOpenInput, OrderInput, OrderQuery, PaymentNotification,
@@ -10,6 +9,7 @@ from gateway import schemas_orders as views
 from gateway.errors import Unauthorized
 from gateway.http import api
 from gateway.rpc import call
+from kit.amqp import RpcProxy
 
 PAY_TIMEOUT = 20.0  # paying waits for the provider's notification round trip
 

@@ -1,5 +1,4 @@
 """Profiles, friends, moments (朋友圈), timelines and share links: thin routes over the social_feed service."""
-from kit.rpc import RpcProxy
 
 from contracts.api.social_feed import (CommentInput, FriendRequestInput, InviterBinding, MomentInput, Page,
                                       ProfileUpdate, ShareInput)
@@ -7,6 +6,7 @@ from gateway import schemas_social as out
 from gateway.cache import ProductCache
 from gateway.http import API_PREFIX, api
 from gateway.rpc import call
+from kit.amqp import RpcProxy
 
 
 def product_summary(view):

@@ -1,7 +1,6 @@
 """Health, the API document, JSON for every unknown route, and the first admin's social profile."""
 import logging
 
-from kit.rpc import RpcProxy
 from nameko.timer import timer
 
 from contracts.asyncapi import build_asyncapi
@@ -11,6 +10,7 @@ from gateway.http import ROUTES, allowed_methods, api
 from gateway.docs import swagger_asset, swagger_page
 from gateway.openapi import build_spec
 from gateway.rpc import call, call_all
+from kit.amqp import RpcProxy
 from kit.errors import NotFound
 
 BACKENDS = ("catalog", "orders", "social_feed", "commission")
