@@ -21,7 +21,7 @@ import shutil
 import sys
 import time
 
-from tools.chaos import CHAOS_ENV, Audit, Shoppers, check, prepare, render, violations
+from tools.chaos import CHAOS_ENV, Audit, Shoppers, check, prepare, render, violations, wait_all_healthy
 from tools.client import Api
 from tools.cluster import Cluster, list_queues
 from tools.stack import REPO, Stack
@@ -43,11 +43,13 @@ def throughput(shoppers, start, end):
 
 
 def window(answers, start, end):
-    """(error window in seconds, failed answers, answers by status) in [start, end)."""
+    """In [start, end): (seconds in which some answer failed, failed answers, seconds from `start` to the last
+    failure, answers by status). A failure: a 5xx or no answer."""
     inside = [(t, s) for t, s in answers if start <= t < end]
     failed = [t for t, s in inside if not isinstance(s, int) or s >= 500]
-    span = (max(failed) - min(failed)) if failed else 0.0
-    return span, len(failed), collections.Counter(str(s) for _, s in inside)
+    seconds = len({int(t - start) for t in failed})
+    last = (max(failed) - start) if failed else 0.0
+    return seconds, len(failed), last, collections.Counter(str(s) for _, s in inside)
 
 
 def _clock():
@@ -78,7 +80,7 @@ def cluster_run(args):
             print(f"{_clock()} fault 1: kill -9 of the MongoDB primary (port {primary.port})", flush=True)
             new = cluster.mongo.wait_primary(60, not_member=primary)
             print(f"{_clock()}   new primary on port {new.port} after {time.monotonic() - at:.1f} s", flush=True)
-            faults.append(("kill -9 MongoDB primary", at))
+            faults.append(("kill -9 MongoDB primary", at, wait_all_healthy(cluster.stack)))
             time.sleep(args.gap / 2)
             cluster.mongo.restart(primary)
             print(f"{_clock()}   the old primary (port {primary.port}) started again: a secondary", flush=True)
@@ -93,13 +95,16 @@ def cluster_run(args):
             node.start()
             print(f"{_clock()} fault 3: {node.nodename} started again, up after {time.monotonic() - at:.1f} s",
                   flush=True)
-            faults.append(("RabbitMQ node back", at))
+            faults.append(("RabbitMQ node back", at, wait_all_healthy(cluster.stack)))
             time.sleep(args.tail)
         finally:
-            faults.append(("end", time.monotonic()))
+            faults.append(("end", time.monotonic(), 0.0))
             shoppers.stop()
         print(f"{_clock()} load stopped; checking ...", flush=True)
         report = check(cluster.stack, shop, shoppers, audit, faults[-2][1], settle=120)
+        report.update(seconds=round(time.monotonic() - t0, 1), threads=args.clients,
+                      faults=[{"fault": name, "at_s": round(at - t0, 1), "healthy_after_s": round(healthy, 1)}
+                              for name, at, healthy in faults[:-1]])
         audit.delete()
         types = collections.Counter(q["type"] for q in list_queues(cluster.rabbit.nodes[1].nodename)
                                     if q["durable"] and not q["exclusive"] and not q["auto_delete"])
@@ -146,12 +151,13 @@ def main(argv=None):
 
     shoppers, faults, report, cluster_rate, types = cluster_run(args)
     single_rate = single_run(args) if args.single else None
-    print(f"\n{'fault':32} {'error window':>12} {'failed':>7}  answers by status")
-    for (name, at), (_, until) in zip(faults, faults[1:]):
-        span, failed, by_status = window(shoppers.answers, at, until)
-        print(f"{name:32} {span:>10.1f} s {failed:>7}  {dict(sorted(by_status.items()))}")
-    span, failed, by_status = window(shoppers.answers, faults[-2][1] + SETTLE, faults[-1][1])
-    print(f"{f'from {SETTLE:g} s after the last fault':32} {span:>10.1f} s {failed:>7}  {dict(sorted(by_status.items()))}")
+    print(f"\n{'fault':32} {'s with errors':>13} {'failed':>6} {'last at':>8}  answers by status")
+    for (name, at, _), (_, until, _) in zip(faults, faults[1:]):
+        seconds, failed, last, by_status = window(shoppers.answers, at, until)
+        print(f"{name:32} {seconds:>11} s {failed:>6} {last:>6.1f} s  {dict(sorted(by_status.items()))}")
+    seconds, failed, last, by_status = window(shoppers.answers, faults[-2][1] + SETTLE, faults[-1][1])
+    print(f"{f'from {SETTLE:g} s after the last fault':32} {seconds:>11} s {failed:>6} {last:>6.1f} s  "
+          f"{dict(sorted(by_status.items()))}")
     print(f"\ndurable queues on the broker by type: {dict(types)}\n")
     print(render(report))
     print(f"\n{header}\n  cluster (3 RabbitMQ nodes, 3 mongod, 2 of each service): {cluster_rate:.1f}")

@@ -10,7 +10,8 @@ replica set and two replicas of every service.
 - Services: two processes of each, on their own web ports; `AMQP_URI` lists the three nodes (kombu failover
   URL, each replica starting with another node) and `MONGO_URI` the three members (`retryWrites`, `w=majority`).
 
-The data lives under .stack/cluster and is started afresh on every run. Ctrl-C stops it all (services, then
+The services are supervised as `make run`'s are (a process that exits is restarted with backoff, and the terminal
+says so). The data lives under .stack/cluster and is started afresh on every run. Ctrl-C stops it all (services, then
 mongod and the broker nodes). `python -m tools.cluster --stop` stops a cluster left behind by a killed run.
 Also used by `python -m tools.chaos_cluster` (failover under load) and `tests/cluster`.
 """
