@@ -89,7 +89,7 @@ def cluster_run(args):
             at = time.monotonic()
             node.kill()
             print(f"{_clock()} fault 2: kill -9 of RabbitMQ node {node.nodename}", flush=True)
-            faults.append(("kill -9 RabbitMQ node 1 of 3", at))
+            faults.append(("kill -9 RabbitMQ node 1 of 3", at, wait_all_healthy(cluster.stack)))
             time.sleep(args.gap)
             at = time.monotonic()
             node.start()
