@@ -54,6 +54,8 @@ class ProductChanged(Data):
     product_id = Id(required=True)
     merchant_id = Id(required=True)
     reason = fields.String(allow_none=True, load_default=None)
+    visible = fields.Boolean(load_default=None, allow_none=True,
+                             metadata={"description": "whether shoppers see the product now (absent: unknown)"})
 
 
 class StockDepleted(Data):
@@ -107,7 +109,9 @@ class OrderPaid(OrderFacts):
 class OrderCancelled(OrderFacts):
     reason = fields.String(required=True, validate=validate.OneOf(
         ["buyer", "payment_timeout", "group_failed", "merchant_suspended"]))
-    refunded_fen = Fen(load_default=0, metadata={"description": "money returned (paid group orders)"})
+    refunded_fen = Fen(load_default=0, metadata={
+        "description": "always 0 now: money that goes back is announced by order.refunded (a failed group's paid "
+                       "member ends refunded, not cancelled); kept for subscribers that read it"})
 
 
 class OrderShipped(OrderFacts):
@@ -126,9 +130,22 @@ class OrderRefundEvent(OrderFacts):
     reason = fields.String(allow_none=True, load_default=None)
 
 
+REFUND_CAUSES = ["buyer_request", "group_failed", "late_payment", "dispute"]
+
+
 class OrderRefunded(OrderRefundEvent):
-    full = fields.Boolean(required=True)
-    refunded_total_fen = Fen(required=True, metadata={"description": "all refunds of this order so far"})
+    """Every return of money to a buyer is exactly one of these (api-outline.md, Trust)."""
+    full = fields.Boolean(required=True, metadata={
+        "description": "true when the order is now `refunded` (everything it took went back)"})
+    refunded_total_fen = Fen(required=True, metadata={
+        "description": "all refunds of this order's payment so far (a late or duplicate payment's refund is not "
+                       "part of it unless the order was cancelled)"})
+    refunded_fen = Fen(load_default=None, metadata={
+        "description": "the money this refund returned to the buyer (equals amount_fen)"})
+    cause = fields.String(load_default="buyer_request", validate=validate.OneOf(REFUND_CAUSES), metadata={
+        "description": "buyer_request (after-sales, also auto-approved), group_failed (a paid member of a "
+                       "failed group buy), late_payment (a payment the order could no longer take), dispute "
+                       "(an admin decided a dispute for the buyer)"})
 
 
 class GroupBuyFacts(Data):
@@ -191,6 +208,11 @@ class MomentPosted(Data):
     posted_at = Time(required=True)
 
 
+class UserDeleted(Data):
+    user_id = Id(required=True)
+    deleted_at = Time(required=True)
+
+
 class Friendship(Data):
     user_ids = fields.List(Id(), required=True, validate=validate.Length(equal=2))
     at = Time(required=True)
@@ -243,7 +265,7 @@ def _specs():
         ("catalog.events", "merchant.suspended", MerchantStatusChanged, "An admin suspended a merchant; its products are hidden at once."),
         ("catalog.events", "product.published", ProductPublished, "A product of an approved merchant is visible and can be bought."),
         ("catalog.events", "product.updated", ProductChanged, "A published product changed (price, text, offer)."),
-        ("catalog.events", "product.hidden", ProductChanged, "A product is no longer visible (merchant suspended, withdrawn)."),
+        ("catalog.events", "product.hidden", ProductChanged, "A product is no longer visible (merchant suspended, taken down by an admin: reason takedown)."),
         ("catalog.events", "stock.depleted", StockDepleted, "A SKU's stock reached zero."),
         ("catalog.events", "review.posted", ReviewPosted, "A buyer reviewed a product of a completed order."),
         ("orders.events", "order.created", OrderCreated, "An order was placed; its stock is reserved."),
@@ -253,7 +275,7 @@ def _specs():
         ("orders.events", "order.completed", OrderCompleted, "The buyer confirmed receipt (or it auto-confirmed)."),
         ("orders.events", "order.refund_requested", OrderRefundEvent, "The buyer asked for a refund."),
         ("orders.events", "order.refund_rejected", OrderRefundEvent, "The merchant rejected a refund request."),
-        ("orders.events", "order.refunded", OrderRefunded, "Money was returned to the buyer (full or partial)."),
+        ("orders.events", "order.refunded", OrderRefunded, "Money went back to the buyer, whole or part: one per return of money, with its cause."),
         ("orders.events", "groupbuy.formed", GroupBuyFormed, "Every seat of a group buy is paid; its orders proceed."),
         ("orders.events", "groupbuy.failed", GroupBuyFailed, "A group buy's window ended unfilled; members are refunded."),
         ("social_feed.events", "user.joined", UserJoined, "A user registered, with the inviter (first touch) if any."),
@@ -263,6 +285,8 @@ def _specs():
         ("social_feed.events", "moment.posted", MomentPosted, "A user posted a moment."),
         ("social_feed.events", "friendship.created", Friendship, "Two users became friends."),
         ("social_feed.events", "friendship.removed", Friendship, "Two users are no longer friends."),
+        ("social_feed.events", "user.deleted", UserDeleted, "A user erased their account (PIPL): every service purges "
+         "or de-identifies what it holds about them."),
         ("commission.events", "commission.accrued", CommissionEntry, "A commission became pending on a paid order."),
         ("commission.events", "commission.frozen", CommissionFrozen, "The order completed; the commission waits out the after-sales window."),
         ("commission.events", "commission.settled", CommissionEntry, "The commission is withdrawable."),

@@ -5,6 +5,7 @@ A bad value stops the service with a message naming the variable, instead of fai
 import math
 import os
 import re
+from pathlib import Path
 from dataclasses import dataclass, fields
 
 from nameko.extensions import DependencyProvider
@@ -16,6 +17,7 @@ class ConfigError(RuntimeError):
 
 DEFAULT_AMQP_URI = "amqp://guest:guest@127.0.0.1:5682/"
 DEFAULT_MONGO_URI = "mongodb://127.0.0.1:27027/?replicaSet=rs0"
+DEFAULT_BLOCKED_WORDS = Path(__file__).resolve().parent.parent / "config" / "blocked_words.txt"
 MAINLAND_MOBILE = re.compile(r"^1[3-9]\d{9}$")  # the gateway's login accepts no other shape
 
 
@@ -71,6 +73,17 @@ def _secret(env, name, default, min_length):
     return value
 
 
+def _readable_file(env, name, default):
+    """A path to a text file that must exist and be readable now (not at the first request that needs it)."""
+    value = env.get(name) or str(default)
+    try:
+        with open(value, encoding="utf-8") as handle:
+            handle.read(1)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{name}={value!r} cannot be read as a UTF-8 text file ({type(exc).__name__})")
+    return value
+
+
 def _phone(env, name, default):
     value = env.get(name) or default
     if not MAINLAND_MOBILE.match(value):
@@ -92,12 +105,15 @@ class Settings:
     payment_timeout: int
     auto_confirm_after: int
     after_sales_window: int
+    refund_response_window: int
     attribution_window: int
     commission_max_levels: int
     commission_max_total_bp: int
     sweep_interval: int
     event_retry_delays: tuple
     outbox_partitions: int
+    login_max_failures: int
+    blocked_words_file: str
 
     def as_dict(self):
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -129,12 +145,16 @@ def load_settings(env=None):
         payment_timeout=_int(env, "PAYMENT_TIMEOUT", 1800, minimum=1),
         auto_confirm_after=_int(env, "AUTO_CONFIRM_AFTER", 604800, minimum=1),
         after_sales_window=_int(env, "AFTER_SALES_WINDOW", 604800, minimum=1),
+        # a merchant's time to answer a refund request before the timers approve it (api-outline.md, Trust)
+        refund_response_window=_int(env, "REFUND_RESPONSE_WINDOW", 172800, minimum=1),
         attribution_window=_int(env, "ATTRIBUTION_WINDOW", 604800, minimum=1),
         commission_max_levels=levels,
         commission_max_total_bp=total_bp,
         sweep_interval=_int(env, "SWEEP_INTERVAL", 5, minimum=1),
         event_retry_delays=_floats(env, "EVENT_RETRY_DELAYS", (1.0, 5.0, 30.0)),
         outbox_partitions=_int(env, "OUTBOX_PARTITIONS", 8, minimum=1),
+        login_max_failures=_int(env, "LOGIN_MAX_FAILURES", 5, minimum=1, maximum=100),
+        blocked_words_file=_readable_file(env, "BLOCKED_WORDS_FILE", DEFAULT_BLOCKED_WORDS),
     )
 
 

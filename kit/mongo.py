@@ -3,6 +3,7 @@
 `MongoStore(MyStore)` is a nameko dependency: one MongoClient per container, indexes created at start, the
 outbox relay running beside it. Services subclass `BaseStore`, declare `INDEXES`, and add their queries."""
 import logging
+from datetime import datetime
 
 import eventlet
 from nameko.extensions import DependencyProvider
@@ -22,6 +23,22 @@ DUPLICATE = object()  # returned by apply_once when the event was applied before
 PROCESSED_RETENTION = 30 * 24 * 3600  # longer than any broker redelivery or DLQ replay window
 
 
+EXPORT_LIMIT = 10_000  # documents per collection in one export
+
+
+def jsonable(value):
+    """A Mongo document as JSON values: datetimes as ISO 8601 strings, nested values converted too."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
 def connect(uri):
     return MongoClient(uri, tz_aware=True, serverSelectionTimeoutMS=5000, appname="quanzi")
 
@@ -31,6 +48,9 @@ class BaseStore:
     INDEXES = {collection: [IndexModel, ...]}, and add query methods."""
     COLLECTIONS = ()
     INDEXES = {}
+    # Where a user's personal data lives: {collection: (fields holding a user id, ...)}. `export_user` reads it
+    # (PIPL access and portability: GET /me/export asks every service); erasure is each service's own rule.
+    PERSONAL_DATA = {}
 
     def __init__(self, client, db, service_name, settings):
         self.client = client
@@ -106,6 +126,12 @@ class BaseStore:
             if self.processed.find_one({"_id": key}):
                 return DUPLICATE
             raise
+
+    def export_user(self, user_id):
+        """{collection: [documents]} of everything this service holds about `user_id`, as plain JSON values."""
+        return {collection: [jsonable(doc) for doc in self.db[collection].find(
+                    {"$or": [{field: user_id} for field in user_fields]}).sort("_id", ASCENDING).limit(EXPORT_LIMIT)]
+                for collection, user_fields in self.PERSONAL_DATA.items()}
 
     def ping(self, timeout=1.5):
         """Raises unless MongoDB answers within `timeout` s (readiness must answer fast while it is down)."""

@@ -46,6 +46,11 @@ class ServiceBase:
     def health(self):
         return self.health_report()
 
+    @rpc
+    def export_user(self, user_id):
+        """Everything this service holds about a user (the stores' PERSONAL_DATA), for GET /me/export."""
+        return {"service": self.name, "collections": self.store.export_user(user_id)}
+
     @http("GET", "/health")
     def http_health(self, request):
         """Readiness: Mongo and the broker reachable, and this process consuming from the broker."""

@@ -18,6 +18,8 @@ TEST_ENV = {
     "PAYMENT_TIMEOUT": "10",
     "AUTO_CONFIRM_AFTER": "15",
     "AFTER_SALES_WINDOW": "8",
+    # long enough for a test's merchant to answer, short enough to watch the timers approve an unanswered one
+    "REFUND_RESPONSE_WINDOW": "12",
     "ATTRIBUTION_WINDOW": "30",
     "SWEEP_INTERVAL": "1",
     "EVENT_RETRY_DELAYS": "0.2,0.4,0.8",

@@ -70,3 +70,20 @@ class ReviewInput(StrictSchema):
     order_id = Id(required=True, metadata={"description": "your completed order with this product"})
     rating = fields.Integer(strict=True, required=True, validate=validate.Range(1, 5))
     text = text(0, 1000, load_default="")
+
+
+class MerchantQuery(StrictSchema):
+    status = fields.String(load_default=None, allow_none=True,
+                           validate=validate.OneOf(["pending", "approved", "rejected", "suspended"]),
+                           metadata={"description": "only merchants in this status (all when absent)"})
+    limit = fields.Integer(load_default=20, validate=validate.Range(1, 100))
+    cursor = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=200))
+
+
+class ReplyInput(StrictSchema):
+    text = text(1, 1000, required=True)
+
+
+class ReviewPage(StrictSchema):
+    limit = fields.Integer(load_default=20, validate=validate.Range(1, 100))
+    cursor = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=200))

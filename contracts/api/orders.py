@@ -1,6 +1,6 @@
 """RPC payloads of the orders service that the gateway takes as HTTP bodies and queries (and the order statuses
 and address its views show)."""
-from marshmallow import fields, validate
+from marshmallow import ValidationError, fields, validate, validates_schema
 
 from contracts.api.fields import text
 from kit.validation import Fen, Id, StrictSchema
@@ -9,6 +9,10 @@ Qty = lambda **kw: fields.Integer(strict=True, validate=validate.Range(1, 999), 
 ShareCode = fields.String(load_default=None, allow_none=True, validate=validate.Regexp(r"^[A-Za-z0-9_-]{4,32}$"))
 ORDER_STATUSES = ["pending_payment", "paid", "awaiting_group", "shipped", "completed", "cancelled",
                   "refund_requested", "refunded"]
+# a refund's kinds and statuses (its state machine: orders.domain.REFUND_TRANSITIONS)
+REFUND_KINDS = ["after_sales", "group_failed", "late_payment", "dispute"]
+REFUND_STATUSES = ["requested", "awaiting_return", "returning", "processing", "succeeded", "rejected", "escalated",
+                   "disputed"]
 
 
 class Address(StrictSchema):
@@ -55,10 +59,35 @@ class RefundInput(StrictSchema):
     reason = text(1, 500, required=True)
     amount_fen = Fen(minimum=1, load_default=None, allow_none=True,
                      metadata={"description": "leave out for everything refundable"})
+    return_goods = fields.Boolean(load_default=False, metadata={
+        "description": "after shipping: the goods go back first (approve → return-shipment → confirm-return → "
+                       "money back); before shipping a refund is always whole and automatic, nothing to send"})
 
 
 class RejectInput(StrictSchema):
     reason = text(1, 500, required=True)
+
+
+class EscalateInput(StrictSchema):
+    reason = text(1, 500, required=True, metadata={"description": "why the merchant's rejection is wrong"})
+
+
+class DisputeQuery(StrictSchema):
+    status = fields.String(load_default="open", validate=validate.OneOf(["open", "decided", "all"]))
+    limit = fields.Integer(load_default=20, validate=validate.Range(1, 100))
+    cursor = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=200))
+
+
+class DisputeDecision(StrictSchema):
+    outcome = fields.String(required=True, validate=validate.OneOf(["refund", "reject"]))
+    amount_fen = Fen(minimum=1, load_default=None, allow_none=True, metadata={
+        "description": "refund: part of the disputed amount (leave out for all of it); reject: leave out"})
+    reason = text(1, 500, required=True)
+
+    @validates_schema
+    def _nothing_refunded_by_a_rejection(self, data, **kwargs):
+        if data.get("outcome") == "reject" and data.get("amount_fen") is not None:
+            raise ValidationError("a rejection refunds nothing: leave out when rejecting", "amount_fen")
 
 
 class OrderQuery(StrictSchema):

@@ -63,3 +63,21 @@ class CommentInput(StrictSchema):
 class ShareInput(StrictSchema):
     product_id = Id(required=True)
     channel = fields.String(load_default="link", validate=validate.OneOf(CHANNELS))
+
+
+class ReportInput(StrictSchema):
+    reason = fields.String(required=True, validate=validate.Length(1, 500))
+
+
+class TakedownInput(StrictSchema):
+    reason = fields.String(required=True, validate=validate.Length(1, 500))
+
+
+class ReportQuery(Page):
+    status = fields.String(load_default="open", validate=validate.OneOf(["open", "actioned"]))
+
+
+class PrivacyInput(StrictSchema):
+    show_purchases_to_friends = fields.Boolean(required=True, truthy={True}, falsy={False},
+                                               metadata={"description": "friends see your purchases in social "
+                                                                        "proof (off until you turn it on)"})

@@ -1,4 +1,6 @@
 """Catalog rules, without I/O."""
+from datetime import datetime, timezone
+
 import pytest
 
 from catalog import domain
@@ -58,3 +60,22 @@ def test_chinese_titles_are_found_by_any_contained_phrase():
 def test_query_terms_ignore_punctuation_and_operators():
     assert domain.query_terms('{"$gt": ""}') == ["gt"]
     assert domain.query_terms("") == []
+
+
+def test_an_average_rating_is_rounded_half_up_from_integers():
+    # the mean of the reviews themselves, from their integer sum and count (never floats added up)
+    assert domain.average_of(0, 0) is None
+    assert domain.average_of(4, 1) == 4.0
+    assert domain.average_of(10, 3) == 3.33  # 3.333…
+    assert domain.average_of(11, 3) == 3.67  # 3.666…
+    assert domain.average_of(33, 8) == 4.13  # 4.125 exactly: half up (a float round() would give 4.12)
+    assert domain.average_of(5 * 10**9, 10**9) == 5.0
+
+
+def test_a_merchants_public_profile_shows_no_owner_and_rates_over_every_review():
+    merchant = {"_id": "mch_1", "owner_id": "usr_o", "name": "Tea house", "description": "leaves",
+                "status": "approved", "reason": None, "created_at": datetime(2026, 1, 1, tzinfo=timezone.utc),
+                "approved_at": datetime(2026, 1, 2, tzinfo=timezone.utc)}
+    profile = domain.merchant_profile(merchant, 10, 3)
+    assert profile == {"merchant_id": "mch_1", "name": "Tea house", "description": "leaves", "status": "approved",
+                       "since": "2026-01-02T00:00:00+00:00", "rating": {"average": 3.33, "count": 3}}

@@ -198,6 +198,44 @@ def test_an_unpaid_order_accrues_nothing_whatever_else_happens():
     assert final == {} and balances == {}
 
 
+def refunded(cause, amount, total, full, refund_id="rf1"):
+    kind, data = refund_event("order.refunded", refund_id, amount, total=total, full=full)
+    return kind, dict(data, refunded_fen=amount, cause=cause)
+
+
+def test_every_cause_of_a_refund_reverses_in_proportion():
+    # a failed group's paid member: everything, and the reversal says why
+    final, _ = run([PAID, refunded("group_failed", 10_800, 10_800, True)])
+    assert final == {"ord_1:1": ("reversed", 1000, 1000)}
+    order = domain.absorb({"_id": "ord_1"}, *refunded("group_failed", 10_800, 10_800, True))
+    steps, _ = domain.plan({"status": "pending", "accrued_fen": 1000, "reversed_fen": 0}, order)
+    assert [(s["kind"], s["amount_fen"], s["extra"]["reason"]) for s in steps] == [("reversal", 1000, "group_failed")]
+    # a dispute decided for 30 % of the goods, after the merchant's rejection: 30 % back
+    final, _ = run([PAID, refund_event("order.refund_requested", "rf1", 5000),
+                    refund_event("order.refund_rejected", "rf1", 5000),
+                    refund_event("order.refund_requested", "dsp1", 5000),
+                    refunded("dispute", 3000, 3000, False, refund_id="dsp1")])
+    assert final == {"ord_1:1": ("pending", 1000, 300)}
+    # a payment the order could not take (a second payment of a paid order): its refund leaves the order's refunded
+    # total as it was, so the commission on the real payment stays
+    final, _ = run([PAID, refunded("late_payment", 10_800, 0, False, refund_id="rf_late")])
+    assert final == {"ord_1:1": ("pending", 1000, 0)}
+    # a late payment of a cancelled order: never paid for the shop, nothing accrued, nothing to reverse
+    final, balances = run([("order.cancelled", facts(reason="buyer", refunded_fen=0)),
+                           refunded("late_payment", 10_800, 10_800, True)])
+    assert final == {} and balances == {}
+
+
+def test_a_dispute_under_way_blocks_settlement_like_any_open_refund():
+    late = NOW + timedelta(days=8)
+    disputed = [PAID, COMPLETED, refund_event("order.refund_requested", "rf1", 3000),
+                refund_event("order.refund_rejected", "rf1", 3000), refund_event("order.refund_requested", "dsp1", 3000)]
+    blocked, _ = run(disputed, settle_at=late)
+    assert blocked == {"ord_1:1": ("frozen", 1000, 0)}
+    decided, _ = run(disputed + [refund_event("order.refund_rejected", "dsp1", 3000)], settle_at=late)
+    assert decided == {"ord_1:1": ("settled", 1000, 0)}
+
+
 # --- convergence: any order, any repetition ------------------------------------------------------------
 
 STORY = [PAID, refund_event("order.refund_requested", "rf1", 3000), refund_event("order.refunded", "rf1", 3000),

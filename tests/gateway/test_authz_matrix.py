@@ -55,6 +55,7 @@ class Row:
     body: Callable = None  # (world, caller) -> JSON body
     query: Callable = None  # (world, caller) -> query parameters
     raw: Callable = None  # (world, caller) -> (bytes, headers): a body sent exactly as given
+    token: Callable = None  # (world, caller) -> the caller's token for this row (rows that end sessions)
     variant: str = ""
 
     @property
@@ -96,6 +97,13 @@ ROWS = [
     Row("POST /products/{product_id}/reviews", signed_in(403, shopper=201),
         path=fixed(product_id=lambda w: w.product_id),
         body=lambda w, c: {"order_id": w.completed_order_id, "rating": 5, "text": "清香"}),
+    Row("GET /products/{product_id}/reviews", everyone(200), path=fixed(product_id=lambda w: w.product_id)),
+    # reviews are public: a caller who is not the product's merchant sees it and may not reply (403)
+    Row("POST /reviews/{review_id}/reply", signed_in(403, merchant=200), path=fixed(review_id=lambda w: w.review_id),
+        body=fixed(text="谢谢")),
+    Row("GET /merchants/{merchant_id}", everyone(200), path=fixed(merchant_id=lambda w: w.merchant_id)),
+    Row("GET /merchants/{merchant_id}", everyone(404), path=fixed(merchant_id=lambda w: w.suspended_merchant_id),
+        variant="suspended"),
     # -- orders ---------------------------------------------------------------------------------------------
     Row("POST /orders", signed_in(201), body=lambda w, c: w.order_body()),
     Row("GET /orders", signed_in(200)),
@@ -123,6 +131,16 @@ ROWS = [
         path=lambda w, c: {"refund_id": w.fresh_refund()}),
     Row("POST /refunds/{refund_id}/reject", only("merchant", 200, shopper=403, admin=403),
         path=lambda w, c: {"refund_id": w.fresh_refund()}, body=fixed(reason="the seal is intact")),
+    Row("POST /refunds/{refund_id}/return-shipment", only("shopper", 200, merchant=403, admin=403),
+        path=lambda w, c: {"refund_id": w.fresh_refund("awaiting_return")},
+        body=fixed(carrier="ZTO", tracking_no="ZT1")),
+    Row("POST /refunds/{refund_id}/confirm-return", only("merchant", 200, shopper=403, admin=403),
+        path=lambda w, c: {"refund_id": w.fresh_refund("returning")}),
+    Row("POST /refunds/{refund_id}/escalate", only("shopper", 201, merchant=403, admin=403),
+        path=lambda w, c: {"refund_id": w.fresh_refund("rejected")}, body=fixed(reason="it was broken")),
+    Row("GET /admin/disputes", admin_only(200)),
+    Row("POST /admin/disputes/{dispute_id}/decide", admin_only(200),
+        path=lambda w, c: {"dispute_id": w.fresh_dispute()}, body=fixed(outcome="reject", reason="as listed")),
     # -- group buys: the shopper leads the group, so joining it again is the documented 409 -----------------
     Row("POST /group-buys", signed_in(201), body=lambda w, c: {"sku_id": w.sku_id, "address": ADDRESS}),
     Row("POST /group-buys/{group_id}/join", signed_in(201, shopper=409), path=fixed(group_id=lambda w: w.group_id),
@@ -168,6 +186,40 @@ ROWS = [
     # -- shares ---------------------------------------------------------------------------------------------
     Row("POST /shares", signed_in(201), body=fixed(product_id=lambda w: w.product_id)),
     Row("GET /s/{share_code}", everyone(200), path=fixed(share_code=lambda w: w.share_code)),
+    # -- sessions and privacy: rows that end a session or an account act as a fresh user of each caller --------
+    Row("POST /auth/logout", signed_in(204), token=lambda w, c: w.fresh_session(c)),
+    Row("POST /auth/password", signed_in(200), token=lambda w, c: w.fresh_session(c),
+        body=lambda w, c: {"old_password": w.session_password(c), "new_password": "changed-pw-1"}),
+    Row("DELETE /me", signed_in(204), token=lambda w, c: w.fresh_session(c),
+        body=lambda w, c: {"password": w.session_password(c)}),
+    Row("GET /me/privacy", signed_in(200)),
+    Row("PATCH /me/privacy", signed_in(200), body=fixed(show_purchases_to_friends=True)),
+    Row("GET /me/export", signed_in(200)),
+    # -- the admin's tools ------------------------------------------------------------------------------------
+    Row("GET /admin/merchants", admin_only(200), query=fixed(status="pending")),
+    Row("POST /admin/products/{product_id}/takedown", admin_only(200),
+        path=lambda w, c: {"product_id": w.fresh_product() if c == "admin" else w.product_id},
+        body=fixed(reason="counterfeit")),
+    Row("POST /admin/products/{product_id}/restore", admin_only(200),
+        path=lambda w, c: {"product_id": w.fresh_taken_down_product() if c == "admin" else w.product_id}),
+    Row("POST /admin/users/{user_id}/suspend", admin_only(200),
+        path=lambda w, c: {"user_id": w.fresh_user()["user_id"] if c == "admin" else w.shopper["user_id"]},
+        body=fixed(reason="fraud")),
+    Row("POST /admin/users/{user_id}/restore", admin_only(200),
+        path=lambda w, c: {"user_id": w.fresh_user()["user_id"] if c == "admin" else w.shopper["user_id"]}),
+    Row("GET /admin/audit", admin_only(200)),
+    # -- moderation: the shopper's friends-only moment and its comment are nobody else's to see or report ------
+    Row("POST /moments/{moment_id}/reports", only("shopper", 201), path=fixed(moment_id=lambda w: w.moment_id),
+        body=fixed(reason="spam")),
+    Row("POST /comments/{comment_id}/reports", only("shopper", 201), path=fixed(comment_id=lambda w: w.comment_id),
+        body=fixed(reason="spam")),
+    Row("GET /admin/reports", admin_only(200)),
+    Row("POST /admin/moments/{moment_id}/takedown", admin_only(200),
+        path=lambda w, c: {"moment_id": w.fresh_moment() if c == "admin" else w.moment_id},
+        body=fixed(reason="advertising")),
+    Row("POST /admin/comments/{comment_id}/takedown", admin_only(200),
+        path=lambda w, c: {"comment_id": w.fresh_comment() if c == "admin" else w.comment_id},
+        body=fixed(reason="abuse")),
 ]
 
 
@@ -177,6 +229,7 @@ class World:
     api: object
     stack: object
     tokens: dict = field(default_factory=dict)
+    sessions: dict = field(default_factory=dict)
 
     def token(self, caller):
         return self.tokens.get(caller)
@@ -216,11 +269,27 @@ class World:
                 expect(self.api.post(f"/orders/{order_id}/confirm-receipt", token=token), 200)
         return order_id
 
-    def fresh_refund(self):
-        """An after-sales refund of a completed order, waiting for the merchant."""
+    def fresh_refund(self, status="requested"):
+        """An after-sales refund of a completed order, waiting for the merchant; or taken on to `status`: a
+        return with goods approved (awaiting_return) or sent back (returning); rejected."""
         order_id = self.fresh_order("completed")
-        return expect(self.api.post(f"/orders/{order_id}/refunds", json={"reason": "damaged", "amount_fen": 100},
-                                    token=self.shopper["token"]), 201)["refund_id"]
+        refund_id = expect(self.api.post(f"/orders/{order_id}/refunds", json={
+            "reason": "damaged", "amount_fen": 100, "return_goods": status in ("awaiting_return", "returning")},
+            token=self.shopper["token"]), 201)["refund_id"]
+        merchant = self.tokens["merchant"]
+        if status in ("awaiting_return", "returning"):
+            expect(self.api.post(f"/refunds/{refund_id}/approve", token=merchant), 200)
+        if status == "returning":
+            expect(self.api.post(f"/refunds/{refund_id}/return-shipment", json={"carrier": "ZTO", "tracking_no": "Z1"},
+                                 token=self.shopper["token"]), 200)
+        if status == "rejected":
+            expect(self.api.post(f"/refunds/{refund_id}/reject", json={"reason": "fine"}, token=merchant), 200)
+        return refund_id
+
+    def fresh_dispute(self):
+        refund_id = self.fresh_refund("rejected")
+        return expect(self.api.post(f"/refunds/{refund_id}/escalate", json={"reason": "it was broken"},
+                                    token=self.shopper["token"]), 201)["dispute_id"]
 
     def signed_notification(self, signature=None):
         """The payment provider's callback for a fresh unpaid order, signed with the shop's secret."""
@@ -243,6 +312,31 @@ class World:
                                           token=friend["token"]), 201)["request_id"]
         expect(self.api.post(f"/friends/requests/{request_id}/accept", token=self.shopper["token"]), 200)
         return friend["user_id"]
+
+    def fresh_session(self, caller):
+        """A fresh user's token (none for the anonymous caller), remembered with its password for the body."""
+        if caller == "anonymous":
+            return None
+        user = self.fresh_user()
+        self.sessions[caller] = user
+        return user["token"]
+
+    def session_password(self, caller):
+        return self.sessions[caller]["password"] if caller in self.sessions else "whatever-1"
+
+    def fresh_product(self):
+        return expect(self.api.post("/products", json=product_payload(self.merchant_id, title="Takedown tea"),
+                                    token=self.tokens["merchant"]), 201)["product_id"]
+
+    def fresh_taken_down_product(self):
+        product_id = self.fresh_product()
+        expect(self.api.post(f"/admin/products/{product_id}/takedown", json={"reason": "check"},
+                             token=self.tokens["admin"]), 200)
+        return product_id
+
+    def fresh_comment(self):
+        return expect(self.api.post(f"/moments/{self.moment_id}/comments", json={"text": "一条评论"},
+                                    token=self.shopper["token"]), 201)["comment_id"]
 
     def fresh_moment(self, visibility="friends"):
         return expect(self.api.post("/moments", json={"text": "只给朋友看", "visibility": visibility},
@@ -273,7 +367,7 @@ def world(api, stack, mongo):
     product = new_product(merchant_owner, w.merchant_id,
                           group_buy={"size": 10, "price_fen": 5000, "window_seconds": 3600})
     w.product_id, w.sku_id = product["product_id"], product["skus"][0]["sku_id"]
-    suspended = approved_merchant(merchant_owner, "Closed branch")
+    suspended = w.suspended_merchant_id = approved_merchant(merchant_owner, "Closed branch")
     w.hidden_product_id = new_product(merchant_owner, suspended)["product_id"]
     expect(api.post(f"/admin/merchants/{suspended}/suspend", json={"reason": "audit"}, token=admin_token), 200)
     approved_merchant(other_owner, "Other tea house")
@@ -295,6 +389,7 @@ def world(api, stack, mongo):
     w.group_id = expect(api.post("/group-buys", json={"sku_id": w.sku_id, "address": ADDRESS},
                                  token=w.shopper["token"]), 201)["group"]["group_id"]
     w.moment_id, w.public_moment_id = w.fresh_moment("friends"), w.fresh_moment("public")
+    w.comment_id = w.fresh_comment()
     w.inviter_share_code = expect(api.post("/shares", json={"product_id": w.product_id}, token=inviter["token"]),
                                   201)["share_code"]
     # wait for what is made in the background: the first admin's social profile (once social-feed answers after
@@ -303,6 +398,9 @@ def world(api, stack, mongo):
     eventually(lambda: expect(api.get("/profile", token=admin_token), 200), timeout=15)
     eventually(lambda: _assert(mongo.quanzi_catalog.purchases.count_documents(
         {"order_id": w.completed_order_id}) == 1), timeout=15)
+    # a review of the product by the referred buyer, for the merchant to reply to
+    w.review_id = eventually(lambda: expect(api.post(f"/products/{w.product_id}/reviews", json={
+        "order_id": referred_order, "rating": 4}, token=referred["token"]), 201), timeout=15)["review_id"]
     eventually(lambda: _assert(expect(api.get("/commissions/summary", token=w.shopper["token"]),
                                       200)["withdrawable_fen"] >= 100), timeout=30, interval=0.5)
     return w
@@ -340,7 +438,8 @@ def _send(session, stack, world, row, caller, document):
     method, path = _document_key(row, document).split(" ", 1)
     params = row.path(world, caller) if row.path else {}
     url = stack.gateway_url + path.format(**params)
-    headers = {"Authorization": f"Bearer {world.token(caller)}"} if world.token(caller) else {}
+    token = row.token(world, caller) if row.token else world.token(caller)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     kwargs = {"params": row.query(world, caller) if row.query else None, "timeout": 30}
     if row.raw:
         data, raw_headers = row.raw(world, caller)

@@ -28,8 +28,10 @@ def test_password_hash_is_salted_scrypt_and_verifies_only_the_right_password():
 
 
 def test_tokens_carry_the_user_and_are_refused_when_forged_or_expired():
-    token = auth.issue_token(KEY, "usr_1", ["shopper"])
-    assert auth.read_token(KEY, f"Bearer {token}") == {"user_id": "usr_1", "roles": ["shopper"]}
+    token = auth.issue_token(KEY, "usr_1", ["shopper"], version=3)
+    principal = auth.read_token(KEY, f"Bearer {token}")
+    assert {k: principal[k] for k in ("user_id", "roles")} == {"user_id": "usr_1", "roles": ["shopper"]}
+    assert principal["claims"]["ver"] == 3 and len(principal["claims"]["jti"]) == 16
     assert auth.read_token(KEY, None) is None
     with pytest.raises(Unauthorized):
         auth.read_token("another-key-of-the-same-length-abcdefgh", f"Bearer {token}")

@@ -17,6 +17,7 @@ def test_a_signed_in_viewer_sees_groups_to_join_friends_who_bought_or_shared_and
     befriend(api, viewer, buyer)
     befriend(api, viewer, sharer)
     # given a friend who bought it, a friend who shared it, and a stranger's open group
+    expect(api.patch("/me/privacy", json={"show_purchases_to_friends": True}, token=buyer["token"]), 200)
     pay(api, buyer["token"], place(api, buyer["token"], sku_id)["order_id"])
     expect(api.post("/shares", json={"product_id": product_id, "channel": "moments"}, token=sharer["token"]), 201)
     group = expect(api.post("/group-buys", json={"sku_id": sku_id, "qty": 1, "address": {

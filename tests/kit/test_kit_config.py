@@ -16,6 +16,7 @@ PARSED = [
     ("PAYMENT_TIMEOUT", "10", "payment_timeout", 10),
     ("AUTO_CONFIRM_AFTER", "15", "auto_confirm_after", 15),
     ("AFTER_SALES_WINDOW", "8", "after_sales_window", 8),
+    ("REFUND_RESPONSE_WINDOW", "12", "refund_response_window", 12),
     ("ATTRIBUTION_WINDOW", "30", "attribution_window", 30),
     ("COMMISSION_MAX_LEVELS", "2", "commission_max_levels", 2),
     ("COMMISSION_MAX_TOTAL_BP", "2500", "commission_max_total_bp", 2500),
@@ -24,6 +25,8 @@ PARSED = [
     ("OUTBOX_PARTITIONS", "4", "outbox_partitions", 4),
     ("JWT_SECRET", "k" * 40, "jwt_secret", "k" * 40),
     ("PAYMENT_HMAC_SECRET", "p" * 20, "payment_hmac_secret", "p" * 20),
+    ("LOGIN_MAX_FAILURES", "3", "login_max_failures", 3),
+    ("BLOCKED_WORDS_FILE", __file__, "blocked_words_file", __file__),
 ]
 
 
@@ -37,9 +40,10 @@ def test_each_variable_is_read_from_the_environment(variable, raw, attribute, ex
 def test_defaults_are_the_documented_ones():
     settings = load_settings({})
     assert (settings.payment_timeout, settings.auto_confirm_after, settings.after_sales_window,
-            settings.attribution_window) == (1800, 604800, 604800, 604800)
+            settings.attribution_window, settings.refund_response_window) == (1800, 604800, 604800, 604800, 172800)
     assert (settings.commission_max_levels, settings.commission_max_total_bp, settings.sweep_interval) == (1, 3000, 5)
     assert settings.gateway_port == 8000 and settings.admin_phone == "13800000000"
+    assert settings.login_max_failures == 5 and settings.blocked_words_file.endswith("config/blocked_words.txt")
 
 
 def test_an_empty_number_falls_back_to_the_default():
@@ -51,6 +55,7 @@ BAD = [
     ("PAYMENT_TIMEOUT", "0"),
     ("AUTO_CONFIRM_AFTER", "-1"),
     ("AFTER_SALES_WINDOW", "1.5"),
+    ("REFUND_RESPONSE_WINDOW", "0"),
     ("ATTRIBUTION_WINDOW", "seven days"),
     ("SWEEP_INTERVAL", "0"),
     ("GATEWAY_PORT", "http"),
@@ -73,6 +78,11 @@ BAD = [
     ("JWT_SECRET", ""),
     ("JWT_SECRET", "too-short"),
     ("PAYMENT_HMAC_SECRET", ""),
+    ("LOGIN_MAX_FAILURES", "0"),
+    ("LOGIN_MAX_FAILURES", "five"),
+    ("LOGIN_MAX_FAILURES", "1000"),
+    ("BLOCKED_WORDS_FILE", "/nonexistent/blocked.txt"),
+    ("BLOCKED_WORDS_FILE", "/"),
 ]
 
 

@@ -13,7 +13,8 @@ SETTINGS = load_settings({"PAYMENT_TIMEOUT": "10", "AUTO_CONFIRM_AFTER": "15"})
 LEGAL = {  # every (status, action) the api-outline allows; everything else must be refused
     ("creating", "create"), ("pending_payment", "pay"), ("pending_payment", "pay_group_seat"),
     ("awaiting_group", "group_formed"), ("pending_payment", "cancel"), ("pending_payment", "payment_timeout"),
-    ("pending_payment", "group_failed"), ("awaiting_group", "group_failed"), ("paid", "ship"),
+    ("pending_payment", "group_failed"), ("awaiting_group", "group_refund"), ("cancelled", "late_payment_refund"),
+    ("paid", "ship"),
     ("shipped", "confirm_receipt"), ("shipped", "auto_confirm"), ("paid", "request_refund"),
     ("shipped", "request_refund"), ("completed", "request_refund"), ("refund_requested", "reject_refund"),
     ("refund_requested", "refund_partly"), ("refund_requested", "refund_fully"),
@@ -110,6 +111,107 @@ def test_a_refund_is_full_once_everything_refundable_went_back():
     assert domain.refund_outcome(after, 2000) == ("refund_fully", 3000)
     before = an_order("refund_requested", refund_from="paid")
     assert domain.refund_outcome(before, before["total_fen"]) == ("refund_fully", 3800)
+
+
+def a_refund(status="requested", kind="after_sales", **changes):
+    return {"_id": "rfd_1", "order_id": "ord_1", "kind": kind, "status": status, "amount_fen": 1200,
+            "return_goods": False, **changes}
+
+
+REFUND_LEGAL = {  # (kind, status, action) -> the status it leads to; everything else is 409
+    ("after_sales", "requested", "approve"): "processing",
+    ("after_sales", "requested", "auto_approve"): "processing",
+    ("after_sales", "requested", "reject"): "rejected",
+    ("after_sales", "awaiting_return", "ship_back"): "returning",
+    ("after_sales", "returning", "confirm_return"): "processing",
+    ("after_sales", "returning", "reject"): "rejected",
+    ("after_sales", "rejected", "escalate"): "escalated",
+    ("dispute", "disputed", "decide_refund"): "processing",
+    ("dispute", "disputed", "decide_reject"): "rejected",
+}
+
+
+@pytest.mark.parametrize("kind", domain.REFUND_KINDS)
+@pytest.mark.parametrize("status", domain.REFUND_STATUSES)
+@pytest.mark.parametrize("action", sorted(domain.REFUND_TRANSITIONS))
+def test_the_refund_machine_allows_exactly_its_transitions(kind, status, action):
+    refund = a_refund(status, kind)
+    if (kind, status, action) in REFUND_LEGAL:
+        assert domain.refund_transition(refund, action) == REFUND_LEGAL[kind, status, action]
+    else:
+        with pytest.raises(Conflict):
+            domain.refund_transition(refund, action)
+
+
+def test_the_contracts_refund_statuses_are_the_machines():
+    machine = {status for _, allowed, target in domain.REFUND_TRANSITIONS.values() for status in (*allowed, target)}
+    assert set(domain.REFUND_STATUSES) == (machine - {None}) | {domain.R_AWAITING_RETURN, domain.R_SUCCEEDED}
+    assert set(domain.REFUND_KINDS) == set(domain.REFUND_CAUSES)
+
+
+def test_approving_a_return_with_goods_waits_for_the_goods_first():
+    refund = a_refund(return_goods=True)
+    assert domain.refund_transition(refund, "approve") == "awaiting_return"
+    assert domain.refund_transition(refund, "auto_approve") == "awaiting_return"
+    with pytest.raises(Conflict, match="not sent the goods back"):
+        domain.refund_transition(a_refund("awaiting_return", return_goods=True), "confirm_return")
+
+
+def test_an_unanswered_request_is_due_after_the_response_window():
+    settings = load_settings({"REFUND_RESPONSE_WINDOW": "60"})
+    assert domain.respond_before(NOW, settings) == NOW + timedelta(seconds=60)
+    assert domain.respond_before(NOW, load_settings({})) == NOW + timedelta(days=2)
+
+
+def test_every_return_of_money_settles_its_order_once():
+    # a paid member of a failed group: refunded, never "cancelled"
+    member = an_order("awaiting_group", group_id="grp_1")
+    assert domain.money_back(member, a_refund("processing", "group_failed", amount_fen=3800)) == ("group_refund", 3800)
+    assert domain.transition(member, "group_refund") == "refunded"
+    # money after the cancellation: the cancelled order becomes refunded; a second payment of a paid order leaves
+    # it alone (that money never counted for it)
+    late = a_refund("processing", "late_payment", amount_fen=3800)
+    assert domain.money_back(an_order("cancelled"), late) == ("late_payment_refund", 3800)
+    assert domain.money_back(an_order("paid"), late) == (None, 0)
+    # after-sales and disputes: part keeps the status, the rest makes it refunded
+    asked = an_order("refund_requested", refund_from="completed", refunded_fen=1000)
+    assert domain.money_back(asked, a_refund("processing", "dispute", amount_fen=500)) == ("refund_partly", 1500)
+    assert domain.money_back(asked, a_refund("processing", "after_sales", amount_fen=2000)) == ("refund_fully", 3000)
+    assert set(domain.REFUND_CAUSES.values()) == {"buyer_request", "group_failed", "late_payment", "dispute"}
+
+
+def test_a_dispute_asks_for_what_is_left_and_an_admin_refunds_at_most_that():
+    order = an_order("completed", refunded_fen=2500, after_sales_until=NOW + timedelta(seconds=8))
+    assert domain.dispute_terms(order, a_refund("rejected", amount_fen=1200), NOW) == 500  # 3000 goods − 2500 back
+    assert domain.dispute_terms(an_order("shipped"), a_refund("rejected", amount_fen=1200), NOW) == 1200
+    with pytest.raises(Conflict):
+        domain.dispute_terms(an_order("refund_requested", refund_from="completed"), a_refund("rejected"), NOW)
+    with pytest.raises(Conflict):
+        domain.dispute_terms(dict(order, refunded_fen=3000), a_refund("rejected"), NOW)
+    # like a refund request, within the after-sales window (commission settles after it, and is final then)
+    with pytest.raises(RuleRefused):
+        domain.dispute_terms(order, a_refund("rejected"), NOW + timedelta(seconds=9))
+    dispute = a_refund("disputed", "dispute", asked_fen=1200)
+    assert domain.decided_amount(dispute, None) == 1200
+    assert domain.decided_amount(dispute, 700) == 700
+    for wrong in (0, 1201):
+        with pytest.raises(InvalidInput):
+            domain.decided_amount(dispute, wrong)
+
+
+def test_a_dispute_view_records_who_decided_why_and_when():
+    open_ = a_refund("disputed", "dispute", _id="dsp_1", escalated_from="rfd_1", asked_fen=1200, buyer_id="usr_b",
+                     merchant_id="mch_a", reason="it was broken", merchant_reason="it was fine", created_at=NOW)
+    view = domain.dispute_view(open_)
+    assert (view["status"], view["outcome"], view["refunded_fen"], view["decided_by"]) == ("open", None, 0, None)
+    decided = dict(open_, status="succeeded", amount_fen=700, decided_by="usr_admin", decision_reason="photos",
+                   decided_at=NOW)
+    view = domain.dispute_view(decided)
+    assert (view["status"], view["outcome"], view["amount_fen"], view["refunded_fen"]) == \
+        ("decided", "refund", 1200, 700)
+    assert (view["decided_by"], view["decision_reason"], view["decided_at"]) == ("usr_admin", "photos",
+                                                                                  NOW.isoformat())
+    assert domain.dispute_view(dict(open_, status="rejected", decided_at=NOW))["outcome"] == "reject"
 
 
 def test_timers_follow_the_status():

@@ -84,7 +84,7 @@ def test_an_unpaid_seat_is_freed_when_its_order_times_out(api):
 
 def test_an_expired_group_refunds_paid_members_once_cancels_the_unpaid_and_returns_the_stock(
         api, rpc, mongo, kombu_listener):
-    listener = kombu_listener("orders.events", ["groupbuy.failed", "order.cancelled"])
+    listener = kombu_listener("orders.events", ["groupbuy.failed", "order.cancelled", "order.refunded"])
     # (a window shorter than the test stack's 10 s payment timeout: the unpaid seat is still held at its end)
     _, _, product, sku = group_shop(api, size=4, window_seconds=7, stock=10)
     leader, payer, idler = (api.register_user() for _ in range(3))
@@ -98,19 +98,24 @@ def test_an_expired_group_refunds_paid_members_once_cancels_the_unpaid_and_retur
     # when the window ends with one seat empty
     failed = listener.wait_for(lambda m: m["type"] == "groupbuy.failed" and m["data"]["group_id"] == group_id,
                                timeout=30)
-    # then every paid member got their money back exactly once, the unpaid order is cancelled, stock is back
+    # then every paid member got their money back exactly once and ends `refunded` (finance tells it from an
+    # unpaid cancellation), the unpaid order is cancelled, stock is back
     assert sorted(failed["data"]["order_ids"]) == sorted([opened["order_id"], paying["order_id"], idle["order_id"]])
     for user, order in ((leader, opened), (payer, paying)):
         view = order_of(api, user, order["order_id"])
-        assert (view["status"], view["cancel_reason"], view["refunded_fen"]) == ("cancelled", "group_failed", 3900)
+        assert (view["status"], view["refunded_fen"]) == ("refunded", 3900)
         assert [(r["kind"], r["status"]) for r in view["refunds"]] == [("group_failed", "succeeded")]
         assert _provider_refunds(mongo, view["trade_no"]) == [3900]
     assert order_of(api, idler, idle["order_id"])["status"] == "cancelled"
     assert group_of(api, group_id)["status"] == "failed"
     eventually(lambda: _assert(stock_of(rpc, product["product_id"]) == 10))
     time.sleep(0.5)
-    for order in (opened, paying, idle):
-        assert [t for t, _ in events_of(listener, order_id=order["order_id"])] == ["order.cancelled"]
+    for order in (opened, paying):  # one order.refunded each, with what went back and why
+        [(kind, event)] = events_of(listener, order_id=order["order_id"])
+        assert kind == "order.refunded"
+        assert (event["data"]["status"], event["data"]["refunded_fen"], event["data"]["cause"], event["data"]["full"]) \
+            == ("refunded", 3900, "group_failed", True)
+    assert [t for t, _ in events_of(listener, order_id=idle["order_id"])] == ["order.cancelled"]
 
 
 @pytest.fixture
@@ -125,7 +130,7 @@ def crashing_orders(stack):
 
 def test_a_crash_half_way_through_a_failed_group_resumes_and_refunds_nobody_twice(
         api, rpc, mongo, stack, crashing_orders, kombu_listener):
-    listener = kombu_listener("orders.events", ["groupbuy.failed", "order.cancelled"])
+    listener = kombu_listener("orders.events", ["groupbuy.failed", "order.cancelled", "order.refunded"])
     _, _, product, sku = group_shop(api, size=5, window_seconds=8, stock=10)
     # given an orders service that dies right after the provider returned the 2nd member's money, before it
     # recorded that (the worst moment: money gone, order not updated)
@@ -148,14 +153,15 @@ def test_a_crash_half_way_through_a_failed_group_resumes_and_refunds_nobody_twic
     listener.wait_for(lambda m: m["type"] == "groupbuy.failed" and m["data"]["group_id"] == group_id, timeout=60)
     for user, order in list(zip(members, orders))[:3]:
         view = order_of(api, user, order["order_id"])
-        assert (view["status"], view["refunded_fen"]) == ("cancelled", 3900)
+        assert (view["status"], view["refunded_fen"]) == ("refunded", 3900)
         assert _provider_refunds(mongo, view["trade_no"]) == [3900]  # once each, the crashed one included
     assert order_of(api, members[3], orders[3]["order_id"])["status"] == "cancelled"
     assert group_of(api, group_id)["status"] == "failed"
     eventually(lambda: _assert(stock_of(rpc, product["product_id"]) == 10))
     time.sleep(0.5)
-    for order in orders:
-        assert [t for t, _ in events_of(listener, order_id=order["order_id"])] == ["order.cancelled"]
+    for order in orders[:3]:
+        assert [t for t, _ in events_of(listener, order_id=order["order_id"])] == ["order.refunded"]
+    assert [t for t, _ in events_of(listener, order_id=orders[3]["order_id"])] == ["order.cancelled"]
     assert [t for t, _ in events_of(listener, group_id=group_id)] == ["groupbuy.failed"]
 
 

@@ -6,7 +6,7 @@ import time
 
 from tests.flows import expect
 from tests.helpers import eventually
-from tests.orders.shop import distinct, notification, notify, open_shop, place, stock_of
+from tests.orders.shop import distinct, events_of, notification, notify, open_shop, place, stock_of
 
 
 def order_of(api, token, order_id):
@@ -59,7 +59,8 @@ def test_a_notification_with_the_wrong_amount_is_refused_and_logged(api, stack, 
     assert f"for order {order['order_id']} refused: amount 1" in stack.services["orders"].log_path.read_text()
 
 
-def test_money_arriving_after_a_cancel_is_refunded_and_the_order_stays_cancelled(api, stack, mongo, rpc):
+def test_money_arriving_after_a_cancel_is_refunded_and_the_order_ends_refunded(api, stack, mongo, rpc, kombu_listener):
+    listener = kombu_listener("orders.events", ["order.*"])
     _, _, product, sku = open_shop(api, stock=3)
     buyer = api.register_user()
     order = place(api, buyer["token"], sku)
@@ -67,10 +68,14 @@ def test_money_arriving_after_a_cancel_is_refunded_and_the_order_stays_cancelled
     # when the provider's notification comes in late
     body = notification(order)
     answer = notify(api, stack.env["PAYMENT_HMAC_SECRET"], body)
-    # then the money goes straight back (recorded at the provider and with us) and nothing revives the order
+    # then the money goes straight back (recorded at the provider and with us) and nothing revives the order: it
+    # ends `refunded`, announced once as order.refunded with cause late_payment
     assert answer.status_code == 200 and answer.json()["outcome"] == "refund"
     view = order_of(api, buyer["token"], order["order_id"])
-    assert view["status"] == "cancelled" and view["trade_no"] is None
+    assert (view["status"], view["refunded_fen"], view["trade_no"]) == ("refunded", order["total_fen"], None)
+    refunded = listener.wait_for(lambda m: m["type"] == "order.refunded" and m["subject"] == order["order_id"])
+    assert (refunded["data"]["cause"], refunded["data"]["refunded_fen"], refunded["data"]["full"]) == \
+        ("late_payment", order["total_fen"], True)
     assert [(r["kind"], r["status"], r["amount_fen"]) for r in view["refunds"]] == \
         [("late_payment", "succeeded", order["total_fen"])]
     assert mongo["quanzi_sandbox_pay"]["refunds"].count_documents({"trade_no": body["trade_no"]}) == 1
@@ -78,6 +83,9 @@ def test_money_arriving_after_a_cancel_is_refunded_and_the_order_stays_cancelled
     assert notify(api, stack.env["PAYMENT_HMAC_SECRET"], body).json()["outcome"] == "duplicate"
     assert mongo["quanzi_sandbox_pay"]["refunds"].count_documents({"trade_no": body["trade_no"]}) == 1
     eventually(lambda: _equal(stock_of(rpc, product["product_id"]), 3))
+    time.sleep(0.5)
+    assert [t for t, _ in events_of(listener, order_id=order["order_id"])] == [
+        "order.created", "order.cancelled", "order.refunded"]
 
 
 def test_an_unpaid_order_is_cancelled_after_the_payment_timeout_and_its_stock_comes_back(api, rpc, kombu_listener):

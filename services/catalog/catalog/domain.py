@@ -103,10 +103,27 @@ def merchant_view(merchant):
             "created_at": merchant["created_at"].isoformat()}
 
 
+def average_of(rating_sum, count):
+    """The average of `count` integer ratings summing to `rating_sum`, rounded half up to two decimals, computed
+    in integers (hundredths = round-half-up(100 × sum / count)); the float is only its JSON spelling. None when
+    nothing was rated."""
+    if not count:
+        return None
+    hundredths = (200 * rating_sum + count) // (2 * count)
+    return hundredths / 100
+
+
 def rating_of(product):
     count = product.get("rating_count", 0)
-    average = round(product.get("rating_sum", 0) / count, 2) if count else None
-    return {"average": average, "count": count}
+    return {"average": average_of(product.get("rating_sum", 0), count), "count": count}
+
+
+def merchant_profile(merchant, rating_sum, rating_count):
+    """The public face of an approved merchant: no owner, no review notes. Its rating is over every review of
+    every one of its products (each review weighs the same; not an average of product averages)."""
+    return {"merchant_id": merchant["_id"], "name": merchant["name"], "description": merchant["description"],
+            "status": merchant["status"], "since": (merchant.get("approved_at") or merchant["created_at"]).isoformat(),
+            "rating": {"average": average_of(rating_sum, rating_count), "count": rating_count}}
 
 
 def product_summary(product):
@@ -130,4 +147,16 @@ def product_view(product, skus):
 
 def review_view(review):
     return {"review_id": review["_id"], "product_id": review["product_id"], "order_id": review["order_id"],
-            "rating": review["rating"], "text": review["text"], "created_at": review["created_at"].isoformat()}
+            "rating": review["rating"], "text": review["text"], "created_at": review["created_at"].isoformat(),
+            "reviewer": {"nickname": review.get("nickname")}, "reply": reply_view(review.get("reply"))}
+
+
+def public_review(review):
+    """A review as anyone reads it on the product: no order, no buyer id."""
+    return {"review_id": review["_id"], "rating": review["rating"], "text": review["text"],
+            "created_at": review["created_at"].isoformat(), "reviewer": {"nickname": review.get("nickname")},
+            "reply": reply_view(review.get("reply"))}
+
+
+def reply_view(reply):
+    return None if reply is None else {"text": reply["text"], "created_at": reply["created_at"].isoformat()}

@@ -32,6 +32,21 @@ class CatalogService(ServiceBase):
         return domain.merchant_view(self.store.change_merchant_status(merchant_id, action, reason))
 
     @rpc
+    def list_merchants(self, params=None):
+        query = load(api.MerchantQuery, params or {})
+        docs, next_cursor = self.store.merchants_page(query["status"], query["limit"], query["cursor"])
+        return {"items": [domain.merchant_view(m) for m in docs], "next_cursor": next_cursor}
+
+    @rpc
+    def moderate_product(self, product_id, action, payload=None):
+        """action: takedown (reason required) or restore. Admins only (gateway)."""
+        if action not in ("takedown", "restore"):
+            raise NotFound(f"unknown action {action}")
+        reason = load(api.Reason, payload or {})["reason"] if action == "takedown" else None
+        product = self.store.moderate_product(product_id, action, reason)
+        return domain.product_view(product, self.store.skus_of(product_id))
+
+    @rpc
     def get_merchant(self, merchant_id):
         return domain.merchant_view(self.store.get_merchant(merchant_id))
 
@@ -94,11 +109,44 @@ class CatalogService(ServiceBase):
         """Remember who bought what (our own copy: the catalog never reads the orders database)."""
         self.store.record_purchases(session, event["data"])
 
+    @on_event("social_feed", "user.deleted")
+    def forget_reviewer(self, event, session):
+        """Erasure (PIPL): the erased user's reviews stay (ratings are others' information too), nameless."""
+        self.store.forget_reviewer(event["data"]["user_id"], session)
+
     @rpc
-    def post_review(self, buyer_id, product_id, payload):
+    def post_review(self, buyer_id, product_id, payload, nickname=None):
+        """`nickname`: the reviewer's nickname at review time (social-feed owns profiles; the gateway reads it
+        there and the review keeps it, so reading reviews never fans out to another service)."""
         data = load(api.ReviewInput, payload)
-        review = self.store.post_review(buyer_id, product_id, data["order_id"], data["rating"], data["text"])
+        review = self.store.post_review(buyer_id, product_id, data["order_id"], data["rating"], data["text"],
+                                        nickname)
         return domain.review_view(review)
+
+    @rpc
+    def list_reviews(self, product_id, params=None):
+        """A visible product's reviews, newest first, with the reviewer's nickname and the merchant's reply."""
+        query = load(api.ReviewPage, params or {})
+        self.get_product(product_id)  # a hidden or unknown product has no reviews to show: 404
+        docs, next_cursor = self.store.reviews_page(product_id, query["limit"], query["cursor"])
+        return {"items": [domain.public_review(d) for d in docs], "next_cursor": next_cursor}
+
+    @rpc
+    def reply_to_review(self, user_id, review_id, payload):
+        """The reviewed product's merchant answers, once (409 the second time)."""
+        data = load(api.ReplyInput, payload)
+        review = self.store.review(review_id)
+        if self.store.get_product(review["product_id"])["owner_id"] != user_id:
+            raise Forbidden("only the product's merchant may reply to its reviews")
+        return domain.review_view(self.store.reply_to_review(review["_id"], data["text"]))
+
+    @rpc
+    def merchant_profile(self, merchant_id):
+        """An approved merchant's public profile and rating; anything else (pending, rejected, suspended) 404."""
+        merchant = self.store.get_merchant(merchant_id)
+        if merchant["status"] != "approved":
+            raise NotFound("merchant not found")
+        return domain.merchant_profile(merchant, *self.store.merchant_rating(merchant["_id"]))
 
     def _owned_merchant(self, owner_id, merchant_id):
         merchant = self.store.get_merchant(merchant_id)

@@ -6,13 +6,15 @@ from catalog import domain
 from kit import paging
 from kit.errors import Conflict, Forbidden, NotFound
 from kit.mongo import BaseStore
-from kit.validation import utcnow
+from kit.validation import new_id, utcnow
 
 
 class CatalogStore(BaseStore):
     COLLECTIONS = ("merchants", "products", "skus", "reservations", "purchases", "reviews")
+    PERSONAL_DATA = {"merchants": ("owner_id",), "reviews": ("buyer_id",), "purchases": ("buyer_id",)}
     INDEXES = {
-        "merchants": [IndexModel([("owner_id", ASCENDING)])],
+        "merchants": [IndexModel([("owner_id", ASCENDING)]),
+                      IndexModel([("status", ASCENDING), ("created_at", DESCENDING), ("_id", DESCENDING)])],
         "products": [
             IndexModel([("visible", ASCENDING), ("created_at", DESCENDING), ("_id", DESCENDING)]),
             IndexModel([("visible", ASCENDING), ("category", ASCENDING), ("created_at", DESCENDING)]),
@@ -20,7 +22,9 @@ class CatalogStore(BaseStore):
             IndexModel([("merchant_id", ASCENDING)]),
         ],
         "skus": [IndexModel([("product_id", ASCENDING)])],
-        "reviews": [IndexModel([("product_id", ASCENDING), ("created_at", DESCENDING)])],
+        "reviews": [IndexModel([("product_id", ASCENDING), ("created_at", DESCENDING), ("_id", DESCENDING)]),
+                    # once per buyer and product (reviews before this index have the pair in their _id too)
+                    IndexModel([("buyer_id", ASCENDING), ("product_id", ASCENDING)], unique=True)],
     }
 
     # -- merchants ---------------------------------------------------------------------------------
@@ -42,23 +46,54 @@ class CatalogStore(BaseStore):
             merchant = self.get_merchant(merchant_id, session)
             status = domain.merchant_transition(merchant["status"], action)
             now = utcnow()
-            self.merchants.update_one({"_id": merchant_id, "status": merchant["status"]},
-                                      {"$set": {"status": status, "reason": reason, "updated_at": now}},
+            sets = {"status": status, "reason": reason, "updated_at": now}
+            if status == "approved" and not merchant.get("approved_at"):
+                sets["approved_at"] = now  # "since" on its public profile
+            self.merchants.update_one({"_id": merchant_id, "status": merchant["status"]}, {"$set": sets},
                                       session=session)
             visible = status == "approved"
-            changed = list(self.products.find(
-                {"merchant_id": merchant_id, "status": "published", "visible": not visible},
-                {"_id": 1}, session=session))
-            self.products.update_many({"merchant_id": merchant_id, "status": "published"},
-                                      {"$set": {"visible": visible, "updated_at": now}}, session=session)
+            shown = {"merchant_id": merchant_id, "status": "published", "taken_down": None}  # takedowns stay down
+            changed = list(self.products.find({**shown, "visible": not visible}, {"_id": 1}, session=session))
+            self.products.update_many(shown, {"$set": {"visible": visible, "updated_at": now}}, session=session)
             self.emit(session, domain.MERCHANT_EVENTS[action], {
                 "merchant_id": merchant_id, "owner_id": merchant["owner_id"], "status": status, "reason": reason,
             }, subject=merchant_id)
             for product in changed:
                 self.emit(session, "product.updated" if visible else "product.hidden", {
                     "product_id": product["_id"], "merchant_id": merchant_id,
-                    "reason": None if visible else "merchant_suspended"}, subject=product["_id"])
+                    "reason": None if visible else "merchant_suspended", "visible": visible}, subject=product["_id"])
             return {**merchant, "status": status, "reason": reason}
+        return self.transaction(txn)
+
+    def merchants_page(self, status, limit, cursor):
+        """The admin's review queue: merchants in `status` (any status when None), newest first."""
+        query = {"status": status} if status else {}
+        query.update(paging.after(cursor, "created_at"))
+        docs = list(self.merchants.find(query).sort(paging.NEWEST_FIRST("created_at")).limit(limit + 1))
+        return paging.page(docs, limit, "created_at")
+
+    def moderate_product(self, product_id, action, reason):
+        """An admin takes a product down (hidden everywhere, whatever its merchant's status) or restores it
+        (visible again when its merchant is approved); the read models learn it from the events."""
+        def txn(session):
+            product = self.get_product(product_id, session)
+            now = utcnow()
+            if action == "takedown":
+                if product.get("taken_down"):
+                    raise Conflict("this product is already taken down")
+                sets = {"taken_down": {"reason": reason, "at": now}, "visible": False, "updated_at": now}
+            else:
+                if not product.get("taken_down"):
+                    raise Conflict("this product is not taken down")
+                merchant = self.get_merchant(product["merchant_id"], session)
+                sets = {"taken_down": None, "visible": merchant["status"] == "approved" and
+                        product["status"] == "published", "updated_at": now}
+            self.products.update_one({"_id": product_id}, {"$set": sets}, session=session)
+            self.emit(session, "product.hidden" if action == "takedown" else "product.updated", {
+                "product_id": product_id, "merchant_id": product["merchant_id"],
+                "reason": "takedown" if action == "takedown" else None, "visible": sets["visible"]},
+                subject=product_id)
+            return {**product, **sets}
         return self.transaction(txn)
 
     # -- products ----------------------------------------------------------------------------------
@@ -103,7 +138,8 @@ class CatalogStore(BaseStore):
                         terms=domain.search_terms(merged["title"], merged["description"], merged["category"]))
             self.products.update_one({"_id": product_id}, {"$set": sets}, session=session)
             self.emit(session, "product.updated", {"product_id": product_id, "merchant_id": product["merchant_id"],
-                                                   "reason": None}, subject=product_id)
+                                                   "reason": None, "visible": bool(product.get("visible"))},
+                      subject=product_id)
             return {**merged, **sets}
         return self.transaction(txn)
 
@@ -196,7 +232,11 @@ class CatalogStore(BaseStore):
                                   "buyer_id": order["buyer_id"], "completed_at": order["completed_at"]}},
                 upsert=True, session=session)
 
-    def post_review(self, buyer_id, product_id, order_id, rating, text):
+    def forget_reviewer(self, buyer_id, session):
+        return self.reviews.update_many({"buyer_id": buyer_id, "nickname": {"$ne": None}},
+                                        {"$set": {"nickname": None}}, session=session).modified_count
+
+    def post_review(self, buyer_id, product_id, order_id, rating, text, nickname=None):
         """Once per buyer and product: the review, the product's rating and review.posted, together."""
         def txn(session):
             self.get_product(product_id, session)
@@ -205,8 +245,8 @@ class CatalogStore(BaseStore):
             if purchase is None:
                 raise Forbidden("only the buyer of a completed order may review its products",
                                 {"order_id": ["not a completed order of yours with this product"]})
-            review = {"_id": f"{buyer_id}:{product_id}", "product_id": product_id, "order_id": order_id,
-                      "buyer_id": buyer_id, "rating": rating, "text": text, "created_at": utcnow()}
+            review = {"_id": new_id("rev"), "product_id": product_id, "order_id": order_id, "buyer_id": buyer_id,
+                      "rating": rating, "text": text, "nickname": nickname, "reply": None, "created_at": utcnow()}
             self.reviews.insert_one(review, session=session)
             self.products.update_one({"_id": product_id}, {"$inc": {"rating_sum": rating, "rating_count": 1}},
                                      session=session)
@@ -217,3 +257,32 @@ class CatalogStore(BaseStore):
             return self.transaction(txn)
         except DuplicateKeyError:
             raise Conflict("you already reviewed this product", {"product_id": ["already reviewed"]})
+
+    def reviews_page(self, product_id, limit, cursor):
+        query = {"product_id": product_id, **paging.after(cursor, "created_at")}
+        docs = list(self.reviews.find(query).sort(paging.NEWEST_FIRST("created_at")).limit(limit + 1))
+        return paging.page(docs, limit, "created_at")
+
+    def review(self, review_id):
+        review = self.reviews.find_one({"_id": review_id})
+        if review is None:
+            raise NotFound("review not found")
+        return review
+
+    def reply_to_review(self, review_id, text):
+        """The merchant's one reply (who may reply is checked by the caller); a second one is 409."""
+        reply = {"text": text, "created_at": utcnow()}
+        replied = self.reviews.find_one_and_update({"_id": review_id, "reply": None}, {"$set": {"reply": reply}},
+                                                   return_document=ReturnDocument.AFTER)
+        if replied is None:
+            self.review(review_id)  # 404 when it does not exist
+            raise Conflict("this review already has the merchant's reply", {"review_id": ["already replied"]})
+        return replied
+
+    def merchant_rating(self, merchant_id):
+        """(sum, count) of every review of every product of the merchant: integer sums of the products' own
+        counters (kept in the transaction that writes each review)."""
+        rows = list(self.products.aggregate([
+            {"$match": {"merchant_id": merchant_id}},
+            {"$group": {"_id": None, "sum": {"$sum": "$rating_sum"}, "count": {"$sum": "$rating_count"}}}]))
+        return (rows[0]["sum"], rows[0]["count"]) if rows else (0, 0)

@@ -136,8 +136,13 @@ def absorb(order, event_type, data):
     elif event_type in ("order.refund_rejected", "order.refunded"):
         order["refunds_closed"] = sorted(set(order.get("refunds_closed", [])) | {data["refund_id"]})
         if event_type == "order.refunded":
+            # every cause (buyer_request, group_failed, late_payment, dispute) reverses in proportion to what the
+            # order's payment gave back; a late payment's refund leaves refunded_total_fen as it was, unless it
+            # refunds a cancelled order, which never accrued anything
             order["refunded_total_fen"] = max(order.get("refunded_total_fen", 0), data["refunded_total_fen"])
             order["full_refund"] = order.get("full_refund", False) or data["full"]
+            if data.get("cause") == "group_failed":
+                order["group_failed"] = True
     return order
 
 

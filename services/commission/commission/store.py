@@ -26,6 +26,10 @@ RECONCILIATION_DIFFERENCE = Gauge("quanzi_reconciliation_difference_fen",
 
 class CommissionStore(BaseStore):
     COLLECTIONS = ("shares", "bindings", "inviters", "orders", "commissions", "ledger", "balances", "withdrawals")
+    # ids and amounts only (no phone, nickname or address): an erased user's ledger is kept as it is
+    PERSONAL_DATA = {"shares": ("sharer_id",), "bindings": ("viewer_id", "sharer_id"),
+                     "inviters": ("_id", "inviter_id"), "orders": ("buyer_id",), "commissions": ("beneficiary_id",),
+                     "ledger": ("beneficiary_id",), "balances": ("_id",), "withdrawals": ("user_id",)}
     INDEXES = {
         "shares": [IndexModel([("sharer_id", ASCENDING)])],
         "bindings": [IndexModel([("viewer_id", ASCENDING), ("clicked_at", DESCENDING)])],

@@ -36,9 +36,11 @@ def verify_password(password, stored):
     return hmac.compare_digest(candidate, base64.b64decode(digest))
 
 
-def issue_token(secret, user_id, roles):
+def issue_token(secret, user_id, roles, version=0):
+    """`ver` is the user's token version: raising it (password change, suspension) ends every older token."""
     now = int(time.time())
-    claims = {"sub": user_id, "roles": roles, "iat": now, "exp": now + TOKEN_TTL, "jti": secrets.token_hex(8)}
+    claims = {"sub": user_id, "roles": roles, "iat": now, "exp": now + TOKEN_TTL, "jti": secrets.token_hex(8),
+              "ver": version}
     return jwt.encode(claims, secret, algorithm="HS256")
 
 
@@ -53,4 +55,4 @@ def read_token(secret, header):
         claims = jwt.decode(token, secret, algorithms=["HS256"], options={"require": ["sub", "exp"]})
     except jwt.PyJWTError:
         raise Unauthorized("invalid or expired token")
-    return {"user_id": claims["sub"], "roles": claims.get("roles", ["shopper"])}
+    return {"user_id": claims["sub"], "roles": claims.get("roles", ["shopper"]), "claims": claims}

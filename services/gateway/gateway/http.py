@@ -16,7 +16,7 @@ from functools import partial
 
 from eventlet.event import Event
 from nameko.exceptions import ContainerBeingKilled
-from nameko.extensions import SharedExtension
+from nameko.extensions import DependencyProvider, SharedExtension
 from nameko.web.handlers import HttpRequestHandler
 from prometheus_client import Counter, Histogram
 from werkzeug.exceptions import RequestEntityTooLarge
@@ -26,11 +26,13 @@ from gateway.auth import read_token
 from gateway.errors import RETRY_AFTER, MethodNotAllowed, PayloadTooLarge, Unauthorized, error_status, retry_after
 from gateway.idempotency import IdempotencyKeys, body_hash
 from gateway.ratelimit import RateLimiter
+from gateway.sessions import RevocationCache
+from gateway.store import GatewayStore
 from kit.config import load_settings
 from kit.errors import Forbidden, InvalidInput, NotFound
 from kit.metrics import LATENCY_BUCKETS
 from kit.mongo import connect
-from kit.validation import ID_PATTERN, load
+from kit.validation import ID_PATTERN, load, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -96,10 +98,22 @@ class Edge(SharedExtension):
     def setup(self):
         self.settings = load_settings()
         self.limiter = RateLimiter.from_env()
-        db = connect(self.settings.mongo_uri)[f"{self.settings.mongo_db_prefix}gateway"]
+        client = connect(self.settings.mongo_uri)
+        db = client[f"{self.settings.mongo_db_prefix}gateway"]
         self.idempotency = IdempotencyKeys(db["idempotency"])
+        self.store = GatewayStore(client, db, "gateway", self.settings)  # audit entries, revocations
+        self.revocations = RevocationCache(db["revocations"])
         origins = os.environ.get("CORS_ORIGINS", "")
         self.cors_origins = {o.strip() for o in origins.split(",") if o.strip()}
+
+    def start(self):
+        self.container.spawn_managed_thread(self.revocations.run)
+
+    def stop(self):
+        self.revocations.stop()
+
+    def kill(self):
+        self.revocations.stop()
 
     def cors_headers(self, request):
         origin = request.headers.get("Origin")
@@ -113,6 +127,15 @@ class Edge(SharedExtension):
                                                             "X-Request-Id",
                             "Access-Control-Max-Age": "600"})
         return headers
+
+
+class EdgeState(DependencyProvider):
+    """Gives routes the container's one Edge (the same shared instance the pipeline uses): e.g. a logout
+    updates the revocations this replica checks, at once."""
+    edge = Edge()
+
+    def get_dependency(self, worker_ctx):
+        return self.edge
 
 
 def json_response(status, payload, headers=None):
@@ -140,11 +163,12 @@ class ApiRoute(HttpRequestHandler):
 
     def __init__(self, method, path, *, auth="user", body=None, query=None, response=None, status=200,
                  summary="", tags=(), errors=(), prefix=API_PREFIX, document=True, media_type=None, error_bodies=None,
-                 **kwargs):
+                 audit=None, audit_target=None, **kwargs):
         self.route = prefix + path
         super().__init__(method, self.route, **kwargs)
         self.auth, self.body_schema, self.query_schema = auth, body, query
         self.status = status
+        self.audit, self.audit_target = audit, audit_target
         self.idempotent = method == "POST"  # every POST honours Idempotency-Key (see idempotency.py)
 
     def handle_request(self, request):
@@ -170,6 +194,8 @@ class ApiRoute(HttpRequestHandler):
         if request.content_length is not None and request.content_length > MAX_BODY:
             raise PayloadTooLarge(f"request body over {MAX_BODY} bytes")
         user = read_token(self.edge.settings.jwt_secret, request.headers.get("Authorization"))
+        if user is not None and self.auth is not None and self.edge.revocations.is_revoked(user["claims"]):
+            raise Unauthorized("this session has ended; sign in again")
         self.edge.limiter.check(request.remote_addr, user and user["user_id"])
         if self.auth in ("user", "admin") and user is None:
             raise Unauthorized("sign in first")
@@ -212,7 +238,7 @@ class ApiRoute(HttpRequestHandler):
         if key is None or call.user_id is None:
             return self.run_worker(call)
         record_id = self.edge.idempotency.record_id(call.user_id, self.method, call.request.path, key)
-        replay = self.edge.idempotency.begin(record_id, body_hash(call.request))
+        replay = self.edge.idempotency.begin(record_id, body_hash(call.request), call.user_id)
         if replay is not None:
             return replay
         try:
@@ -238,9 +264,19 @@ class ApiRoute(HttpRequestHandler):
             status, payload = result
         else:
             status, payload = self.status, result
+        if self.audit and status < 400:
+            self.record_decision(call, payload)
         if isinstance(payload, Response):
             return payload
         return json_response(status, payload)
+
+    def record_decision(self, call, payload):
+        """The audit entry of a decision route, appended once it succeeded (a replayed Idempotency-Key does not
+        run the route, so it appends nothing twice). The target is the path id (or `audit_target`)."""
+        target = call.path.get(self.audit_target) if self.audit_target else next(iter(call.path.values()), None)
+        reason = call.body.get("reason") if isinstance(call.body, dict) else None
+        self.edge.store.append_audit({"at": utcnow(), "actor_id": call.user_id, "action": self.audit,
+                                      "target_id": target, "reason": reason, "request_id": call.request_id})
 
     def handle_result(self, event, worker_ctx, result, exc_info):
         if exc_info is not None:
@@ -254,7 +290,9 @@ def api(method, path, **options):
     """Declare a gateway route; options: auth ('user', 'optional', 'admin', None), body/query/response schemas,
     status, summary, tags, errors (extra documented statuses); for the document only: media_type of the response
     (default JSON; `response` may then be a plain JSON schema dict) and error_bodies ({status: schema} for
-    statuses answered with a body of their own, besides the Error shape)."""
+    statuses answered with a body of their own, besides the Error shape); audit: the action name of a decision
+    (e.g. "merchant.approve") whose success appends an entry to the audit log (GET /admin/audit), with the path
+    id (or the path parameter named by audit_target) as target and the body's `reason`."""
     _ROUTE_MAP.append((method, options.get("prefix", API_PREFIX) + path))
     if options.get("document", True):
         ROUTES.append({"method": method, "path": path, **options})

@@ -27,11 +27,12 @@ class IdempotencyKeys:
     def record_id(user_id, method, path, key):
         return hashlib.sha256(f"{user_id}\n{method}\n{path}\n{key}".encode()).hexdigest()
 
-    def begin(self, record_id, body_hash):
-        """None when this request owns the key and should run; otherwise the stored Response to replay."""
+    def begin(self, record_id, body_hash, user_id=None):
+        """None when this request owns the key and should run; otherwise the stored Response to replay.
+        `user_id` is kept with the record so an erased account's stored answers can be deleted."""
         now = utcnow()
         try:
-            self.records.insert_one({"_id": record_id, "state": "running", "body_hash": body_hash,
+            self.records.insert_one({"_id": record_id, "state": "running", "body_hash": body_hash, "user_id": user_id,
                                      "claimed_until": now + timedelta(seconds=CLAIM_SECONDS), "created_at": now})
             return None
         except DuplicateKeyError:
@@ -40,7 +41,7 @@ class IdempotencyKeys:
         while True:
             record = self.records.find_one({"_id": record_id})
             if record is None:  # the first attempt failed with a 5xx and let go: run again
-                return self.begin(record_id, body_hash)
+                return self.begin(record_id, body_hash, user_id)
             if record["body_hash"] != body_hash:
                 raise RuleRefused("this Idempotency-Key was already used with a different request",
                                   {"Idempotency-Key": ["reused with a different body"]})

@@ -34,6 +34,8 @@ def build_spec(routes, version="1.0.0"):
         operation = {"summary": route.get("summary", ""), "tags": list(route.get("tags", [])),
                      "operationId": f"{route['method'].lower()}_{re.sub(r'[^a-z0-9]+', '_', path.lower()).strip('_')}",
                      "responses": {}}
+        if route.get("audit"):  # a decision: its success is appended to the audit log (GET /admin/audit)
+            operation["x-quanzi-audit"] = route["audit"]
         # Path segments are ids: the pipeline answers 404 for anything else (see http.ApiRoute.prepare).
         id_schema = {"type": "string", "pattern": ID_PATTERN.pattern}
         params = [{"name": n, "in": "path", "required": True, "schema": dict(id_schema)}
@@ -73,6 +75,7 @@ def build_spec(routes, version="1.0.0"):
             errors |= {401}
             operation["security"] = [{"bearer": []}]
         elif auth == "optional":
+            errors |= {401}  # no token is fine; a bad, expired or ended one is refused, not ignored
             operation["security"] = [{"bearer": []}, {}]
         if auth == "admin":
             errors |= {403}

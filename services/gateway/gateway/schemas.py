@@ -61,8 +61,19 @@ class Me(Schema):
 
 
 class Rating(Schema):
-    average = fields.Float(allow_none=True)
+    average = fields.Float(allow_none=True, metadata={
+        "description": "the reviews' mean, rounded half up to 2 decimals from the integer sum and count "
+                       "(integer arithmetic; never an average of averages); null when nothing was reviewed"})
     count = fields.Integer()
+
+
+class MerchantProfile(Schema):
+    merchant_id = Id(required=True)
+    name = fields.String()
+    description = fields.String()
+    status = fields.String(validate=validate.OneOf(["approved"]))
+    rating = fields.Nested(Rating, metadata={"description": "over every review of every product of the merchant"})
+    since = fields.String(metadata={"description": "when it was approved"})
 
 
 class Sku(Schema):

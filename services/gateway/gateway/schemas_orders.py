@@ -2,7 +2,7 @@
 orders and catalog RPC contracts: contracts.api)."""
 from marshmallow import Schema, fields, validate
 
-from contracts.api.orders import ORDER_STATUSES, Address
+from contracts.api.orders import ORDER_STATUSES, REFUND_KINDS, REFUND_STATUSES, Address
 from gateway.schemas import page_of
 from kit.validation import Id
 
@@ -22,13 +22,26 @@ class OrderLineView(Schema):
 class RefundView(Schema):
     refund_id = Id(required=True)
     order_id = Id()
-    kind = fields.String(validate=validate.OneOf(["after_sales", "group_failed", "late_payment"]))
-    status = fields.String(validate=validate.OneOf(["requested", "processing", "succeeded", "rejected"]))
+    kind = fields.String(validate=validate.OneOf(REFUND_KINDS), metadata={
+        "description": "after_sales (the buyer asked), group_failed, late_payment, dispute (decided by an admin)"})
+    status = fields.String(validate=validate.OneOf(REFUND_STATUSES), metadata={
+        "description": "requested → (awaiting_return → returning →) processing → succeeded; or rejected → "
+                       "escalated (a dispute); a dispute is disputed until an admin decides"})
     amount_fen = Fen()
     reason = fields.String(allow_none=True)
     reject_reason = fields.String(allow_none=True)
     created_at = Time()
     decided_at = Time(allow_none=True)
+    return_goods = fields.Boolean(metadata={"description": "the goods go back before the money"})
+    auto_approved = fields.Boolean(metadata={"description": "approved by the timers: unanswered in time"})
+    respond_before = Time(allow_none=True, metadata={
+        "description": "while requested: approved automatically after this (REFUND_RESPONSE_WINDOW)"})
+    return_carrier = fields.String(allow_none=True)
+    return_tracking_no = fields.String(allow_none=True)
+    returned_at = Time(allow_none=True, metadata={"description": "when the buyer sent the goods back"})
+    return_received_at = Time(allow_none=True, metadata={"description": "when the merchant confirmed receipt"})
+    dispute_id = Id(allow_none=True, metadata={"description": "the dispute this rejected refund was escalated to"})
+    refunded_at = Time(allow_none=True)
 
 
 class OrderRefund(RefundView):
@@ -60,7 +73,9 @@ class OrderView(Schema):
     cancelled_at = Time(allow_none=True)
     after_sales_until = Time(allow_none=True)
     pay_before = Time(allow_none=True, metadata={"description": "unpaid orders are cancelled after this"})
-    address = fields.Nested(Address, metadata={"description": "to the buyer and the order's merchant only"})
+    address = fields.Nested(Address, allow_none=True,
+                            metadata={"description": "to the buyer and the order's merchant only; null once the "
+                                                     "buyer erased their account"})
     refunds = fields.List(fields.Nested(OrderRefund), metadata={"description": "GET /orders/{id} only"})
 
 
@@ -106,6 +121,15 @@ class PaymentAck(Schema):
     refund_id = Id(allow_none=True)
 
 
+class Reviewer(Schema):
+    nickname = fields.String(allow_none=True, metadata={"description": "the reviewer's nickname when they reviewed"})
+
+
+class ReviewReply(Schema):
+    text = fields.String()
+    created_at = Time()
+
+
 class ReviewView(Schema):
     review_id = fields.String(required=True)
     product_id = Id()
@@ -113,3 +137,40 @@ class ReviewView(Schema):
     rating = fields.Integer()
     text = fields.String()
     created_at = Time()
+    reviewer = fields.Nested(Reviewer)
+    reply = fields.Nested(ReviewReply, allow_none=True, metadata={"description": "the merchant's one reply"})
+
+
+class PublicReview(Schema):
+    """A review as anyone reads it on its product (no buyer or order id)."""
+    review_id = fields.String(required=True)
+    rating = fields.Integer()
+    text = fields.String()
+    created_at = Time()
+    reviewer = fields.Nested(Reviewer)
+    reply = fields.Nested(ReviewReply, allow_none=True)
+
+
+PublicReviewPage = page_of(PublicReview)
+
+
+class DisputeView(Schema):
+    dispute_id = Id(required=True)
+    order_id = Id()
+    refund_id = Id(metadata={"description": "the rejected refund that was escalated"})
+    buyer_id = Id()
+    merchant_id = Id()
+    status = fields.String(validate=validate.OneOf(["open", "decided"]))
+    amount_fen = Fen(metadata={"description": "what the buyer disputes"})
+    reason = fields.String(allow_none=True, metadata={"description": "the buyer's"})
+    merchant_reason = fields.String(allow_none=True, metadata={"description": "why the merchant rejected"})
+    outcome = fields.String(allow_none=True, validate=validate.OneOf(["refund", "reject"]))
+    refunded_fen = Fen(metadata={"description": "what the decision gave back"})
+    refund_status = fields.String(validate=validate.OneOf(REFUND_STATUSES))
+    decided_by = Id(allow_none=True)
+    decision_reason = fields.String(allow_none=True)
+    decided_at = Time(allow_none=True)
+    created_at = Time()
+
+
+DisputePage = page_of(DisputeView)

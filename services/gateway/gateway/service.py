@@ -6,6 +6,7 @@ from gateway.routes.auth import AuthRoutes
 from gateway.routes.catalog import CatalogRoutes
 from gateway.routes.commission import CommissionRoutes
 from gateway.routes.orders import OrderRoutes
+from gateway.routes.safety import SafetyRoutes
 from gateway.routes.social import SocialRoutes
 from gateway.routes.system import SystemRoutes
 from gateway.store import GatewayStore
@@ -13,7 +14,8 @@ from kit.mongo import MongoStore
 from kit.service import ServiceBase
 
 
-class GatewayService(AuthRoutes, CatalogRoutes, CommissionRoutes, OrderRoutes, SocialRoutes, SystemRoutes, ServiceBase):
+class GatewayService(AuthRoutes, CatalogRoutes, CommissionRoutes, OrderRoutes, SafetyRoutes, SocialRoutes, SystemRoutes,
+                     ServiceBase):
     name = "gateway"
     store = MongoStore(GatewayStore, relay=False)
     products = ProductCache()

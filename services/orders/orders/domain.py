@@ -3,6 +3,7 @@ data. Pure functions over plain dicts; no nameko, no pymongo, no I/O (unit-teste
 from datetime import datetime, timedelta, timezone
 
 # The payment signature is a contract (contracts.payment); tools/bench_orders.py still imports it from here.
+from contracts.api.orders import REFUND_KINDS, REFUND_STATUSES  # noqa: F401 (the views show the contract's lists)
 from contracts.payment import SIGNATURE_HEADER, sign  # noqa: F401
 from kit.errors import Conflict, InvalidInput, RuleRefused
 
@@ -22,7 +23,9 @@ TRANSITIONS = {
     "group_formed": ({AWAITING_GROUP}, PAID),
     "cancel": ({PENDING}, CANCELLED),
     "payment_timeout": ({PENDING}, CANCELLED),
-    "group_failed": ({PENDING, AWAITING_GROUP}, CANCELLED),
+    "group_failed": ({PENDING}, CANCELLED),  # an unpaid seat of a failed group
+    "group_refund": ({AWAITING_GROUP}, REFUNDED),  # a paid seat of a failed group: the money goes back
+    "late_payment_refund": ({CANCELLED}, REFUNDED),  # money that arrived after the cancellation went back
     "ship": ({PAID}, SHIPPED),
     "confirm_receipt": ({SHIPPED}, COMPLETED),
     "auto_confirm": ({SHIPPED}, COMPLETED),
@@ -145,6 +148,101 @@ def refund_outcome(order, amount_fen):
     return ("refund_fully" if refunded >= ceiling else "refund_partly"), refunded
 
 
+def money_back(order, refund):
+    """How a refund the provider paid changes its order: (action or None when the status stays, the order's
+    refunded_fen after it). Every return of money is one `order.refunded` (api-outline.md, Trust).
+
+    - a paid member of a failed group: the whole order, `refunded` (not `cancelled`: finance must tell it from an
+      unpaid cancellation);
+    - a payment that arrived after the cancellation: the cancelled order becomes `refunded`; a payment an order
+      could not take for another reason (paid twice, its group closed) goes back and the order stays as it is:
+      that money never counted for it;
+    - after-sales and disputes: partial keeps the status the refund started from, everything refundable →
+      `refunded`."""
+    kind, amount = refund["kind"], refund["amount_fen"]
+    if kind == "group_failed":
+        return "group_refund", order.get("refunded_fen", 0) + amount
+    if kind == "late_payment":
+        if order["status"] == CANCELLED:
+            return "late_payment_refund", order.get("refunded_fen", 0) + amount
+        return None, order.get("refunded_fen", 0)
+    return refund_outcome(order, amount)
+
+
+# -- the refund's own state machine ---------------------------------------------------------------------------
+# requested ──approve──▶ processing ──(provider paid)──▶ succeeded              (no goods to send back)
+#     │      ╰approve──▶ awaiting_return ──ship_back──▶ returning ──confirm_return──▶ processing
+#     ╰──reject──▶ rejected ◀──reject── returning
+#                  rejected ──escalate──▶ escalated  (+ a dispute: a refund of kind "dispute", status disputed)
+# disputed ──decide_refund──▶ processing · disputed ──decide_reject──▶ rejected (final: a dispute is not escalated)
+# `requested` unanswered for REFUND_RESPONSE_WINDOW is approved by the timers (auto_approve).
+R_REQUESTED, R_AWAITING_RETURN, R_RETURNING = "requested", "awaiting_return", "returning"
+R_PROCESSING, R_SUCCEEDED, R_REJECTED = "processing", "succeeded", "rejected"
+R_ESCALATED, R_DISPUTED = "escalated", "disputed"
+REFUND_CAUSES = {"after_sales": "buyer_request", "group_failed": "group_failed", "late_payment": "late_payment",
+                 "dispute": "dispute"}
+REFUND_TRANSITIONS = {
+    # action: (kinds, statuses it may start from, status it leads to; None = by return_goods)
+    "approve": ({"after_sales"}, {R_REQUESTED}, None),
+    "auto_approve": ({"after_sales"}, {R_REQUESTED}, None),
+    "ship_back": ({"after_sales"}, {R_AWAITING_RETURN}, R_RETURNING),
+    "confirm_return": ({"after_sales"}, {R_RETURNING}, R_PROCESSING),
+    "reject": ({"after_sales"}, {R_REQUESTED, R_RETURNING}, R_REJECTED),
+    "escalate": ({"after_sales"}, {R_REJECTED}, R_ESCALATED),
+    "decide_refund": ({"dispute"}, {R_DISPUTED}, R_PROCESSING),
+    "decide_reject": ({"dispute"}, {R_DISPUTED}, R_REJECTED),
+}
+REFUND_HINTS = {
+    ("approve", R_AWAITING_RETURN): "approved already: the buyer sends the goods back",
+    ("confirm_return", R_AWAITING_RETURN): "the buyer has not sent the goods back yet",
+    ("escalate", R_REQUESTED): "only a rejected request can be escalated",
+    ("escalate", R_ESCALATED): "this refund was escalated already",
+}
+OPEN_REFUND_STATUSES = {R_REQUESTED, R_AWAITING_RETURN, R_RETURNING, R_DISPUTED}
+
+
+def refund_transition(refund, action):
+    """The status `action` leads a refund to; Conflict (409) when it is not allowed from where it is."""
+    kinds, allowed, target = REFUND_TRANSITIONS[action]
+    status = refund["status"]
+    if refund["kind"] not in kinds or status not in allowed:
+        hint = REFUND_HINTS.get((action, status))
+        raise Conflict(f"cannot {action.replace('_', ' ')} a refund that is {status}" + (f": {hint}" if hint else ""),
+                       {"status": [status]})
+    if target is None:
+        return R_AWAITING_RETURN if refund.get("return_goods") else R_PROCESSING
+    return target
+
+
+def respond_before(refund_created_at, settings):
+    """When the timers approve a request the merchant left unanswered."""
+    return refund_created_at + timedelta(seconds=settings.refund_response_window)
+
+
+def dispute_terms(order, refund, now):
+    """What a dispute about a rejected refund asks for: the rejected amount, at most what is still refundable.
+    Like a refund request, within the after-sales window of a completed order: the commission on it settles only
+    after that window (and is final then), so a dispute opened later could no longer take it back."""
+    transition(order, "request_refund")  # the order is back where it was, with no other refund under way
+    if order["status"] == COMPLETED and now > order["after_sales_until"]:
+        raise RuleRefused("the after-sales window of this order has closed: escalate within it",
+                          {"after_sales_until": [order["after_sales_until"].isoformat()]})
+    left = order["goods_fen"] - order.get("refunded_fen", 0)  # rejected refunds are all after shipping
+    if left <= 0:
+        raise Conflict("nothing left to refund on this order")
+    return min(refund["amount_fen"], left)
+
+
+def decided_amount(dispute, amount_fen):
+    """An admin refunds the amount in dispute or part of it (1..asked)."""
+    asked = dispute["asked_fen"]
+    amount = asked if amount_fen is None else amount_fen
+    if not 1 <= amount <= asked:
+        raise InvalidInput("the decision refunds at most what the dispute asks for",
+                           {"amount_fen": [f"must be between 1 and {asked} fen"]})
+    return amount
+
+
 # -- group buys (拼团) ------------------------------------------------------------------------------------------
 GROUP_OPEN, GROUP_FORMED, GROUP_FAILING, GROUP_FAILED = "open", "formed", "failing", "failed"
 
@@ -236,7 +334,28 @@ def refund_view(refund):
     return {"refund_id": refund["_id"], "order_id": refund["order_id"], "kind": refund["kind"],
             "status": refund["status"], "amount_fen": refund["amount_fen"], "reason": refund.get("reason"),
             "reject_reason": refund.get("reject_reason"), "created_at": _iso(refund["created_at"]),
-            "decided_at": _iso(refund.get("decided_at"))}
+            "decided_at": _iso(refund.get("decided_at")), "return_goods": bool(refund.get("return_goods")),
+            "auto_approved": bool(refund.get("auto_approved")),
+            "respond_before": _iso(refund.get("due_at")) if refund["status"] == R_REQUESTED else None,
+            "return_carrier": refund.get("return_carrier"), "return_tracking_no": refund.get("return_tracking_no"),
+            "returned_at": _iso(refund.get("returned_at")), "return_received_at": _iso(refund.get("received_at")),
+            "dispute_id": refund.get("dispute_id"), "refunded_at": _iso(refund.get("refunded_at"))}
+
+
+def dispute_view(dispute):
+    """A dispute (a refund of kind "dispute") as the admin queue shows it."""
+    decided = dispute["status"] != R_DISPUTED
+    outcome = None
+    if decided:
+        outcome = "reject" if dispute["status"] == R_REJECTED else "refund"
+    return {"dispute_id": dispute["_id"], "order_id": dispute["order_id"], "refund_id": dispute["escalated_from"],
+            "buyer_id": dispute["buyer_id"], "merchant_id": dispute["merchant_id"],
+            "status": "decided" if decided else "open", "amount_fen": dispute["asked_fen"],
+            "reason": dispute.get("reason"), "merchant_reason": dispute.get("merchant_reason"),
+            "outcome": outcome, "refunded_fen": dispute["amount_fen"] if outcome == "refund" else 0,
+            "refund_status": dispute["status"], "decided_by": dispute.get("decided_by"),
+            "decision_reason": dispute.get("decision_reason"), "decided_at": _iso(dispute.get("decided_at")),
+            "created_at": _iso(dispute["created_at"])}
 
 
 def group_view(group):

@@ -27,6 +27,8 @@ IDEMPOTENT_WAIT = 10.0  # how long a retry waits for the first request with its 
 
 ORDERS_PLACED = Counter("quanzi_orders_placed_total", "Orders placed, by kind", ["kind"])
 TIMERS = Counter("quanzi_order_timers_total", "Due work handled by the sweep", ["kind"])
+REFUNDS_AUTO_APPROVED = Counter("quanzi_refunds_auto_approved_total",
+                                "Refund requests approved by the timers after REFUND_RESPONSE_WINDOW unanswered")
 
 
 def call(method, *args, timeout=RPC_TIMEOUT):
@@ -45,6 +47,7 @@ class OrderSaga:
         replica's claims expire and its items are handled again, every step being idempotent)."""
         self._drain(self.store.claim_due_order, self.order_due, "orders")
         self._drain(self.store.claim_due_refund, self.pay_back, "refunds")
+        self._drain(self.store.claim_unanswered_refund, self.auto_approve, "unanswered_refunds")
         self._drain(self.store.claim_expired_group, self.fail_group, "groups")
         self.provider.redeliver_due()
 
@@ -138,6 +141,23 @@ class OrderSaga:
         self.provider.refund(refund["_id"], refund["trade_no"], refund["amount_fen"])
         return self.store.finish_refund(refund["_id"], utcnow())
 
+    def approved(self, refund):
+        """A refund that reached `processing` (approved, goods received, a dispute decided for the buyer) is paid
+        back now; one still waiting for goods is left as it is."""
+        if refund["status"] == domain.R_PROCESSING:
+            self.pay_back(refund)
+        return self.store.refund(refund["_id"])
+
+    def auto_approve(self, refund):
+        """A request the merchant left unanswered for REFUND_RESPONSE_WINDOW: approved, once (a conditional
+        transition from `requested`: another replica, or the merchant answering meanwhile, makes it a no-op)."""
+        try:
+            approved = self.store.approve_refund(refund["_id"], utcnow(), auto=True)
+        except Conflict:
+            return
+        REFUNDS_AUTO_APPROVED.inc()
+        self.approved(approved)
+
     def order_due(self, order):
         status = order["status"]
         if status in (CREATING, ABANDONED):
@@ -175,7 +195,7 @@ class OrderSaga:
             self.store.release_claim("groups", group["_id"], retry_in=1)
             return
         members = self.store.member_orders(group)
-        if any(o["status"] != domain.CANCELLED for o in members):
+        if any(o["status"] not in (domain.CANCELLED, domain.REFUNDED) for o in members):
             self.store.release_claim("groups", group["_id"], retry_in=1)
             return
         placed = {o["_id"] for o in members}

@@ -147,26 +147,80 @@ class OrdersService(ServiceBase):
     def request_refund(self, viewer, order_id, payload):
         data = load(api.RefundInput, payload)
         order = self._acting(viewer, order_id, "buyer")
-        refund = self.store.request_refund(order["_id"], data["reason"], data["amount_fen"], utcnow())
-        if refund["status"] == "processing":  # before shipping: approved automatically
+        refund = self.store.request_refund(order["_id"], data["reason"], data["amount_fen"], data["return_goods"],
+                                           utcnow())
+        if refund["status"] == domain.R_PROCESSING:  # before shipping: approved automatically
             self.saga.pay_back(refund)
         return domain.refund_view(self.store.refund(refund["_id"]))
 
     @rpc
     def approve_refund(self, viewer, refund_id):
-        refund = self._refund_for_merchant(viewer, refund_id)
-        self.saga.pay_back(self.store.approve_refund(refund["_id"], utcnow()))
-        return domain.refund_view(self.store.refund(refund["_id"]))
+        """The merchant agrees: the money goes back now, or, for a return with goods, once they are back."""
+        refund = self._refund_for(viewer, refund_id, "merchant")
+        return domain.refund_view(self.saga.approved(self.store.approve_refund(refund["_id"], utcnow())))
 
     @rpc
     def reject_refund(self, viewer, refund_id, payload):
         data = load(api.RejectInput, payload)
-        refund = self._refund_for_merchant(viewer, refund_id)
+        refund = self._refund_for(viewer, refund_id, "merchant")
         return domain.refund_view(self.store.reject_refund(refund["_id"], data["reason"], utcnow()))
 
-    def _refund_for_merchant(self, viewer, refund_id):
+    @rpc
+    def return_shipment(self, viewer, refund_id, payload):
+        """The buyer sent the goods of an approved return back, with the carrier's tracking number."""
+        data = load(api.ShipInput, payload)
+        refund = self._refund_for(viewer, refund_id, "buyer")
+        now = utcnow()
+        return domain.refund_view(self.store.step_refund(refund["_id"], "ship_back", now, {
+            "return_carrier": data["carrier"], "return_tracking_no": data["tracking_no"], "returned_at": now}))
+
+    @rpc
+    def confirm_return(self, viewer, refund_id):
+        """The merchant received the goods back: the money goes back."""
+        refund = self._refund_for(viewer, refund_id, "merchant")
+        now = utcnow()
+        return domain.refund_view(self.saga.approved(
+            self.store.step_refund(refund["_id"], "confirm_return", now, {"received_at": now})))
+
+    @rpc
+    def escalate_refund(self, viewer, refund_id, payload):
+        """A buyer whose request was rejected asks the platform to decide: a dispute, once per refund."""
+        data = load(api.EscalateInput, payload)
+        refund = self._refund_for(viewer, refund_id, "buyer")
+        return domain.dispute_view(self.store.escalate(refund["_id"], data["reason"], utcnow()))
+
+    # -- disputes (admins) ---------------------------------------------------------------------------------
+    @rpc
+    def list_disputes(self, viewer, params):
+        self._admin(viewer)
+        query = load(api.DisputeQuery, params)
+        docs, next_cursor = self.store.disputes(query["status"], query["limit"], query["cursor"])
+        return {"items": [domain.dispute_view(d) for d in docs], "next_cursor": next_cursor}
+
+    @rpc
+    def decide_dispute(self, viewer, dispute_id, payload):
+        """Final: refund (all that is disputed, or `amount_fen` of it) or reject; who, why and when are kept."""
+        admin_id = self._admin(viewer)
+        data = load(api.DisputeDecision, payload)
+        dispute = self.store.dispute(self._id(dispute_id))
+        now = utcnow()
+        if data["outcome"] == "reject":
+            self.store.reject_refund(dispute["_id"], data["reason"], now, "decide_reject", decided_by=admin_id)
+        else:
+            self.saga.pay_back(self.store.decide_for_buyer(dispute["_id"], data["amount_fen"], data["reason"],
+                                                           admin_id, now))
+        return domain.dispute_view(self.store.refund(dispute["_id"]))
+
+    def _admin(self, viewer):
+        viewer = load(schemas.Viewer, viewer)
+        if not viewer["is_admin"]:
+            raise Forbidden("admins only")
+        return viewer["user_id"]
+
+    def _refund_for(self, viewer, refund_id, role):
+        """The refund, when the viewer may act on its order as `role` (404 / 403 as for the order)."""
         refund = self.store.refund(self._id(refund_id))
-        self._acting(viewer, refund["order_id"], "merchant")
+        self._acting(viewer, refund["order_id"], role)
         return refund
 
     # -- the payment provider's callback -------------------------------------------------------------------
@@ -208,6 +262,11 @@ class OrdersService(ServiceBase):
         data = event["data"]
         if data["full"] and self.store.unshipped(data["order_id"], session):
             call(self.catalog.release_stock, data["order_id"])
+
+    # -- erasure (PIPL) -----------------------------------------------------------------------------------
+    @on_event("social_feed", "user.deleted")
+    def deidentify_orders(self, event, session):
+        self.store.deidentify_buyer(event["data"]["user_id"], utcnow(), session)
 
     # -- who may act --------------------------------------------------------------------------------------
     def _owner_of(self, merchant_id):

@@ -29,6 +29,7 @@ REFUND_RETRY_SECONDS = 10  # a refund not confirmed inline by then is retried by
 
 class OrdersStore(BaseStore):
     COLLECTIONS = ("orders", "groups", "payments", "refunds")
+    PERSONAL_DATA = {"orders": ("buyer_id",), "refunds": ("buyer_id",), "groups": ("members.user_id",)}
     INDEXES = {
         "orders": [
             # the same Idempotency-Key from the same buyer can only ever name one order
@@ -41,7 +42,10 @@ class OrdersStore(BaseStore):
         "groups": [IndexModel([("status", ASCENDING), ("expires_at", ASCENDING)]),
                    IndexModel([("product_id", ASCENDING), ("status", ASCENDING), ("expires_at", ASCENDING)])],
         "payments": [IndexModel([("order_id", ASCENDING)])],
-        "refunds": [IndexModel([("order_id", ASCENDING)]), IndexModel([("status", ASCENDING), ("due_at", ASCENDING)])],
+        "refunds": [IndexModel([("order_id", ASCENDING)]), IndexModel([("status", ASCENDING), ("due_at", ASCENDING)]),
+                    # the admin dispute queue: disputes by status, newest first
+                    IndexModel([("kind", ASCENDING), ("status", ASCENDING), ("created_at", DESCENDING),
+                                ("_id", DESCENDING)])],
     }
 
     # -- reading -----------------------------------------------------------------------------------------
@@ -61,6 +65,12 @@ class OrdersStore(BaseStore):
         if refund is None:
             raise NotFound("refund not found")
         return refund
+
+    def dispute(self, dispute_id):
+        dispute = self.refunds.find_one({"_id": dispute_id, "kind": "dispute"})
+        if dispute is None:
+            raise NotFound("dispute not found")
+        return dispute
 
     def refunds_of(self, order_id):
         return list(self.refunds.find({"order_id": order_id}).sort("created_at", ASCENDING))
@@ -227,56 +237,117 @@ class OrdersStore(BaseStore):
             self.emit(session, "groupbuy.formed", domain.group_event_data(
                 group, members, formed_at=now.isoformat()), subject=group["_id"])
 
-    # -- refunds -------------------------------------------------------------------------------------------
-    def _new_refund(self, refund_id, order, kind, amount, trade_no, now, status, reason=None):
+    # -- refunds (their state machine: domain.REFUND_TRANSITIONS) ---------------------------------------------
+    def _new_refund(self, refund_id, order, kind, amount, trade_no, now, status, reason=None, return_goods=False):
+        due = None
+        if status == domain.R_PROCESSING:
+            due = now + timedelta(seconds=REFUND_RETRY_SECONDS)
+        elif status == domain.R_REQUESTED:
+            due = domain.respond_before(now, self.settings)  # unanswered by then: approved by the timers
         return {"_id": refund_id, "order_id": order["_id"], "buyer_id": order["buyer_id"],
                 "merchant_id": order["merchant_id"], "kind": kind, "amount_fen": amount, "trade_no": trade_no,
-                "reason": reason, "status": status, "created_at": now, "claim_until": EPOCH,
-                "due_at": now + timedelta(seconds=REFUND_RETRY_SECONDS) if status == "processing" else None}
+                "reason": reason, "status": status, "return_goods": return_goods, "created_at": now,
+                "claim_until": EPOCH, "due_at": due}
 
-    def request_refund(self, order_id, reason, amount_fen, now):
+    def request_refund(self, order_id, reason, amount_fen, return_goods, now):
         """The buyer asks for money back: automatic (processing at once) before shipping, else for the
-        merchant to decide."""
+        merchant to decide (with the goods sent back first when `return_goods`)."""
         def txn(session):
             order = self.order(order_id, session)
             amount, automatic = domain.refund_terms(order, amount_fen, now)
             refund = self._new_refund(new_id("rfd"), order, "after_sales", amount, order["trade_no"], now,
-                                      "processing" if automatic else "requested", reason)
-            self.refunds.insert_one(refund, session=session)
-            self._move(session, order, "request_refund", now, {"refund_from": order["status"],
-                                                               "refund_id": refund["_id"]},
-                       "order.refund_requested", refund_id=refund["_id"], amount_fen=amount, reason=reason)
+                                      domain.R_PROCESSING if automatic else domain.R_REQUESTED, reason,
+                                      return_goods=bool(return_goods) and not automatic)
+            self._open_refund(session, order, refund, now)
             return refund
         return self.transaction(txn)
 
-    def approve_refund(self, refund_id, now):
-        approved = self.refunds.find_one_and_update(
-            {"_id": refund_id, "status": "requested"},
-            {"$set": {"status": "processing", "decided_at": now,
-                      "due_at": now + timedelta(seconds=REFUND_RETRY_SECONDS)}},
-            return_document=ReturnDocument.AFTER)
-        if approved is None:
-            status = self.refund(refund_id)["status"]
-            raise Conflict(f"this refund is already {status}", {"status": [status]})
-        return approved
+    def _open_refund(self, session, order, refund, now):
+        """The refund (or dispute) is written and the order is `refund_requested` under it, announced once."""
+        self.refunds.insert_one(refund, session=session)
+        self._move(session, order, "request_refund", now, {"refund_from": order["status"], "refund_id": refund["_id"]},
+                   "order.refund_requested", refund_id=refund["_id"], amount_fen=refund["amount_fen"],
+                   reason=refund["reason"])
 
-    def reject_refund(self, refund_id, reason, now):
+    def step_refund(self, refund_id, action, now, sets=None, session=None):
+        """One refund transition without an order event (approve, auto-approve, goods sent back, goods received),
+        conditional on the status it was read in: of two racing steps one wins, the other gets 409."""
+        refund = self.refund(refund_id, session)
+        target = domain.refund_transition(refund, action)
+        sets = dict(sets or {}, status=target)
+        sets["due_at"] = now + timedelta(seconds=REFUND_RETRY_SECONDS) if target == domain.R_PROCESSING else None
+        stepped = self.refunds.find_one_and_update({"_id": refund_id, "status": refund["status"]}, {"$set": sets},
+                                                   return_document=ReturnDocument.AFTER, session=session)
+        if stepped is None:
+            status = self.refund(refund_id, session)["status"]
+            raise Conflict(f"this refund is already {status}", {"status": [status]})
+        return stepped
+
+    def approve_refund(self, refund_id, now, auto=False):
+        return self.step_refund(refund_id, "auto_approve" if auto else "approve", now,
+                                {"decided_at": now, "auto_approved": auto})
+
+    def reject_refund(self, refund_id, reason, now, action="reject", decided_by=None):
+        """The merchant rejects (also after the goods came back), or an admin decides a dispute against the buyer:
+        the order goes back where it was, with order.refund_rejected."""
         def txn(session):
             refund = self.refund(refund_id, session)
-            result = self.refunds.update_one({"_id": refund_id, "status": "requested"}, {"$set": {
-                "status": "rejected", "reject_reason": reason, "decided_at": now}}, session=session)
+            target = domain.refund_transition(refund, action)
+            sets = {"status": target, "reject_reason": reason, "decided_at": now, "due_at": None}
+            if decided_by:
+                sets.update(decided_by=decided_by, decision_reason=reason)
+            result = self.refunds.update_one({"_id": refund_id, "status": refund["status"]}, {"$set": sets},
+                                             session=session)
             if result.matched_count == 0:
-                raise Conflict(f"this refund is already {refund['status']}", {"status": [refund["status"]]})
+                raise Conflict("this refund changed meanwhile; look again", {"status": [refund["status"]]})
             order = self.order(refund["order_id"], session)
             self._move(session, order, "reject_refund", now, {"refund_id": None}, "order.refund_rejected",
                        refund_id=refund_id, amount_fen=refund["amount_fen"], reason=reason)
-            return dict(refund, status="rejected", reject_reason=reason, decided_at=now)
+            return dict(refund, **sets)
         return self.transaction(txn)
+
+    def escalate(self, refund_id, reason, now):
+        """A rejected buyer opens a dispute: a refund of kind "dispute" for the platform to decide. The order is
+        `refund_requested` again (order.refund_requested under the dispute's id: commission stays blocked)."""
+        def txn(session):
+            refund = self.refund(refund_id, session)
+            domain.refund_transition(refund, "escalate")
+            order = self.order(refund["order_id"], session)
+            amount = domain.dispute_terms(order, refund, now)
+            dispute = dict(self._new_refund(new_id("dsp"), order, "dispute", amount, refund["trade_no"], now,
+                                            domain.R_DISPUTED, reason),
+                           escalated_from=refund_id, asked_fen=amount, merchant_reason=refund.get("reject_reason"))
+            result = self.refunds.update_one({"_id": refund_id, "status": domain.R_REJECTED}, {"$set": {
+                "status": domain.R_ESCALATED, "dispute_id": dispute["_id"], "escalated_at": now}}, session=session)
+            if result.matched_count == 0:
+                raise Conflict("this refund was escalated already", {"status": [domain.R_ESCALATED]})
+            self._open_refund(session, order, dispute, now)
+            return dispute
+        return self.transaction(txn)
+
+    def decide_for_buyer(self, dispute_id, amount_fen, reason, admin_id, now):
+        """An admin decides a dispute for the buyer (the asked amount or part of it): processing, paid back by
+        the caller. Final: a decided dispute is 409."""
+        dispute = self.refund(dispute_id)
+        domain.refund_transition(dispute, "decide_refund")
+        amount = domain.decided_amount(dispute, amount_fen)
+        return self.step_refund(dispute_id, "decide_refund", now, {
+            "amount_fen": amount, "decided_by": admin_id, "decision_reason": reason, "decided_at": now})
+
+    def disputes(self, status, limit, cursor):
+        query = {"kind": "dispute"}
+        if status == "open":
+            query["status"] = domain.R_DISPUTED
+        elif status == "decided":
+            query["status"] = {"$ne": domain.R_DISPUTED}
+        query.update(paging.after(cursor, "created_at"))
+        docs = list(self.refunds.find(query).sort(paging.NEWEST_FIRST("created_at")).limit(limit + 1))
+        return paging.page(docs, limit, "created_at")
 
     def group_failure_refund(self, order, now):
         """The refund of a paid member of a failed group: one per order, whatever the retries."""
         refund = self._new_refund(f"rfd_gf_{order['_id']}", order, "group_failed", order["total_fen"],
-                                  order["trade_no"], now, "processing")
+                                  order["trade_no"], now, domain.R_PROCESSING)
         try:
             self.refunds.insert_one(refund)
         except DuplicateKeyError:
@@ -284,27 +355,29 @@ class OrdersStore(BaseStore):
         return refund
 
     def finish_refund(self, refund_id, now):
-        """Record a refund the provider confirmed, with its effect on the order, once."""
+        """Record a refund the provider confirmed, with its effect on the order and its one order.refunded
+        (refunded_fen, cause), once."""
         def txn(session):
             refund = self.refunds.find_one_and_update(
-                {"_id": refund_id, "status": "processing"},
-                {"$set": {"status": "succeeded", "refunded_at": now, "due_at": None}},
+                {"_id": refund_id, "status": domain.R_PROCESSING},
+                {"$set": {"status": domain.R_SUCCEEDED, "refunded_at": now, "due_at": None}},
                 return_document=ReturnDocument.AFTER, session=session)
             if refund is None:
                 return None  # finished before (a retry, or another replica)
-            if refund["kind"] == "late_payment":
-                return refund  # the order never counted this payment: nothing else changes
             order = self.order(refund["order_id"], session)
-            amount = refund["amount_fen"]
-            if refund["kind"] == "group_failed":
-                self._move(session, order, "group_failed", now, {
-                    "cancel_reason": "group_failed", "cancelled_at": now, "refunded_fen": amount},
-                    "order.cancelled", reason="group_failed", refunded_fen=amount)
+            action, refunded_total = domain.money_back(order, refund)
+            facts = dict(refund_id=refund_id, amount_fen=refund["amount_fen"], reason=refund.get("reason"),
+                         refunded_fen=refund["amount_fen"], refunded_total_fen=refunded_total,
+                         cause=domain.REFUND_CAUSES[refund["kind"]])
+            if action is None:  # money the order never counted: it stays as it is
+                self.emit(session, "order.refunded", domain.event_data(
+                    order, full=order["status"] == domain.REFUNDED, **facts), subject=order["_id"])
                 return refund
-            action, refunded_total = domain.refund_outcome(order, amount)
-            self._move(session, order, action, now, {"refunded_fen": refunded_total, "refund_id": None},
-                       "order.refunded", refund_id=refund_id, amount_fen=amount, reason=refund.get("reason"),
-                       full=action == "refund_fully", refunded_total_fen=refunded_total)
+            sets = {"refunded_fen": refunded_total}
+            if order.get("refund_id") == refund_id:
+                sets["refund_id"] = None
+            self._move(session, order, action, now, sets, "order.refunded",
+                       full=domain.TRANSITIONS[action][1] == domain.REFUNDED, **facts)
             return refund
         return self.transaction(txn)
 
@@ -337,7 +410,14 @@ class OrdersStore(BaseStore):
         return self._claim(self.orders, {"due_at": {"$lte": now}}, now)
 
     def claim_due_refund(self, now):
-        return self._claim(self.refunds, {"status": "processing", "due_at": {"$lte": now}}, now)
+        return self._claim(self.refunds, {"status": domain.R_PROCESSING, "due_at": {"$lte": now}}, now)
+
+    def claim_unanswered_refund(self, now):
+        """A refund request the merchant left unanswered for REFUND_RESPONSE_WINDOW (approved by the caller).
+        Requests made before the window existed have no due_at: their creation time counts (no migration)."""
+        legacy_due = now - timedelta(seconds=self.settings.refund_response_window)
+        return self._claim(self.refunds, {"status": domain.R_REQUESTED, "$or": [
+            {"due_at": {"$lte": now}}, {"due_at": None, "created_at": {"$lte": legacy_due}}]}, now)
 
     def claim_expired_group(self, now):
         return self._claim(self.groups, {"status": {"$in": [domain.GROUP_OPEN, domain.GROUP_FAILING]},
@@ -352,3 +432,10 @@ class OrdersStore(BaseStore):
         self.orders.update_one({"_id": order_id, "status": {"$nin": [CREATING, ABANDONED,
                                                                      domain.PENDING, domain.SHIPPED]}},
                                {"$set": {"due_at": None}})
+
+    # -- erasure (user.deleted): orders are kept for the law, de-identified ---------------------------------
+    def deidentify_buyer(self, user_id, at, session):
+        """The erased user's orders keep ids and amounts (bookkeeping, disputes) but lose the address."""
+        return self.orders.update_many({"buyer_id": user_id, "address": {"$ne": None}},
+                                       {"$set": {"address": None, "address_erased_at": at}},
+                                       session=session).modified_count

@@ -14,6 +14,7 @@ Visibility (domain-rules.md, Moments):
 import re
 import secrets
 import string
+import unicodedata
 from datetime import datetime, timezone
 
 from contracts.api.social_feed import SHARE_CODE_PATTERN, VISIBILITIES
@@ -131,6 +132,59 @@ def check_product_card(author_id, share, product_id):
         raise InvalidInput("share code is for another product", {"share_code": ["is for another product"]})
 
 
+# --- moderation: the blocked-word list -----------------------------------------------------------------------
+def normalise(text):
+    """The form texts and list entries are compared in: NFKC (full-width Ａ and half-width ｶ become A and カ),
+    case-folded, and with every character that is not a letter, digit or ideograph removed, so spaces, dots or
+    emoji put between the characters of a word do not hide it ("加 微 信", "加.微.信", "ＷｅｉＸｉｎ")."""
+    folded = unicodedata.normalize("NFKC", text or "").casefold()
+    return "".join(ch for ch in folded if unicodedata.category(ch)[0] in "LN")
+
+
+def parse_blocked_words(lines):
+    """The normalised entries of a blocked-word file: one word or phrase per line, '#' starts a comment line,
+    blank lines and entries that normalise to nothing are skipped. Returns {normalised: as written}."""
+    words = {}
+    for line in lines:
+        entry = line.strip()
+        if entry and not entry.startswith("#") and normalise(entry):
+            words.setdefault(normalise(entry), entry)
+    return words
+
+
+def blocked_word_in(text, words):
+    """The list entry (as written) that `text` contains after normalisation, or None."""
+    flat = normalise(text)
+    for key, entry in words.items():
+        if key in flat:
+            return entry
+    return None
+
+
+def check_blocked_words(field, text, words):
+    """RuleRefused (422) naming the rule and the entry when `text` contains a blocked word."""
+    entry = blocked_word_in(text, words)
+    if entry is not None:
+        raise RuleRefused(f"refused by the blocked-word rule: {field} contains '{entry}'",
+                          {field: [f"blocked_words: contains '{entry}'"]})
+
+
+REPORT_TARGETS = ("moment", "comment")
+
+
+def new_report(reporter_id, target_type, target_id, reason, at):
+    """One report per (target, reporter): its id says so, reporting again reopens it with the new reason."""
+    return {"_id": f"{target_type}:{target_id}:{reporter_id}", "target_type": target_type, "target_id": target_id,
+            "reporter_id": reporter_id, "reason": reason, "status": "open", "resolved_at": None, "created_at": at}
+
+
+def report_view(report):
+    return {"report_id": report["_id"], "target_type": report["target_type"], "target_id": report["target_id"],
+            "reporter_id": report["reporter_id"], "reason": report["reason"], "status": report["status"],
+            "created_at": iso(report["created_at"]),
+            "resolved_at": iso(report.get("resolved_at"))}
+
+
 # --- cursors ---------------------------------------------------------------------------------------------
 def encode_cursor(at, item_id):
     """Position after (at, id) in a newest-first list: "<epoch ms>_<id>"."""
@@ -165,7 +219,7 @@ def new_moment(author_id, data, product_id, share_code):
 
 def moment_view(moment, author_profile=None):
     card = None
-    if moment.get("product_id"):
+    if moment.get("product_id") and not moment.get("product_hidden"):  # taken down / merchant suspended
         card = {"product_id": moment["product_id"], "share_code": moment.get("share_code")}
     return {"moment_id": moment["_id"], "author": author_view(moment["author_id"], author_profile),
             "text": moment["text"], "images": moment["images"], "product": card,
@@ -178,6 +232,10 @@ def profile_view(profile, own=False):
     if own:
         view.update(inviter_id=profile.get("inviter_id"), friend_count=profile.get("friend_count", 0))
     return view
+
+
+def privacy_view(profile):
+    return {"show_purchases_to_friends": bool(profile.get("show_purchases_to_friends", False))}
 
 
 def request_view(request):

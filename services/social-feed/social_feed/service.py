@@ -17,6 +17,7 @@ from kit.service import ServiceBase
 from kit.validation import ID_PATTERN, load
 from social_feed import domain, schemas
 from social_feed.store import TIMELINE_QUERY, SocialFeedStore
+from social_feed.wordlist import BlockedWords
 
 FAN_OUT_SECONDS = Histogram("quanzi_social_fan_out_seconds", "Time to write one moment into its friends' timelines",
                             buckets=LATENCY_BUCKETS)
@@ -36,6 +37,7 @@ class SocialFeedService(ServiceBase):
     name = "social_feed"
     store = MongoStore(SocialFeedStore)
     catalog = RpcProxy("catalog")
+    blocked_words = BlockedWords()
 
     # -- profiles -----------------------------------------------------------------------------------------
     @rpc
@@ -104,6 +106,7 @@ class SocialFeedService(ServiceBase):
     @rpc
     def post_moment(self, user_id, payload):
         data = load(api.MomentInput, payload)
+        domain.check_blocked_words("text", data["text"], self.blocked_words)
         product_id, share_code, share = data["product_id"], data["share_code"], None
         if share_code:
             existing = self.store.share(share_code)
@@ -153,6 +156,7 @@ class SocialFeedService(ServiceBase):
     @rpc
     def comment(self, user_id, moment_id, payload):
         data = load(api.CommentInput, payload)
+        domain.check_blocked_words("text", data["text"], self.blocked_words)
         moment = self._openable(user_id, moment_id)
         comment = self.store.add_comment(user_id, moment["_id"], data["text"])
         author = domain.author_view(user_id, self.store.profiles_by_id([user_id]).get(user_id))
@@ -230,7 +234,70 @@ class SocialFeedService(ServiceBase):
     def remember_purchase(self, event, session):
         data = event["data"]
         self.store.record_purchase(data["buyer_id"], [line["product_id"] for line in data["lines"]],
-                                   domain.now(), session)
+                                   domain.now(), session, order_id=data["order_id"])
+
+    @on_event("orders", "order.refunded")
+    def forget_refunded_purchase(self, event, session):
+        """A purchase refunded whole (after-sales, a failed group, a dispute) no longer shows its buyer in
+        "friends bought"; a partial refund keeps them (they kept goods)."""
+        data = event["data"]
+        if data["full"]:
+            self.store.forget_purchase(data["buyer_id"], [line["product_id"] for line in data["lines"]],
+                                       domain.now(), session, order_id=data["order_id"])
+
+    # -- privacy (PIPL: separate consent; erasure) ----------------------------------------------------------
+    @rpc
+    def get_privacy(self, user_id):
+        return domain.privacy_view(self.store.profile(user_id))
+
+    @rpc
+    def set_privacy(self, user_id, payload):
+        data = load(api.PrivacyInput, payload)
+        return domain.privacy_view(self.store.set_privacy(user_id, data["show_purchases_to_friends"]))
+
+    @rpc
+    def erase_user(self, user_id):
+        """DELETE /me: everything of the user here goes, and user.deleted tells the other services."""
+        return {"user_id": user_id, "erased": self.store.erase_user(checked_id(user_id))}
+
+    # -- moderation ---------------------------------------------------------------------------------------
+    @rpc
+    def report(self, reporter_id, target_type, target_id, payload):
+        """Report a moment or comment the reporter may see (anything else: 404)."""
+        data = load(api.ReportInput, payload)
+        if target_type not in domain.REPORT_TARGETS:
+            raise NotFound("nothing to report")
+        if target_type == "comment":
+            comment = self.store.comment(checked_id(target_id, "comment not found"))
+            if comment is None or comment.get("taken_down"):
+                raise NotFound("comment not found")
+            self._openable(reporter_id, comment["moment_id"])
+        else:
+            self._openable(reporter_id, target_id)
+        report = domain.new_report(reporter_id, target_type, target_id, data["reason"], domain.now())
+        return domain.report_view(self.store.report(report))
+
+    @rpc
+    def reports(self, params=None):
+        query = load(api.ReportQuery, params or {})
+        found, cursor = self.store.reports_page(query["status"], query["limit"], domain.decode_cursor(query["cursor"]))
+        return {"items": [domain.report_view(r) for r in found], "next_cursor": cursor}
+
+    @rpc
+    def take_down(self, target_type, target_id, payload):
+        data = load(api.TakedownInput, payload)
+        if target_type not in domain.REPORT_TARGETS:
+            raise NotFound("nothing to take down")
+        return self.store.take_down(target_type, checked_id(target_id, f"{target_type} not found"), data["reason"])
+
+    @on_event("catalog", "product.hidden")
+    def hide_product_cards(self, event, session):
+        self.store.set_product_card_hidden(event["data"]["product_id"], True, session)
+
+    @on_event("catalog", "product.updated")
+    def show_product_cards(self, event, session):
+        if event["data"].get("visible") is not False:
+            self.store.set_product_card_hidden(event["data"]["product_id"], False, session)
 
     # -- timeline fan-out (own events: the POST returns at once, the kit retries a failed fan-out) ----------
     @on_event("social_feed", "moment.posted")

@@ -47,6 +47,15 @@ def newest_first_after(position, time_field, id_field):
     return {"$or": [{time_field: {"$lt": at}}, {time_field: at, id_field: {"$lt": item_id}}]}
 
 
+def newest_page(collection, query, limit, position):
+    """A page of `collection` newest first by (created_at, _id) after `position`: (documents, next cursor)."""
+    found = list(collection.find({**query, **newest_first_after(position, "created_at", "_id")})
+                 .sort([("created_at", DESCENDING), ("_id", DESCENDING)]).limit(limit + 1))
+    more = len(found) > limit
+    found = found[:limit]
+    return found, (domain.encode_cursor(found[-1]["created_at"], found[-1]["_id"]) if more else None)
+
+
 class SocialFeedStore(BaseStore):
     INDEXES = {
         "friend_requests": [
@@ -62,11 +71,24 @@ class SocialFeedStore(BaseStore):
         "comments": [IndexModel([("moment_id", ASCENDING), ("created_at", DESCENDING)])],
         "share_clicks": [IndexModel([("share_code", ASCENDING), ("at", DESCENDING)])],
         "shares": [IndexModel([("product_id", ASCENDING), ("sharer_id", ASCENDING)])],
-        "purchases": [IndexModel([("product_id", ASCENDING), ("buyer_id", ASCENDING)])],
+        "purchases": [IndexModel([("product_id", ASCENDING), ("buyer_id", ASCENDING)]),
+                      IndexModel([("buyer_id", ASCENDING)])],
+        "reports": [IndexModel([("status", ASCENDING), ("created_at", DESCENDING), ("_id", DESCENDING)]),
+                    IndexModel([("target_id", ASCENDING)])],
     }
+    INDEXES["moments"].append(IndexModel([("product_id", ASCENDING)], sparse=True))
+    INDEXES["timelines"].append(IndexModel([("moment_id", ASCENDING)]))
+    INDEXES["likes"].append(IndexModel([("user_id", ASCENDING)]))
+    INDEXES["comments"].append(IndexModel([("user_id", ASCENDING)]))
+    INDEXES["share_clicks"].append(IndexModel([("viewer_id", ASCENDING)]))
+    INDEXES["friend_requests"].append(IndexModel([("from_id", ASCENDING)]))
 
     COLLECTIONS = ("profiles", "friend_requests", "friendships", "moments", "timelines", "likes", "comments",
-                   "shares", "share_clicks", "purchases")
+                   "shares", "share_clicks", "purchases", "reports")
+    PERSONAL_DATA = {"profiles": ("_id",), "friend_requests": ("from_id", "to_id"), "friendships": ("owner",),
+                     "moments": ("author_id",), "likes": ("user_id",), "comments": ("user_id",),
+                     "shares": ("sharer_id",), "share_clicks": ("viewer_id", "sharer_id"),
+                     "purchases": ("buyer_id",), "reports": ("reporter_id",)}
 
     # -- profiles -----------------------------------------------------------------------------------------
     def profile(self, user_id, session=None):
@@ -244,12 +266,7 @@ class SocialFeedStore(BaseStore):
         return edges, (domain.encode_cursor(edges[-1]["since"], edges[-1]["friend"]) if more else None)
 
     def incoming_requests(self, user_id, limit, position):
-        query = {"to_id": user_id, "status": "pending", **newest_first_after(position, "created_at", "_id")}
-        found = list(self.friend_requests.find(query).sort([("created_at", DESCENDING), ("_id", DESCENDING)])
-                     .limit(limit + 1))
-        more = len(found) > limit
-        found = found[:limit]
-        return found, (domain.encode_cursor(found[-1]["created_at"], found[-1]["_id"]) if more else None)
+        return newest_page(self.friend_requests, {"to_id": user_id, "status": "pending"}, limit, position)
 
     # -- moments ------------------------------------------------------------------------------------------
     def post_moment(self, moment, share=None):
@@ -337,13 +354,8 @@ class SocialFeedStore(BaseStore):
         return items, cursor
 
     def album_page(self, author_id, visibilities, limit, position):
-        query = {"author_id": author_id, "deleted": False, "visibility": {"$in": visibilities},
-                 **newest_first_after(position, "created_at", "_id")}
-        found = list(self.moments.find(query).sort([("created_at", DESCENDING), ("_id", DESCENDING)])
-                     .limit(limit + 1))
-        more = len(found) > limit
-        found = found[:limit]
-        return found, (domain.encode_cursor(found[-1]["created_at"], found[-1]["_id"]) if more else None)
+        return newest_page(self.moments, {"author_id": author_id, "deleted": False,
+                                          "visibility": {"$in": visibilities}}, limit, position)
 
     # -- likes and comments -------------------------------------------------------------------------------
     def like(self, user_id, moment_id):
@@ -370,7 +382,7 @@ class SocialFeedStore(BaseStore):
     def interactions(self, moment_id):
         """The newest likes and comments of a moment (comments returned oldest first, as they read)."""
         likes = list(self.likes.find({"moment_id": moment_id}).sort("at", DESCENDING).limit(INTERACTIONS_SCANNED))
-        comments = list(self.comments.find({"moment_id": moment_id}).sort("created_at", DESCENDING)
+        comments = list(self.comments.find({"moment_id": moment_id, "taken_down": None}).sort("created_at", DESCENDING)
                         .limit(INTERACTIONS_SCANNED))
         return likes, comments[::-1]
 
@@ -418,11 +430,33 @@ class SocialFeedStore(BaseStore):
         return self.transaction(txn)
 
     # -- social proof (who among my friends bought or shared this) --------------------------------------
-    def record_purchase(self, buyer_id, product_ids, at, session):
-        """From order.paid: a read model of who bought what (one entry per buyer and product)."""
+    def record_purchase(self, buyer_id, product_ids, at, session, order_id=None):
+        """From order.paid: a read model of who bought what (one entry per buyer and product, with the orders
+        that count for it). An order already known refunded (its event overtook this one) does not count."""
+        self._purchases(buyer_id, product_ids, at, session, add=order_id)
+
+    def forget_purchase(self, buyer_id, product_ids, at, session, order_id):
+        """From a whole order.refunded: that order stops counting; a buyer with no other paid order of the
+        product leaves "friends bought" (`gone`)."""
+        self._purchases(buyer_id, product_ids, at, session, drop=order_id)
+
+    def _purchases(self, buyer_id, product_ids, at, session, add=None, drop=None):
+        # read and write in the caller's transaction: two events of one buyer and product are applied one
+        # after the other (Mongo aborts one of two conflicting transactions and the kit retries it)
         for product_id in set(product_ids):
-            self.purchases.update_one({"_id": f"{buyer_id}:{product_id}"}, {"$setOnInsert": {
-                "buyer_id": buyer_id, "product_id": product_id, "at": at}}, upsert=True, session=session)
+            key = f"{buyer_id}:{product_id}"
+            doc = self.purchases.find_one({"_id": key}, {"orders": 1, "refunded": 1}, session=session) or {}
+            orders, refunded = set(doc.get("orders", [])), set(doc.get("refunded", []))
+            if drop is not None:
+                orders.discard(drop)
+                refunded.add(drop)
+            elif add is not None and add not in refunded:
+                orders.add(add)
+            gone = bool(refunded) and not orders
+            self.purchases.update_one({"_id": key}, {
+                "$set": {"orders": sorted(orders), "refunded": sorted(refunded), "gone": gone},
+                "$setOnInsert": {"buyer_id": buyer_id, "product_id": product_id, "at": at}},
+                upsert=True, session=session)
 
     def social_proof(self, viewer_id, product_id, shown=10):
         """Friends of the viewer who bought / shared the product: ({ids shown}, count) each. Costs one covered
@@ -430,6 +464,84 @@ class SocialFeedStore(BaseStore):
         friend_ids = [e["friend"] for e in self.friendships.find({"owner": viewer_id}, {"friend": 1, "_id": 0})]
         if not friend_ids:
             return {"bought": ([], 0), "shared": ([], 0)}
-        bought = self.purchases.distinct("buyer_id", {"product_id": product_id, "buyer_id": {"$in": friend_ids}})
+        bought = self.purchases.distinct("buyer_id", {"product_id": product_id, "buyer_id": {"$in": friend_ids},
+                                                      "gone": {"$ne": True}})
+        if bought:  # separate consent (PIPL): only friends who turned show_purchases_to_friends on, read now
+            bought = self.profiles.distinct("_id", {"_id": {"$in": bought}, "show_purchases_to_friends": True})
         shared = self.shares.distinct("sharer_id", {"product_id": product_id, "sharer_id": {"$in": friend_ids}})
         return {"bought": (sorted(bought)[:shown], len(bought)), "shared": (sorted(shared)[:shown], len(shared))}
+
+    # -- privacy --------------------------------------------------------------------------------------------
+    def set_privacy(self, user_id, show_purchases):
+        profile = self.profiles.find_one_and_update({"_id": user_id},
+                                                    {"$set": {"show_purchases_to_friends": show_purchases}},
+                                                    return_document=ReturnDocument.AFTER)
+        if profile is None:
+            raise NotFound("user not found")
+        return profile
+
+    def erase_user(self, user_id):
+        """Erasure (PIPL, DELETE /me): the profile, friendships (friends' counts follow), requests, moments and
+        every timeline entry of them or of the user, likes, comments, shares, clicks, purchases and reports,
+        gone in one transaction with `user.deleted` (other services de-identify on it). Idempotent: erasing
+        again deletes nothing more and emits nothing."""
+        def txn(session):
+            profile = self.profiles.find_one({"_id": user_id}, session=session)
+            if profile is None:
+                return False
+            friends = [e["friend"] for e in self.friendships.find({"owner": user_id}, {"friend": 1}, session=session)]
+            self.profiles.update_many({"_id": {"$in": friends}}, {"$inc": {"friend_count": -1}}, session=session)
+            self.friendships.delete_many({"$or": [{"owner": user_id}, {"friend": user_id}]}, session=session)
+            self.friend_requests.delete_many({"$or": [{"from_id": user_id}, {"to_id": user_id}]}, session=session)
+            moment_ids = self.moments.distinct("_id", {"author_id": user_id}, session=session)
+            self.timelines.delete_many({"$or": [{"owner": user_id}, {"author_id": user_id}]}, session=session)
+            for collection in (self.likes, self.comments):
+                collection.delete_many({"$or": [{"user_id": user_id}, {"moment_id": {"$in": moment_ids}}]},
+                                       session=session)
+            self.moments.delete_many({"author_id": user_id}, session=session)
+            self.shares.delete_many({"sharer_id": user_id}, session=session)
+            self.share_clicks.delete_many({"$or": [{"viewer_id": user_id}, {"sharer_id": user_id}]}, session=session)
+            self.purchases.delete_many({"buyer_id": user_id}, session=session)
+            self.reports.delete_many({"$or": [{"reporter_id": user_id}, {"target_id": {"$in": moment_ids}}]},
+                                     session=session)
+            self.profiles.update_many({"inviter_id": user_id}, {"$set": {"inviter_id": None, "invited_via": None}},
+                                      session=session)
+            self.profiles.delete_one({"_id": user_id}, session=session)
+            self.emit(session, "user.deleted", {"user_id": user_id, "deleted_at": domain.now().isoformat()},
+                      subject=user_id)
+            return True
+        return self.transaction(txn)
+
+    # -- moderation -----------------------------------------------------------------------------------------
+    def comment(self, comment_id):
+        return self.comments.find_one({"_id": comment_id})
+
+    def report(self, report):
+        """One open report per (reporter, target): reporting again updates the reason, never piles up."""
+        fresh = {"reason": report["reason"], "status": "open", "resolved_at": None}
+        return self.reports.find_one_and_update(
+            {"_id": report["_id"]},
+            {"$set": fresh, "$setOnInsert": {k: v for k, v in report.items() if k not in fresh and k != "_id"}},
+            upsert=True, return_document=ReturnDocument.AFTER)
+
+    def reports_page(self, status, limit, position):
+        return newest_page(self.reports, {"status": status}, limit, position)
+
+    def take_down(self, target_type, target_id, reason):
+        """An admin removes a moment (from every timeline, its page: 404 for everyone) or a comment; its open
+        reports are resolved. Taking down twice is a 404 (there is nothing left to take down)."""
+        now = domain.now()
+        collection = self.moments if target_type == "moment" else self.comments
+        result = collection.update_one({"_id": target_id, "taken_down": None, "deleted": {"$ne": True}},
+                                       {"$set": {"taken_down": {"reason": reason, "at": now},
+                                                 **({"deleted": True, "deleted_at": now}
+                                                    if target_type == "moment" else {})}})
+        if result.matched_count == 0:
+            raise NotFound(f"{target_type} not found")
+        self.reports.update_many({"target_id": target_id, "status": "open"},
+                                 {"$set": {"status": "actioned", "resolved_at": now}})
+        return {"target_type": target_type, "target_id": target_id, "taken_down": True, "reason": reason}
+
+    # -- product cards follow the product's visibility (catalog events) ---------------------------------------
+    def set_product_card_hidden(self, product_id, hidden, session):
+        self.moments.update_many({"product_id": product_id}, {"$set": {"product_hidden": hidden}}, session=session)

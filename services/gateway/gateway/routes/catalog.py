@@ -24,17 +24,23 @@ class CatalogRoutes:
     def apply_merchant(self, c):
         return call(self.catalog.apply_merchant, c.user_id, c.body)
 
-    @api("POST", "/admin/merchants/<merchant_id>/approve", auth="admin", response=schemas.Merchant,
+    @api("GET", "/merchants/<merchant_id>", auth="optional", response=schemas.MerchantProfile, tags=["merchants"],
+         errors=[404], summary="An approved merchant's public profile and rating (over all its products' reviews); "
+                               "pending, rejected or suspended: 404")
+    def merchant_profile(self, c):
+        return call(self.catalog.merchant_profile, c.path["merchant_id"])
+
+    @api("POST", "/admin/merchants/<merchant_id>/approve", auth="admin", audit="merchant.approve", response=schemas.Merchant,
          tags=["admin"], summary="Approve (or reinstate) a merchant", errors=[404, 409])
     def approve_merchant(self, c):
         return call(self.catalog.review_merchant, c.path["merchant_id"], "approve")
 
-    @api("POST", "/admin/merchants/<merchant_id>/reject", auth="admin", body=Reason, response=schemas.Merchant,
+    @api("POST", "/admin/merchants/<merchant_id>/reject", auth="admin", audit="merchant.reject", body=Reason, response=schemas.Merchant,
          tags=["admin"], summary="Reject a merchant application, with a reason", errors=[404, 409])
     def reject_merchant(self, c):
         return call(self.catalog.review_merchant, c.path["merchant_id"], "reject", c.body)
 
-    @api("POST", "/admin/merchants/<merchant_id>/suspend", auth="admin", body=Reason, response=schemas.Merchant,
+    @api("POST", "/admin/merchants/<merchant_id>/suspend", auth="admin", audit="merchant.suspend", body=Reason, response=schemas.Merchant,
          tags=["admin"], summary="Suspend a merchant: its products disappear at once", errors=[404, 409])
     def suspend_merchant(self, c):
         return call(self.catalog.review_merchant, c.path["merchant_id"], "suspend", c.body)

@@ -1,9 +1,9 @@
 """Orders, payments, after-sales, group buys (拼团) and reviews. Who may see or act on an order is decided by the
 orders service (buyer, the order's merchant, admin); the routes pass the signed-in user along."""
 
-from contracts.api.catalog import ReviewInput
-from contracts.api.orders import (GroupJoinInput, GroupOpenInput, OrderInput, OrderQuery, PaymentNotification,
-                                  RefundInput, RejectInput, ShipInput)
+from contracts.api.catalog import ReplyInput, ReviewInput, ReviewPage
+from contracts.api.orders import (DisputeDecision, DisputeQuery, EscalateInput, GroupJoinInput, GroupOpenInput,
+                                  OrderInput, OrderQuery, PaymentNotification, RefundInput, RejectInput, ShipInput)
 from contracts.payment import SIGNATURE_HEADER, signature_ok
 from gateway import schemas_orders as views
 from gateway.errors import Unauthorized
@@ -21,6 +21,7 @@ def viewer(c):
 class OrderRoutes:
     orders = RpcProxy("orders")
     catalog = RpcProxy("catalog")
+    social_feed = RpcProxy("social_feed")
 
     # -- orders ---------------------------------------------------------------------------------------------
     @api("POST", "/orders", body=OrderInput, response=views.OrderView, status=201, tags=["orders"], errors=[404, 409],
@@ -74,19 +75,51 @@ class OrderRoutes:
     @api("POST", "/orders/<order_id>/refunds", body=RefundInput, response=views.RefundView, status=201,
          tags=["after-sales"], errors=[403, 404, 409, 422],
          summary="Ask for a refund (the buyer): the whole order at once before shipping; after that up to the goods "
-                 "paid, for the merchant to decide, until the after-sales window closes (422)")
+                 "paid, for the merchant to decide (with return_goods: the goods go back first), until the "
+                 "after-sales window closes (422). Unanswered for REFUND_RESPONSE_WINDOW, it is approved")
     def request_refund(self, c):
         return call(self.orders.request_refund, viewer(c), c.path["order_id"], c.body)
 
-    @api("POST", "/refunds/<refund_id>/approve", response=views.RefundView, tags=["after-sales"],
-         errors=[403, 404, 409], summary="Approve a refund (the order's merchant): the money goes back")
+    @api("POST", "/refunds/<refund_id>/approve", audit="refund.approve", response=views.RefundView, tags=["after-sales"],
+         errors=[403, 404, 409], summary="Approve a refund (the order's merchant): the money goes back, or, for a "
+                                         "return with goods, the buyer sends them back first")
     def approve_refund(self, c):
         return call(self.orders.approve_refund, viewer(c), c.path["refund_id"])
 
-    @api("POST", "/refunds/<refund_id>/reject", body=RejectInput, response=views.RefundView, tags=["after-sales"],
+    @api("POST", "/refunds/<refund_id>/reject", audit="refund.reject", body=RejectInput, response=views.RefundView, tags=["after-sales"],
          errors=[403, 404, 409], summary="Reject a refund with a reason (the order's merchant)")
     def reject_refund(self, c):
         return call(self.orders.reject_refund, viewer(c), c.path["refund_id"], c.body)
+
+    @api("POST", "/refunds/<refund_id>/return-shipment", body=ShipInput, response=views.RefundView,
+         tags=["after-sales"], errors=[403, 404, 409],
+         summary="The goods of an approved return are on their way back (the buyer), with the tracking number")
+    def return_shipment(self, c):
+        return call(self.orders.return_shipment, viewer(c), c.path["refund_id"], c.body)
+
+    @api("POST", "/refunds/<refund_id>/confirm-return", audit="refund.confirm_return", response=views.RefundView, tags=["after-sales"],
+         errors=[403, 404, 409], summary="The returned goods arrived (the order's merchant): the money goes back")
+    def confirm_return(self, c):
+        return call(self.orders.confirm_return, viewer(c), c.path["refund_id"])
+
+    @api("POST", "/refunds/<refund_id>/escalate", body=EscalateInput, response=views.DisputeView, status=201,
+         tags=["after-sales"], errors=[403, 404, 409, 422],
+         summary="Escalate a rejected refund to the platform (the buyer, once, within the after-sales window of a "
+                 "completed order: else 422): opens a dispute for an admin")
+    def escalate_refund(self, c):
+        return call(self.orders.escalate_refund, viewer(c), c.path["refund_id"], c.body)
+
+    @api("GET", "/admin/disputes", auth="admin", query=DisputeQuery, response=views.DisputePage, tags=["admin"],
+         summary="The dispute queue, newest first (status=open by default; decided; all)")
+    def list_disputes(self, c):
+        return call(self.orders.list_disputes, viewer(c), c.query)
+
+    @api("POST", "/admin/disputes/<dispute_id>/decide", auth="admin", audit="dispute.decide", body=DisputeDecision,
+         response=views.DisputeView, tags=["admin"], errors=[404, 409],
+         summary="Decide a dispute, finally: refund (all, or amount_fen of it) or reject, with a reason; who, why "
+                 "and when are recorded")
+    def decide_dispute(self, c):
+        return call(self.orders.decide_dispute, viewer(c), c.path["dispute_id"], c.body)
 
     # -- group buys ------------------------------------------------------------------------------------------
     @api("POST", "/group-buys", body=GroupOpenInput, response=views.GroupOpened, status=201, tags=["group-buys"],
@@ -110,6 +143,25 @@ class OrderRoutes:
          tags=["products"], errors=[403, 404, 409],
          summary="Review a product of your completed order, once per product (rating 1-5)")
     def post_review(self, c):
-        review = call(self.catalog.post_review, c.user_id, c.path["product_id"], c.body)
+        review = call(self.catalog.post_review, c.user_id, c.path["product_id"], c.body, self._nickname(c.user_id))
         self.products.drop(c.path["product_id"])  # the rating changed
         return review
+
+    def _nickname(self, user_id):
+        """The reviewer's nickname, kept with the review (social-feed owns profiles): reading reviews then costs
+        the catalog one query, never a call per reviewer. Without social-feed the review is posted unnamed."""
+        try:
+            return call(self.social_feed.get_profile, user_id, user_id, timeout=2.0).get("nickname")
+        except Exception:
+            return None
+
+    @api("GET", "/products/<product_id>/reviews", auth="optional", query=ReviewPage,
+         response=views.PublicReviewPage, tags=["products"], errors=[404],
+         summary="A product's reviews, newest first, with the reviewer's nickname and the merchant's reply")
+    def list_reviews(self, c):
+        return call(self.catalog.list_reviews, c.path["product_id"], c.query)
+
+    @api("POST", "/reviews/<review_id>/reply", audit="review.reply", body=ReplyInput, response=views.ReviewView, tags=["products"],
+         errors=[403, 404, 409], summary="Reply to a review of your product (its merchant), once: 409 after that")
+    def reply_to_review(self, c):
+        return call(self.catalog.reply_to_review, c.user_id, c.path["review_id"], c.body)
