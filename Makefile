@@ -20,7 +20,7 @@ WEB_SRCS = $(shell find web -path web/node_modules -prune -o -path web/dist -pru
 WEB_SUM = $(shell cat /dev/null $(WEB_SRCS) | sha256sum | cut -d' ' -f1)
 WEB_STAMP := web/dist/.built
 
-.PHONY: install system-packages web run test bench reconcile stop lock lock-upgrade demo chaos
+.PHONY: install system-packages web run test bench reconcile stop lock lock-upgrade demo chaos cluster chaos-cluster
 
 install: system-packages $(PY) web
 	@# --require-hashes: a wheel whose bytes differ from the lock's (tampered, re-published) fails the install
@@ -97,6 +97,16 @@ bench: install
 # A realistic demo through the public API (idempotent): against `make run`'s gateway, or GATEWAY_URL.
 demo: install
 	$(PY) -m tools.demo
+
+# On this machine the way it runs past one: a 3-node RabbitMQ cluster, a 3-member replica set, two replicas of every
+# service (tools/cluster.py). Free ports, data under .stack/cluster started afresh; Ctrl-C stops it.
+cluster: install
+	@exec $(PY) -m tools.cluster
+
+# Failover under load on the cluster: MongoDB primary and a RabbitMQ node killed with -9, the node back; invariants
+# and error windows (tools/chaos_cluster.py, about 5 minutes; --single compares a single-node stack's throughput).
+chaos-cluster: install
+	$(PY) -m tools.chaos_cluster $(ARGS)
 
 # A stack of its own (free ports), shoppers buying under six faults, invariants checked, a table (CHAOS_SECONDS).
 chaos: install

@@ -16,13 +16,15 @@ So every Quanzi entrypoint that consumes from the broker goes through `QueueCons
 - reconnecting backs off from 0.5 s to at most 5 s (kombu's default grows to 30 s: too slow to be ready again
   soon after the broker is back), and the consumer's state is readiness (`consumer_ready()`, in /health).
 
-Services import `rpc`, `RpcProxy` and `event_handler` from here, never from nameko (a test checks it).
+Services import `rpc`, `RpcProxy` and `event_handler` from here, never from nameko (a test checks it). The RPC
+queues `rpc-<service>` are quorum queues (kit.queues: replicated over a broker cluster), reply queues transient.
 """
 import logging
 import sys
 from contextlib import contextmanager
 
 import eventlet
+import kombu
 import kombu.exceptions
 from amqp.exceptions import AMQPError
 from nameko import events as nameko_events
@@ -34,6 +36,7 @@ from prometheus_client import Counter
 from pymongo.errors import ConnectionFailure, PyMongoError
 
 from kit.errors import Unavailable
+from kit.queues import quorum
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +139,11 @@ class QueueConsumer(messaging.QueueConsumer):
 class RpcConsumer(nameko_rpc.RpcConsumer):
     queue_consumer = QueueConsumer()
 
+    def setup(self):
+        super().setup()
+        if "x-queue-type" not in (self.queue.queue_arguments or {}):
+            self.queue = quorum(self.queue)  # a quorum queue (kit.queues), from the next (re)connection on
+
     def handle_result(self, message, result, exc_info):
         if exc_info is not None and is_transient(exc_info[1]):
             log.warning("rpc %s answered unavailable: %s: %s", message.delivery_info.get("routing_key"),
@@ -168,6 +176,14 @@ rpc = Rpc.decorator
 
 class ReplyListener(nameko_rpc.ReplyListener):
     queue_consumer = QueueConsumer()
+
+    def setup(self):
+        super().setup()
+        # Per process: transient and auto-deleted, so it is declared again on whichever broker node the process
+        # reconnects to (a durable classic queue whose node is down could not be declared anywhere else).
+        queue = self.queue
+        self.queue = kombu.Queue(queue.name, exchange=queue.exchange, routing_key=queue.routing_key, durable=False,
+                                 auto_delete=True, queue_arguments=queue.queue_arguments)
 
 
 class RpcProxy(nameko_rpc.RpcProxy):

@@ -83,10 +83,13 @@ def _origins(env, name):
     return origins
 
 
-def _uri(env, name, default, schemes):
+def _uri(env, name, default, schemes, failover=False):
+    """A URI of one of `schemes`; with `failover`, also kombu's `uri1;uri2;...` (one per broker node)."""
     value = env.get(name) or default
-    if not value.startswith(tuple(f"{scheme}://" for scheme in schemes)):
-        raise ConfigError(f"{name} must be a {' or '.join(schemes)}:// URI")  # the URI may hold a password
+    parts = value.split(";") if failover else [value]
+    if not all(part.startswith(tuple(f"{scheme}://" for scheme in schemes)) for part in parts):
+        what = f"{' or '.join(schemes)}:// URI" + (" (or several joined by ';')" if failover else "")
+        raise ConfigError(f"{name} must be a {what}")  # the URI may hold a password: never repeat it
     return value
 
 
@@ -157,7 +160,7 @@ class Settings:
 def load_amqp_uri(env=None):
     """AMQP_URI alone (the DLQ tool needs nothing else), validated like in load_settings."""
     env = os.environ if env is None else env
-    return _uri(env, "AMQP_URI", DEFAULT_AMQP_URI, ("amqp", "amqps", "pyamqp"))
+    return _uri(env, "AMQP_URI", DEFAULT_AMQP_URI, ("amqp", "amqps", "pyamqp"), failover=True)
 
 
 def load_settings(env=None):

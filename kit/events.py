@@ -3,6 +3,7 @@
 `@on_event("orders", "order.paid")` on a service method (the service has a `store` from MongoStore):
 - the method runs as `method(self, event, session)` inside a transaction that also records the event id, so
   a redelivered event is applied once (the second run sees the id and does nothing);
+- its queue, the retry queues and the dead-letter queue are quorum queues (kit.queues);
 - a handler that raises is retried with backoff: the message goes to `<queue>.retry.<n>`, a queue whose TTL
   dead-letters it back into `<queue>`, so a failing message never blocks the others or spins hot;
 - a failure because MongoDB or the broker is unreachable (`kit.amqp.is_transient`) is retried for as long as it
@@ -14,7 +15,7 @@ import functools
 import logging
 import traceback
 
-from kombu import Connection, Exchange, Queue
+from kombu import Connection, Exchange
 from kombu.pools import producers
 from nameko.events import EventHandler
 
@@ -22,6 +23,7 @@ from kit.amqp import QueueConsumer, is_transient
 from kit.config import load_settings
 from kit.metrics import EVENTS_CONSUMED, HANDLER_FAILURES
 from kit.mongo import DUPLICATE
+from kit.queues import quorum, quorum_queue, retry_arguments
 
 log = logging.getLogger(__name__)
 
@@ -43,15 +45,13 @@ def dlq_name(queue_name):
 
 
 def declare_retry_topology(connection, queue_name, delays):
-    """Per-attempt delay queues (one TTL each, so no head-of-line waiting) and the dead-letter queue."""
+    """Per-attempt delay queues (one TTL each, so no head-of-line waiting) and the dead-letter queue, all
+    quorum queues (kit.queues)."""
     with connection.channel() as channel:
         for attempt, delay in enumerate(delays):
-            Queue(retry_queue_name(queue_name, attempt, delay), durable=True, queue_arguments={
-                "x-message-ttl": round(delay * 1000),
-                "x-dead-letter-exchange": "",
-                "x-dead-letter-routing-key": queue_name,
-            })(channel).declare()
-        Queue(dlq_name(queue_name), durable=True)(channel).declare()
+            quorum_queue(retry_queue_name(queue_name, attempt, delay),
+                         retry_arguments(queue_name, round(delay * 1000)))(channel).declare()
+        quorum_queue(dlq_name(queue_name))(channel).declare()
 
 
 class ReliableEventHandler(EventHandler):
@@ -63,6 +63,8 @@ class ReliableEventHandler(EventHandler):
 
     def setup(self):
         super().setup()
+        if self.reliable_delivery and "x-queue-type" not in (self.queue.queue_arguments or {}):
+            self.queue = quorum(self.queue)  # consumed as such from the queue consumer's (re)connections
         settings = load_settings()
         self.delays = settings.event_retry_delays
         self.connection = Connection(settings.amqp_uri, transport_options={"confirm_publish": True})

@@ -1,7 +1,7 @@
 """Structured JSON logs with personal data removed before anything is written.
 
 Ids are fine in logs; phone numbers, passwords, tokens and addresses are not. The filter masks values under
-sensitive keys and any mainland mobile number or bearer token that slips into a message."""
+sensitive keys and any mainland mobile number, bearer token or URI password that slips into a message."""
 import json
 import logging
 import re
@@ -15,6 +15,9 @@ SENSITIVE_WORDS = ("phone", "mobile", "password", "passwd", "secret", "token", "
 PHONE = re.compile(r"(?<!\d)(?:\+?86[ -]?)?1[3-9]\d(?:[ -]?\d{4}){2}(?!\d)")
 BEARER = re.compile(r"(?i)bearer\s+[A-Za-z0-9._~+/=-]+")
 JWT = re.compile(r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+# The password in a URI's user info: amqp://user:pass@host, also in every part of a failover URL
+# (a;b;c), of which nameko masks only the first when it logs a connection error.
+URI_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^:/@\s;]*):([^@/\s;]+)@")
 # `password=...`, `token: '...'`, `"secret": "..."` written into a message as text.
 KEY_VALUE = re.compile(
     r"(?i)(\b[a-z_]*(?:password|passwd|secret|token)[a-z_]*[\"']?\s*[=:]\s*)"
@@ -30,6 +33,7 @@ def redact_text(text):
     text = PHONE.sub("[phone]", text)
     text = BEARER.sub("Bearer [token]", text)
     text = JWT.sub("[token]", text)
+    text = URI_PASSWORD.sub(r"\1:[redacted]@", text)
     return KEY_VALUE.sub(lambda m: m.group(1) + ("[token]" if "[token]" in m.group(2) else "[redacted]"), text)
 
 

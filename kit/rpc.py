@@ -6,10 +6,12 @@ from kit.errors import Unavailable
 
 def call(method, *args, timeout, error=None, **kwargs):
     """method(*args) through nameko's RpcProxy, or `error` (default: kit.errors.Unavailable, a 503 at the gateway)
-    after `timeout` seconds."""
+    after `timeout` seconds.
+
+    The budget covers sending the request too: a publish that waits on a broker node that just died (its confirm
+    never comes) must not hold the caller, and whatever it holds (an order's intent), past the budget."""
     if error is None:
         target = f"{getattr(method, 'service_name', '?')}.{getattr(method, 'method_name', '?')}"
         error = Unavailable(f"{target} did not answer within {timeout:g} s")
-    reply = method.call_async(*args, **kwargs)
     with eventlet.Timeout(timeout, error):
-        return reply.result()
+        return method.call_async(*args, **kwargs).result()

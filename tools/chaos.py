@@ -51,7 +51,9 @@ class Shoppers:
     recorded as (time, status) with status an int or the name of the client-side failure (a timeout...)."""
 
     def __init__(self, gateway_url, buyers, sku_id, share_code, threads):
-        self.gateway_url, self.buyers, self.sku_id, self.share_code = gateway_url, buyers, sku_id, share_code
+        # one gateway URL, or several (shopper n uses the n-th, as a load balancer would spread them)
+        self.gateway_urls = [gateway_url] if isinstance(gateway_url, str) else list(gateway_url)
+        self.buyers, self.sku_id, self.share_code = buyers, sku_id, share_code
         self.threads = threads
         self.answers = []  # (monotonic time sent, status)
         self.placed = {}  # order id -> total_fen: orders the API acknowledged (201)
@@ -63,7 +65,8 @@ class Shoppers:
 
     def start(self):
         for n in range(self.threads):
-            worker = threading.Thread(target=self._shop, args=(self.buyers[n % len(self.buyers)],),
+            worker = threading.Thread(target=self._shop, args=(self.buyers[n % len(self.buyers)],
+                                                               self.gateway_urls[n % len(self.gateway_urls)]),
                                       name=f"shopper-{n}", daemon=True)
             worker.start()
             self._workers.append(worker)
@@ -87,8 +90,8 @@ class Shoppers:
             self.answers.append((sent, status))
         return response
 
-    def _shop(self, token):
-        api = Api(self.gateway_url, "", "")
+    def _shop(self, token, gateway_url):
+        api = Api(gateway_url, "", "")
         while not self._stop.is_set():
             order = self._place(api, token)
             if order is not None:
@@ -137,14 +140,15 @@ class Shoppers:
 
 
 class Audit:
-    """Another team's subscriber that must not miss anything: a durable queue bound to orders.events (declared
-    before the load starts, so it survives the broker restart with its messages), read at the end."""
+    """Another team's subscriber that must not miss anything: a quorum queue bound to orders.events (declared
+    before the load starts, so it survives the broker restart, or the loss of a cluster node, with its messages),
+    read at the end."""
 
     def __init__(self, amqp_uri):
         self.amqp_uri = amqp_uri
         self.exchange = kombu.Exchange("orders.events", type="topic", durable=True, delivery_mode=2)
         self.queue = kombu.Queue(f"chaos-audit-{uuid.uuid4().hex[:8]}", self.exchange, routing_key="order.paid",
-                                 durable=True, auto_delete=False)
+                                 durable=True, auto_delete=False, queue_arguments={"x-queue-type": "quorum"})
         with kombu.Connection(amqp_uri) as connection:
             self.queue(connection.default_channel).declare()
         self.envelopes = []

@@ -52,13 +52,9 @@ def run():
 
     stack = Stack(HOME, fixed_ports=True)
     started = time.monotonic()
-    try:
-        stack.start()  # on failure or Ctrl-C it stops what it started
-    except KeyboardInterrupt:
-        return 0
-    except Exception as error:
-        print(f"The stack did not start: {error}", file=sys.stderr)
-        return 1
+    failed = start_or_report(stack.start, "stack")  # on failure or Ctrl-C it stops what it started
+    if failed is not None:
+        return failed
 
     _demo_if_empty(stack)
     print(f"Quanzi gateway: {stack.gateway_url}")
@@ -75,6 +71,24 @@ def run():
         print(f", mongod {stack.mongo.log_path}", end="")
     print(f"\nStarted in {time.monotonic() - started:.1f} s. Ctrl-C or `make stop` stops it.", flush=True)
 
+    return serve(stack, stack.stop)
+
+
+def start_or_report(start, what):
+    """start(); None once it started, else the exit status (0 after Ctrl-C, 1 after a failure it reports)."""
+    try:
+        start()
+    except KeyboardInterrupt:
+        return 0
+    except Exception as error:
+        print(f"The {what} did not start: {error}", file=sys.stderr)
+        return 1
+    return None
+
+
+def serve(stack, stop_all):
+    """Supervise the stack's service processes (a process that exits is restarted with backoff, and the terminal
+    says so) until Ctrl-C or SIGTERM; then stop_all(). Returns the exit status."""
     stack.supervise(say=lambda line: print(f"{time.strftime('%H:%M:%S')} {line}", flush=True))
     try:
         while True:
@@ -82,27 +96,27 @@ def run():
     except KeyboardInterrupt:
         pass
     print("Stopping…", flush=True)
-    stack.stop()
+    stop_all()
     print("Stopped.", flush=True)
     return 0
 
 
-def stop():
-    pid = owner_pid(HOME)
+def stop(home=HOME, leftovers=stop_leftovers, what="`make run`"):
+    """Stop the stack whose owner recorded itself under `home`, or what a killed owner left behind."""
+    pid = owner_pid(home)
     if pid is None:
-        left = stop_leftovers(HOME)
-        print("Stopped what a killed `make run` left running." if left else "No stack was running.")
+        left = leftovers(home)
+        print(f"Stopped what a killed {what} left running." if left else "No stack was running.")
         return 0
     os.kill(pid, signal.SIGTERM)  # the owner stops it all, in order
     deadline = time.monotonic() + 120
-    while owner_pid(HOME) == pid:
+    while owner_pid(home) == pid:
         if time.monotonic() > deadline:
-            print(f"`make run` (pid {pid}) is still stopping; see {HOME / 'logs'}", file=sys.stderr)
+            print(f"{what} (pid {pid}) is still stopping; see {home / 'logs'}", file=sys.stderr)
             return 1
         time.sleep(0.2)
     print("Stopped.")
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(stop() if "--stop" in sys.argv[1:] else run())

@@ -206,15 +206,19 @@ def test_dev_runs_one_replica_each_with_its_own_broker_and_replica_set(rendered)
     assert "rs.initiate" in init and "mongodb-0.mongodb:27017" in init
 
 
-def test_prod_runs_several_replicas_and_autoscales_the_gateway_on_cpu(rendered):
+def test_prod_autoscales_every_deployment_on_cpu_from_at_least_two_replicas(rendered):
     objects = rendered["prod"]
+    autoscalers = {h["spec"]["scaleTargetRef"]["name"]: h for h in of_kind(objects, "HorizontalPodAutoscaler")}
+    assert set(autoscalers) == {d["metadata"]["name"] for d in quanzi_deployments(objects)}
     for deployment in quanzi_deployments(objects):
-        assert effective_replicas(objects, deployment) >= 2, deployment["metadata"]["name"]
-    (hpa,) = of_kind(objects, "HorizontalPodAutoscaler")
-    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "gateway"}
-    assert [m["resource"]["name"] for m in hpa["spec"]["metrics"]] == ["cpu"]
-    # The autoscaler owns the count: a fixed one would be reset on every `kubectl apply`.
-    assert "replicas" not in named(objects, "Deployment", "gateway")["spec"]
+        name = deployment["metadata"]["name"]
+        assert effective_replicas(objects, deployment) >= 2, name
+        hpa = autoscalers[name]
+        assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": name}
+        assert [m["resource"]["name"] for m in hpa["spec"]["metrics"]] == ["cpu"]
+        assert hpa["spec"]["maxReplicas"] > hpa["spec"]["minReplicas"]
+        # The autoscaler owns the count: a fixed one would be reset on every `kubectl apply`.
+        assert "replicas" not in deployment["spec"], name
     assert not of_kind(objects, "StatefulSet"), "prod uses operator-managed or external RabbitMQ/MongoDB"
 
 
@@ -404,7 +408,10 @@ def consumer_queues():
 def test_keda_scales_event_driven_services_on_all_their_queues_and_only_those(rendered):
     objects = rendered["prod+keda"]
     scaled = {s["spec"]["scaleTargetRef"]["name"]: s for s in of_kind(objects, "ScaledObject")}
-    assert set(scaled) == {"orders", "social-feed", "commission"}
+    assert set(scaled) == {"catalog", "orders", "social-feed", "commission"}
+    # KEDA's autoscalers replace the overlay's CPU ones on those Deployments: one autoscaler per Deployment
+    cpu = [h["spec"]["scaleTargetRef"]["name"] for h in of_kind(objects, "HorizontalPodAutoscaler")]
+    assert cpu == ["gateway"]
     deployments = {d["metadata"]["name"] for d in of_kind(objects, "Deployment")}
     for target, obj in scaled.items():
         assert target in deployments

@@ -65,6 +65,16 @@ def test_bearer_tokens_and_jwts_are_masked(text):
     assert JWT not in out and "opaque-token_value" not in out and "[token]" in out
 
 
+def test_passwords_in_broker_and_database_uris_are_masked_in_every_failover_part():
+    # nameko logs a failover URL with only its first password masked
+    text = ("Error connecting to broker at amqp://guest:********@10.0.0.1:5672/;amqp://quanzi:s3cret@10.0.0.2:5672/;"
+            "amqps://quanzi:p%40ss@rabbit-2:5671/q (refused); mongodb://app:m0ngo@m-0,m-1/?replicaSet=rs0")
+    masked = redact_text(text)
+    assert "s3cret" not in masked and "p%40ss" not in masked and "m0ngo" not in masked
+    assert "amqp://quanzi:[redacted]@10.0.0.2:5672/" in masked and "mongodb://app:[redacted]@m-0,m-1/" in masked
+    assert redact_text("amqp://10.0.0.1:5672/;http://host:8000/x") == "amqp://10.0.0.1:5672/;http://host:8000/x"
+
+
 def test_values_under_sensitive_keys_are_redacted_at_any_depth():
     payload = {
         "user_id": "usr_1", "phone": PHONE, "password": "hunter2-secret",
