@@ -154,7 +154,10 @@ class Settings:
     blocked_words_file: str
 
     def as_dict(self):
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        """Plain values (sets as sorted lists), so the settings can be logged or dumped as JSON."""
+        def plain(value):
+            return sorted(value) if isinstance(value, (set, frozenset)) else value
+        return {f.name: plain(getattr(self, f.name)) for f in fields(self)}
 
 
 def load_amqp_uri(env=None):
