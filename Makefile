@@ -9,8 +9,12 @@ LOCK := requirements.lock
 # What the installed .venv was built from: pip runs again only when the lock changes.
 LOCK_SUM = $(shell sha256sum $(LOCK) | cut -d' ' -f1)
 # The lock is resolved for the machines the project runs on (Debian 12, CPython 3.11, x86_64) and the images.
-UV_COMPILE = $(VENV)/bin/uv pip compile requirements-dev.txt --generate-hashes --python-version 3.11 \
-	--python-platform x86_64-manylinux_2_28 --custom-compile-command "make lock" -q -o $(LOCK)
+UV_PIP_COMPILE = $(VENV)/bin/uv pip compile --generate-hashes --python-version 3.11 \
+	--python-platform x86_64-manylinux_2_28 --custom-compile-command "make lock" -q
+UV_COMPILE = $(UV_PIP_COMPILE) requirements-dev.txt -o $(LOCK)
+# The images' part: the runtime requirements alone, at the lock's versions (checked line for line against it).
+RUNTIME_LOCK := deploy/docker/requirements-runtime.lock
+UV_COMPILE_RUNTIME = $(UV_PIP_COMPILE) requirements-runtime.txt -c $(LOCK) -o $(RUNTIME_LOCK)
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 ARGS ?=
 ASYNCAPI_SCHEMA := $(VENV)/share/asyncapi/asyncapi-3.0.0.json
@@ -71,6 +75,7 @@ lock: $(PY)
 	@[ -x $(VENV)/bin/uv ] || $(PY) -m pip install --disable-pip-version-check -q \
 		"$$(grep -E '^uv==' requirements-dev.txt)"
 	$(UV_COMPILE)
+	$(UV_COMPILE_RUNTIME)
 	$(PY) deploy/docker/runtime_lock.py
 
 # Deliberate refresh: every package to its newest release the requirements allow. Commit it when the suite passes.
@@ -78,6 +83,7 @@ lock-upgrade: $(PY)
 	@[ -x $(VENV)/bin/uv ] || $(PY) -m pip install --disable-pip-version-check -q \
 		"$$(grep -E '^uv==' requirements-dev.txt)"
 	$(UV_COMPILE) --upgrade
+	$(UV_COMPILE_RUNTIME)
 	$(PY) deploy/docker/runtime_lock.py
 
 run: install
