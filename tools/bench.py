@@ -117,11 +117,9 @@ class Context:
             for proxy in proxies:
                 proxy.stop()
 
-    def wrk(self, name, paths, connections=16, seconds=10, headers=None, tokens=None):
+    def wrk(self, name, paths, connections=16, seconds=10, headers=None, tokens=None, url=None):
         """GET a random path of `paths` with wrk (as a random one of `tokens`' users, when given); returns the
         same row shape as measure()."""
-        if not shutil.which("wrk"):
-            raise RuntimeError("wrk is not installed (make bench installs Debian's wrk)")
         # paths are URL-encoded ASCII: Lua has no \\u escapes, and a script error makes wrk fall back to "GET /"
         lines = ["local paths = {" + ",".join(json.dumps(urllib.parse.quote(p, safe="/?=&+")) for p in paths) + "}"]
         for key, value in (headers or {}).items():
@@ -132,10 +130,82 @@ class Context:
                          "{Authorization = 'Bearer ' .. tokens[math.random(#tokens)]}) end")
         else:
             lines.append("request = function() return wrk.format('GET', paths[math.random(#paths)]) end")
+        return self.run_wrk(name, "\n".join(lines), connections, seconds, url)
+
+    def wrk_post(self, name, path, bodies, tokens, connections=16, seconds=10):
+        """POST a random one of `bodies` (JSON-able) to `path` with wrk, as a random one of `tokens`' users, each
+        request with an Idempotency-Key of its own (thread id + counter + run id: unique across runs)."""
+        run_id = uuid.uuid4().hex[:12]
+        script = "\n".join([
+            "local bodies = {" + ",".join(json.dumps(json.dumps(b, ensure_ascii=True)) for b in bodies) + "}",
+            "local tokens = {" + ",".join(json.dumps(t) for t in tokens) + "}",
+            "local threads = 0",
+            "function setup(thread) threads = threads + 1; thread:set('tid', threads) end",
+            "function init(args) count = 0; math.randomseed(tid * 7919 + os.time()) end",
+            "function request()",
+            "  count = count + 1",
+            f"  return wrk.format('POST', {json.dumps(path)}, {{['Content-Type'] = 'application/json',",
+            "    ['Authorization'] = 'Bearer ' .. tokens[math.random(#tokens)],",
+            f"    ['Idempotency-Key'] = '{run_id}-' .. tid .. '-' .. count}}, bodies[math.random(#bodies)])",
+            "end"])
+        return self.run_wrk(name, script, connections, seconds)
+
+    def wrk_each(self, name, requests_, connections=16, seconds=10):
+        """POST each (path, token) of `requests_` once (thread k takes items k, k + threads, ...); an item
+        used up early repeats and shows as a non-2xx answer."""
+        script = "\n".join([
+            "local paths = {" + ",".join(json.dumps(p) for p, _ in requests_) + "}",
+            "local tokens = {" + ",".join(json.dumps(t) for _, t in requests_) + "}",
+            "local threads = 0",
+            "function setup(thread) threads = threads + 1; thread:set('tid', threads) end",
+            "function init(args) i = tid end",
+            "function request()",
+            "  local k = ((i - 1) % #paths) + 1; i = i + 2",
+            "  return wrk.format('POST', paths[k], {['Authorization'] = 'Bearer ' .. tokens[k]}, '')",
+            "end"])
+        return self.run_wrk(name, script, connections, seconds)
+
+    def processes(self):
+        """name -> pid of every process of the stack: the services, mongod and the broker's Erlang VM."""
+        pids = {name: proc.pid for name, proc in self.stack.services.items()}
+        if self.stack.mongo:
+            pids["mongod"] = self.stack.mongo.pid
+        if self.stack.rabbit and self.stack.rabbit.pidfile.exists():
+            pids["rabbitmq"] = int(self.stack.rabbit.pidfile.read_text().split()[0])
+        return pids
+
+    def cpu_seconds(self):
+        """CPU seconds (user + system) used so far by each process of the stack, from /proc/<pid>/stat."""
+        ticks = os.sysconf("SC_CLK_TCK")
+        used = {}
+        for name, pid in self.processes().items():
+            try:
+                fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            used[name] = (int(fields[11]) + int(fields[12])) / ticks
+        return used
+
+    def with_cpu(self, measure, per="request"):
+        """Run measure() -> row; add the stack's CPU milliseconds per request (all processes, and each), and
+        the load average of the machine at the end."""
+        before = self.cpu_seconds()
+        row = measure()
+        after = self.cpu_seconds()
+        done = max(1, row.get("count") or round(row["rps"] * row.get("seconds", 10)))
+        each = {name: round(1000 * (after[name] - before.get(name, 0)) / done, 2) for name in after}
+        row["cpu_ms"] = round(sum(each.values()), 1)
+        row["cpu_ms_by_process"] = each
+        row["loadavg"] = os.getloadavg()[0]
+        return row
+
+    def run_wrk(self, name, script_text, connections=16, seconds=10, url=None):
+        if not shutil.which("wrk"):
+            raise RuntimeError("wrk is not installed (make bench installs Debian's wrk)")
         with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-            script.write("\n".join(lines))
+            script.write(script_text)
         result = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", script.name,
-                                 self.gateway_url], capture_output=True, text=True, check=True)
+                                 url or self.gateway_url], capture_output=True, text=True, check=True)
         if result.stderr.strip():
             raise RuntimeError(f"wrk: {result.stderr.strip()}")
         out = result.stdout
@@ -148,6 +218,7 @@ class Context:
         non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
         socket_errors = re.search(r"Socket errors: (.*)", out)
         return {"name": name, "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+                "count": int(re.search(r"(\d+) requests in", out).group(1)), "seconds": seconds,
                 "p50_ms": ms("50"), "p99_ms": ms("99"),
                 "errors": int(non_2xx.group(1)) if non_2xx else 0, "concurrency": connections, "tool": "wrk",
                 "socket_errors": socket_errors.group(1) if socket_errors else None}
@@ -161,7 +232,7 @@ def bench_catalog(ctx, seconds):
     paths = [f"/api/v1/products/{p['product_id']}" for p in products]
     for path in paths:  # the read model fills on first view; measure the steady state
         ctx.api.session.get(ctx.gateway_url + path)
-    rows = [ctx.wrk("GET /products/{id}", paths, seconds=seconds)]
+    rows = [ctx.with_cpu(lambda: ctx.wrk("GET /products/{id}", paths, seconds=seconds))]
     queries = [f"/api/v1/products?q={q}" for q in (tag, f"{tag}+龙井", "bench", "tea", f"no{7}")]
     rows.append(ctx.wrk("GET /products?q=", queries, seconds=seconds))
 
@@ -176,6 +247,44 @@ def bench_catalog(ctx, seconds):
     return rows
 
 
+class BareEndpoint:
+    """tools/bare_service.py in a `nameko run` process of its own, on a free port."""
+
+    def __init__(self, stack):
+        from tools.stack import free_port, python
+        self.port = free_port()
+        env = {**os.environ, "AMQP_URI": stack.amqp_uri, "WEB_SERVER_ADDRESS": f"127.0.0.1:{self.port}",
+               "PYTHONPATH": str(REPO), "LOG_LEVEL": "WARNING"}
+        self.proc = subprocess.Popen([python(), "-m", "nameko", "run", "--config", str(REPO / "config" / "nameko.yaml"),
+                                      "tools.bare_service:Bare"], cwd=REPO, env=env, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        self.url = f"http://127.0.0.1:{self.port}"
+        import requests
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if requests.get(self.url + "/bare", timeout=2).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                self.stop()
+                raise RuntimeError("the bare nameko endpoint did not start")
+            time.sleep(0.2)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+def measure_bare(ctx, bare, seconds):
+    return ctx.wrk("bare nameko HTTP endpoint", ["/bare"], seconds=seconds, url=bare.url)
+
+
 def main():
     seconds = int(os.environ.get("BENCH_SECONDS", "10"))
     home = REPO / ".stack" / f"bench-{os.getpid()}"
@@ -183,8 +292,11 @@ def main():
     print(f"starting a benchmark stack under {home} ...", flush=True)
     stack.start()
     rows = []
+    bare = None
     try:
         ctx = Context(stack)
+        bare = BareEndpoint(stack)
+        rows.append(measure_bare(ctx, bare, seconds))
         only = set(filter(None, os.environ.get("BENCH_ONLY", "").split(",")))  # e.g. BENCH_ONLY=catalog,gateway
         if not only or "catalog" in only:
             rows += bench_catalog(ctx, seconds)
@@ -198,13 +310,28 @@ def main():
                     raise
                 continue
             rows += module.run(ctx)
+        rows.append(measure_bare(ctx, bare, seconds))  # again at the end: the machine's load moves
     finally:
+        if bare is not None:
+            bare.stop()
         stack.stop()
         shutil.rmtree(home, ignore_errors=True)
-    print(f"\n{'benchmark':48} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}  tool")
+    bare_rps = [r["rps"] for r in rows if r["name"] == "bare nameko HTTP endpoint"]
+    bare_mean = sum(bare_rps) / len(bare_rps) if bare_rps else None
     for row in rows:
-        print(f"{row['name']:48} {row.get('rps') or '':>9} {row.get('p50_ms') or '':>8} {row.get('p99_ms') or '':>8} "
-              f"{row.get('errors', ''):>7}  {row.get('tool', '')} {row.get('note', '')}")
+        row["ratio_to_bare"] = round(row["rps"] / bare_mean, 3) if bare_mean and row.get("rps") else None
+    print(f"\nbare nameko HTTP endpoint in this run: {' / '.join(map(str, bare_rps))} req/s (ratios use the mean); "
+          f"load average at the end {os.getloadavg()[0]:.1f}")
+    print(f"\n{'benchmark':50} {'req/s':>8} {'×bare':>6} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>7} "
+          f"{'CPU ms/req':>10} {'load':>5}  tool")
+    for row in rows:
+        print(f"{row['name']:50} {row.get('rps') or '':>8} {row.get('ratio_to_bare') or '':>6} "
+              f"{row.get('p50_ms') or '':>8} {row.get('p99_ms') or '':>8} {row.get('errors', ''):>7} "
+              f"{row.get('cpu_ms', ''):>10} {row.get('loadavg', '') and round(row['loadavg'], 1):>5}  "
+              f"{row.get('tool', '')} {row.get('note', '')}")
+        if row.get("cpu_ms_by_process"):
+            print(f"{'':50} CPU ms per request by process: " +
+                  ", ".join(f"{k} {v}" for k, v in row["cpu_ms_by_process"].items() if v))
     (REPO / ".stack").mkdir(exist_ok=True)
     (REPO / ".stack" / "bench-results.json").write_text(json.dumps(rows, indent=2))
     return 0
