@@ -103,11 +103,12 @@ def test_a_timeline_page_costs_the_same_with_10_and_5000_friends(api, rpc, mongo
     small = page_cost(db, lambda: rpc.social_feed.timeline(reader["user_id"], {"limit": limit}))
     big = page_cost(db, lambda: rpc.social_feed.timeline(star["user"]["user_id"], {"limit": limit}))
     # then the database does the same work for both: same queries and documents examined, about the same index
-    # keys (a point lookup that misses may or may not step on a neighbouring key), all bounded by the page size
-    assert small[:2] == big[:2] and abs(small[2] - big[2]) <= limit, (small, big)
-    queries, docs, keys = big
-    assert queries == 5  # timeline entries, moments, friendships, author profiles, own likes
-    assert docs <= 4 * 2 * limit and keys <= 6 * 2 * limit
+    # keys (a point lookup that misses may or may not step on neighbouring keys: seen to differ by up to 12 for a
+    # page of 10), all bounded by the page size, never by the number of friends (5,000 here)
+    assert small[:2] == big[:2] and abs(small[2] - big[2]) <= 2 * limit, (small, big)
+    for queries, docs, keys in (small, big):
+        assert queries == 5  # timeline entries, moments, friendships, author profiles, own likes
+        assert docs <= 4 * 2 * limit and keys <= 6 * 2 * limit
 
 
 def _first(ids, moment_id):
