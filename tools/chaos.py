@@ -46,6 +46,15 @@ def _sleep_retry_after(response, cap=1.0):
     time.sleep(min(max(wait, 0.1), cap))
 
 
+def _message(response):
+    if response is None:
+        return ""
+    try:
+        return str(response.json().get("error", {}).get("message", ""))[:160]
+    except ValueError:
+        return response.text[:160]
+
+
 class Shoppers:
     """`threads` shoppers, each placing and paying one order after another until stop(); every HTTP answer is
     recorded as (time, status) with status an int or the name of the client-side failure (a timeout...)."""
@@ -55,7 +64,8 @@ class Shoppers:
         self.gateway_urls = [gateway_url] if isinstance(gateway_url, str) else list(gateway_url)
         self.buyers, self.sku_id, self.share_code = buyers, sku_id, share_code
         self.threads = threads
-        self.answers = []  # (monotonic time sent, status)
+        self.answers = []  # (monotonic time sent, status, route)
+        self.failures = []  # (monotonic time sent, route, status, the answer's message): what an error was
         self.placed = {}  # order id -> total_fen: orders the API acknowledged (201)
         self.paid = set()  # orders the shopper saw paid
         self.refused = collections.Counter()  # unexpected 4xx that ended an attempt
@@ -86,8 +96,11 @@ class Shoppers:
             status = response.status_code
         except requests.RequestException as exc:
             response, status = None, type(exc).__name__
+        route = f"{method} {path.replace(path.split('/')[2], '{id}') if path.count('/') > 1 else path}"
         with self._lock:
             self.answers.append((sent, status))
+            if response is None or status >= 400:
+                self.failures.append((sent, route, status, _message(response)))
         return response
 
     def _shop(self, token, gateway_url):
@@ -311,6 +324,10 @@ def check(stack, shop, shoppers, audit, last_fault, settle=60):
             if isinstance(status, int) and status < 400:
                 continue
             (after if at >= quiet_from else during)[status] += 1
+        # what each error after the quiet point was, for whoever reads a violation
+        detail = {True: [], False: []}
+        for at, route, status, message in shoppers.failures:
+            detail[at >= quiet_from].append(f"{at - last_fault:+.1f} s {route} {status} {message}".rstrip())
         exits = collections.Counter(name for name, _ in stack.supervisor.restarts) if stack.supervisor else {}
         killed = {"orders": 1, "commission": 1, "catalog": 1, "gateway": 1}
         return {
@@ -322,7 +339,8 @@ def check(stack, shop, shoppers, audit, last_fault, settle=60):
             "commission_missing": len(paid_db - set(commissions)),
             "paid_event_missing": len(paid_db - set(delivered)),
             "paid_event_twice": sum(1 for ids in delivered.values() if len(ids) > 1),
-            "errors_during": dict(during), "errors_after": dict(after),
+            "errors_during": dict(during), "errors_after": dict(after), "errors_after_detail": detail[True][:20],
+            "errors_during_detail": detail[False][:10],
             "unexpected_exits": {n: c - killed.get(n, 0) for n, c in exits.items() if c > killed.get(n, 0)},
             "gave_up": sorted(p.name for p in stack.supervisor.given_up) if stack.supervisor else [],
             "refused": dict(shoppers.refused),
@@ -376,6 +394,9 @@ def render(report):
     found = violations(report)
     lines.append("")
     lines += [f"VIOLATED: {v}" for v in found] or ["OK: every invariant holds"]
+    for when in ("during", "after"):
+        lines += [f"  error {when} (time from the last fault's repair): {line}"
+                  for line in report.get(f"errors_{when}_detail", [])]
     return "\n".join(lines)
 
 

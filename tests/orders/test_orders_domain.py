@@ -256,6 +256,15 @@ def test_a_payment_counts_only_for_an_unpaid_order_of_an_open_group():
     assert not domain.payment_applies(an_order("pending_payment"), a_group(status="failing"), NOW)
 
 
+def test_a_pay_that_finds_its_order_paid_is_answered_with_it_and_an_unpaid_or_ended_one_is_not():
+    # a retried tap after the first one went through: the order is paid (or on past it), with the provider's trade
+    for status in ("paid", "awaiting_group", "shipped", "completed"):
+        assert domain.paid_already({**an_order(status), "trade_no": "sbx1"})
+    # waiting for money, or where paying again means nothing (cancelled, refunded): pay decides, a 409 for these
+    for status in ("pending_payment", "cancelled", "refunded", "refund_requested"):
+        assert not domain.paid_already({**an_order(status), "trade_no": "sbx1" if status != "pending_payment" else None})
+
+
 def test_only_the_exact_body_with_the_right_secret_passes_the_signature_check():
     body = b'{"trade_no":"sbx123456","amount_fen":3800}'
     signature = payment.sign(body, "s3cret")

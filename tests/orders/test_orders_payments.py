@@ -34,6 +34,25 @@ def test_ten_identical_notifications_make_one_payment(api, stack, mongo, kombu_l
     assert [m["data"]["order_id"] for m in distinct(listener.messages)].count(order["order_id"]) == 1
 
 
+def test_a_pay_tapped_again_after_it_went_through_answers_the_paid_order_and_charges_once(api, mongo,
+                                                                                          kombu_listener):
+    # given a buyer whose first tap paid the order, but whose app never saw the answer (a timeout, an outage)
+    listener = kombu_listener("orders.events", ["order.paid"])
+    _, _, _, sku = open_shop(api)
+    buyer = api.register_user()
+    order = place(api, buyer["token"], sku)
+    first = expect(api.post(f"/orders/{order['order_id']}/pay", token=buyer["token"]), 200)
+    assert first["status"] == "paid"
+    # when it taps "pay" again, twice
+    again = [expect(api.post(f"/orders/{order['order_id']}/pay", token=buyer["token"]), 200) for _ in range(2)]
+    # then both answers show the same paid order, one payment exists and one order.paid was published
+    assert {(a["status"], a["trade_no"]) for a in again} == {("paid", first["trade_no"])}
+    assert mongo["quanzi_orders"]["payments"].count_documents({"order_id": order["order_id"]}) == 1
+    listener.wait_for(lambda m: m["data"]["order_id"] == order["order_id"])
+    time.sleep(0.5)
+    assert [m["data"]["order_id"] for m in distinct(listener.messages)].count(order["order_id"]) == 1
+
+
 def test_a_tampered_or_unsigned_notification_is_refused_with_401_and_changes_nothing(api, stack, mongo):
     _, _, _, sku = open_shop(api)
     buyer = api.register_user()

@@ -52,6 +52,13 @@ def transition(order, action):
     return order["refund_from"] if target is None else target
 
 
+def paid_already(order):
+    """A pay that finds its order paid is a retried tap whose first answer was lost (a timeout, an outage): it is
+    answered with the paid order, as the first tap would have been, rather than a conflict. Nothing is charged
+    again: the provider keeps one payment per order."""
+    return order["status"] in {PAID, AWAITING_GROUP, SHIPPED, COMPLETED} and order.get("trade_no") is not None
+
+
 CANCEL_REASONS = {"cancel": "buyer", "payment_timeout": "payment_timeout", "group_failed": "group_failed"}
 
 # -- money -------------------------------------------------------------------------------------------------
