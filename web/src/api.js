@@ -49,16 +49,18 @@ export function createClient({ base = '/api/v1', fetch = (...a) => globalThis.fe
     return strings.reduce((out, s, i) => out + s + (i < ids.length ? encodeURIComponent(ids[i]) : ''), '')
   }
 
-  async function request(method, url, { body, params, key } = {}) {
+  // `file`: a Blob/File sent as the body itself, typed as it is (an upload); otherwise `body` goes as JSON.
+  async function request(method, url, { body, params, key, file } = {}) {
     const headers = { Accept: 'application/json' }
     const token = storage?.getItem(TOKEN)
     if (token) headers.Authorization = `Bearer ${token}`
-    if (body !== undefined) headers['Content-Type'] = 'application/json'
+    if (file !== undefined) headers['Content-Type'] = file.type || 'application/octet-stream'
+    else if (body !== undefined) headers['Content-Type'] = 'application/json'
     if (method === 'POST') headers['Idempotency-Key'] = key || newKey()
     let response
     try {
       response = await fetch(base + url + query(params), {
-        method, headers, body: body === undefined ? undefined : JSON.stringify(body),
+        method, headers, body: file !== undefined ? file : body === undefined ? undefined : JSON.stringify(body),
       })
     } catch (error) {
       throw new ApiError(0, 'network', MESSAGES[0])
@@ -109,6 +111,8 @@ export function createClient({ base = '/api/v1', fetch = (...a) => globalThis.fe
     privacy: () => get('/me/privacy'),
     setPrivacy: (data) => patch('/me/privacy', data),
     user: (id) => get(path`/users/${id}`),
+    // a picture from the phone (a File): answers {url, ...}; the url goes into a moment's or product's images
+    uploadPicture: (file, purpose = 'moment') => request('POST', '/media', { file, params: { purpose } }),
     // catalog
     products: (params) => get('/products', params),
     product: (id) => get(path`/products/${id}`),

@@ -47,6 +47,16 @@ describe('the API client', () => {
     expect(JSON.parse(calls[0].body)).toEqual({ items: [] })
   })
 
+  it('sends a picture as the body itself, typed as the file is, with its purpose', async () => {
+    const { api, calls } = client([() => answer(201, { url: '/media/u-1.jpg' })])
+    const file = new Blob([new Uint8Array([0xff, 0xd8, 0xff])], { type: 'image/jpeg' })
+    expect(await api.uploadPicture(file, 'product')).toEqual({ url: '/media/u-1.jpg' })
+    expect(calls[0].url).toBe('/api/v1/media?purpose=product')
+    expect(calls[0].body).toBe(file)
+    expect(calls[0].headers['Content-Type']).toBe('image/jpeg')
+    expect(calls[0].headers['Idempotency-Key']).toMatch(/^[0-9a-f]{32}$/)
+  })
+
   it('builds query strings and escapes path ids: pages never build URLs', async () => {
     const { api, calls } = client([() => answer(200, {}), () => answer(200, {})])
     await api.products({ q: '龙井 茶', category: '', cursor: null, limit: 20 })
