@@ -497,7 +497,7 @@ class SocialFeedStore(BaseStore):
 
     def report(self, report):
         """One open report per (reporter, target): reporting again updates the reason, never piles up."""
-        fresh = {"reason": report["reason"], "status": "open", "resolved_at": None}
+        fresh = {"reason": report["reason"], "status": "open", "resolved_at": None, "resolution_reason": None}
         return self.reports.find_one_and_update(
             {"_id": report["_id"]},
             {"$set": fresh, "$setOnInsert": {k: v for k, v in report.items() if k not in fresh and k != "_id"}},
@@ -520,6 +520,17 @@ class SocialFeedStore(BaseStore):
         self.reports.update_many({"target_id": target_id, "status": "open"},
                                  {"$set": {"status": "actioned", "resolved_at": now}})
         return {"target_type": target_type, "target_id": target_id, "taken_down": True, "reason": reason}
+
+    def dismiss_reports(self, target_type, target_id, reason):
+        """An admin looked and keeps the content up: its open reports close as dismissed, with the reason (a
+        later report opens it again). Nothing open on it is a 404."""
+        result = self.reports.update_many(
+            {"target_type": target_type, "target_id": target_id, "status": "open"},
+            {"$set": {"status": "dismissed", "resolved_at": domain.now(), "resolution_reason": reason}})
+        if result.modified_count == 0:
+            raise NotFound(f"no open report on this {target_type}")
+        return {"target_type": target_type, "target_id": target_id, "dismissed": result.modified_count,
+                "reason": reason}
 
     # -- product cards follow the product's visibility (catalog events) ---------------------------------------
     def set_product_card_hidden(self, product_id, hidden, session):
