@@ -398,6 +398,8 @@ class SocialFeedStore(BaseStore):
             share = self.shares.find_one({"_id": share_code}, session=session)
             if share is None:
                 raise NotFound("share link not found")
+            if share.get("product_hidden"):  # taken down or its shop suspended: no click, no binding to the sharer
+                raise NotFound("this product is no longer on sale")
             now = domain.now()
             self.share_clicks.insert_one({"_id": new_id("clk"), "share_code": share_code,
                                           "sharer_id": share["sharer_id"], "product_id": share["product_id"],
@@ -534,4 +536,6 @@ class SocialFeedStore(BaseStore):
 
     # -- product cards follow the product's visibility (catalog events) ---------------------------------------
     def set_product_card_hidden(self, product_id, hidden, session):
+        """Moments' product cards and share links follow the product's visibility (catalog events)."""
         self.moments.update_many({"product_id": product_id}, {"$set": {"product_hidden": hidden}}, session=session)
+        self.shares.update_many({"product_id": product_id}, {"$set": {"product_hidden": hidden}}, session=session)
