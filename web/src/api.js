@@ -36,6 +36,25 @@ export function newKey() {
   return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('')
 }
 
+// Idempotency-Keys for a form: the same request again (a double tap, a retry after a lost answer) gets the same
+// key, so the server acts once and answers it again; a changed request (the person corrected the form) gets a new
+// key, since the server refuses a key reused with another body. Call it with the request's body each time, and
+// `.done()` once it succeeded: the next one, even with the same body, is a new request (another withdrawal).
+export function keyPerRequest() {
+  let body = null
+  let key = null
+  const keyFor = (request) => {
+    const text = JSON.stringify(request)
+    if (text !== body) {
+      body = text
+      key = newKey()
+    }
+    return key
+  }
+  keyFor.done = () => { body = null }
+  return keyFor
+}
+
 export function createClient({ base = '/api/v1', fetch = (...a) => globalThis.fetch(...a),
   storage = globalThis.localStorage, onUnauthorized = () => {} } = {}) {
   const TOKEN = 'quanzi.token'
