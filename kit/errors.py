@@ -38,6 +38,12 @@ class Conflict(QuanziError):
     code = "conflict"
 
 
+class InProgress(Conflict):
+    """The same request (its Idempotency-Key) is still being handled: retry shortly. The gateway answers 409 with
+    Retry-After and never keeps it as the key's answer (a later retry gets the real one)."""
+    code = "in_progress"
+
+
 class RuleRefused(QuanziError):
     """A business rule refuses the request (e.g. after-sales window closed)."""
     code = "rule_refused"
@@ -50,7 +56,7 @@ class Unavailable(CallerError):
     code = "service_unavailable"
 
 
-ALL = (InvalidInput, NotFound, Forbidden, Conflict, RuleRefused, Unavailable)
+ALL = (InvalidInput, NotFound, Forbidden, Conflict, InProgress, RuleRefused, Unavailable)
 
 
 def register_with_nameko():

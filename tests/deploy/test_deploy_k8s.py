@@ -387,6 +387,18 @@ def test_the_ingress_exposes_the_api_its_documents_and_the_pages_only(rendered):
     assert of_kind(rendered["prod"], "Ingress")[0]["spec"]["tls"], "prod serves HTTPS"
 
 
+def test_the_ingress_lets_through_the_largest_picture_the_gateway_takes(rendered):
+    """A proxy limit below MEDIA_MAX_BYTES would refuse uploads the API documents as allowed."""
+    units = {"k": 1024, "m": 1024 ** 2, "g": 1024 ** 3}
+    for overlay in ("dev", "prod"):
+        (ingress,) = of_kind(rendered[overlay], "Ingress")
+        limit = ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-body-size"]
+        proxy_bytes = int(limit[:-1]) * units[limit[-1].lower()]
+        config = next(c for c in of_kind(rendered[overlay], "ConfigMap")
+                      if c["metadata"]["name"].startswith("quanzi-config"))
+        assert proxy_bytes >= int(config["data"]["MEDIA_MAX_BYTES"]) >= 1024 * 1024, (overlay, limit)
+
+
 # --- KEDA -----------------------------------------------------------------------------------------------------------
 
 def consumer_queues():

@@ -189,3 +189,43 @@ def test_an_outage_is_a_503_with_retry_after_never_a_500(exc):
     assert response.status_code == 503
     assert int(response.headers["Retry-After"]) >= 1
     assert json.loads(response.get_data())["error"]["code"] == "service_unavailable"
+
+
+class FlakyRecords:
+    """The idempotency collection while MongoDB is away for the first `down` writes (a stub of two methods)."""
+
+    def __init__(self, down):
+        self.down, self.writes = down, []
+
+    def _write(self, *call):
+        if self.down:
+            self.down -= 1
+            raise AutoReconnect("mongod is restarting")
+        self.writes.append(call)
+
+    def delete_one(self, query):
+        self._write("delete", query)
+
+    def update_one(self, query, change):
+        self._write("update", query, change)
+
+
+@pytest.mark.parametrize("status, written", [(503, "delete"), (201, "update")])
+def test_an_answer_that_could_not_be_recorded_is_recorded_once_mongodb_is_back(status, written):
+    from werkzeug.wrappers import Response
+
+    from gateway import idempotency
+    # given MongoDB away for the first two writes when a request ends
+    records = FlakyRecords(down=2)
+    keys = idempotency.IdempotencyKeys(records)
+    # when the request finishes: the caller is not held up, nothing is written yet
+    keys.finish("rec1", Response('{"order_id": "ord_1"}', status=status))
+    assert records.writes == []
+    # then the write happens in the background as soon as MongoDB answers (third try), once
+    deadline = time.monotonic() + 5
+    while not records.writes and time.monotonic() < deadline:
+        eventlet.sleep(0.05)
+    eventlet.sleep(idempotency.FINISH_RETRY_SECONDS * 2)
+    assert [w[0] for w in records.writes] == [written]
+    if written == "update":
+        assert records.writes[0][2]["$set"] == {"state": "done", "status": 201, "body": '{"order_id": "ord_1"}'}

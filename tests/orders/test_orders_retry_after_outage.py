@@ -34,3 +34,55 @@ def test_a_retry_finishes_undoing_an_abandoned_intent_and_places_the_order(api, 
     assert stock_of(rpc, product["product_id"]) == 4  # 5 - the new order's unit: the abandoned unit came back
     assert mongo["quanzi_orders"]["orders"].find_one({"_id": abandoned}) is None
     assert mongo["quanzi_catalog"]["reservations"].find_one({"_id": abandoned})["status"] == "released"
+
+
+def test_a_retry_takes_over_an_intent_whose_owner_died_while_creating_it(api, rpc, mongo):
+    # given an intent still `creating` 25 s after it was written, 1 unit reserved for it: its owner died (kill -9,
+    # or MongoDB went away as it tried to undo), long before the sweep's INTENT_TTL would get to it
+    _, _, product, sku = open_shop(api, stock=5)
+    buyer = api.register_user()
+    key = uuid.uuid4().hex
+    written = datetime.now(timezone.utc) - timedelta(seconds=25)
+    stale = f"ord_{uuid.uuid4().hex[:20]}"
+    rpc.catalog.reserve_stock({"order_id": stale, "lines": [{"sku_id": sku, "qty": 1}], "group": False})
+    mongo["quanzi_orders"]["orders"].insert_one({
+        "_id": stale, "buyer_id": buyer["user_id"], "status": "creating", "group_id": None, "created_at": written,
+        "claimed_until": datetime(1970, 1, 1, tzinfo=timezone.utc), "idempotency_key": key,
+        "due_at": written + timedelta(seconds=60)})
+    # when the shopper retries with the same key
+    started = time.monotonic()
+    order = expect(api.post("/orders", json=order_body(sku), token=buyer["token"],
+                            headers={"Idempotency-Key": key}), 201)
+    # then it is placed at once (no 10 s wait, no 409), and the dead attempt's unit came back
+    assert time.monotonic() - started < 5 and order["order_id"] != stale
+    assert stock_of(rpc, product["product_id"]) == 4
+    assert mongo["quanzi_orders"]["orders"].find_one({"_id": stale}) is None
+    assert mongo["quanzi_catalog"]["reservations"].find_one({"_id": stale})["status"] == "released"
+
+
+def test_a_retry_waits_for_an_intent_its_owner_may_still_be_placing(api, mongo):
+    # given an intent written 2 s ago and still `creating` (its request is on its way)
+    _, _, _, sku = open_shop(api, stock=5)
+    buyer = api.register_user()
+    key = uuid.uuid4().hex
+    written = datetime.now(timezone.utc) - timedelta(seconds=2)
+    live = f"ord_{uuid.uuid4().hex[:20]}"
+    mongo["quanzi_orders"]["orders"].insert_one({
+        "_id": live, "buyer_id": buyer["user_id"], "status": "creating", "group_id": None, "created_at": written,
+        "claimed_until": datetime(1970, 1, 1, tzinfo=timezone.utc), "idempotency_key": key,
+        "due_at": written + timedelta(seconds=60)})
+    # when a retry arrives, then it is not taken over: the retry is told to try again later
+    answer = api.post("/orders", json=order_body(sku), token=buyer["token"], headers={"Idempotency-Key": key},
+                      timeout=30)
+    assert answer.status_code == 409 and answer.json()["error"]["code"] == "in_progress"
+    assert answer.headers["Retry-After"] == "1"
+    assert mongo["quanzi_orders"]["orders"].find_one({"_id": live})["status"] == "creating"
+    # and "still in progress" is not kept as the key's answer: once that attempt is gone, the retry places it
+    mongo["quanzi_orders"]["orders"].update_one({"_id": live}, {"$set": {"created_at": written - timedelta(seconds=30)}})
+    placed = expect(api.post("/orders", json=order_body(sku), token=buyer["token"], headers={"Idempotency-Key": key}),
+                    201)
+    assert placed["order_id"] != live
+    # and that 201 is the key's answer from now on
+    again = api.post("/orders", json=order_body(sku), token=buyer["token"], headers={"Idempotency-Key": key})
+    assert (again.status_code, again.json()["order_id"], again.headers["Idempotent-Replayed"]) == (
+        201, placed["order_id"], "true")

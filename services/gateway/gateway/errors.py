@@ -6,9 +6,10 @@ being unreachable or a timeout (`is_transient`) are all 503 with Retry-After."""
 from nameko.exceptions import RemoteError, UnknownService
 
 from kit.amqp import is_transient
-from kit.errors import Conflict, Forbidden, InvalidInput, NotFound, QuanziError, RuleRefused, Unavailable
+from kit.errors import Conflict, Forbidden, InProgress, InvalidInput, NotFound, QuanziError, RuleRefused, Unavailable
 
 RETRY_AFTER = 2  # seconds a client waits before retrying after a 503 (an outage of the broker or MongoDB)
+RETRY_IN_PROGRESS = 1  # ... after a 409 in_progress (the same Idempotency-Key is still being handled)
 
 
 class Unauthorized(QuanziError):
@@ -71,4 +72,6 @@ def retry_after(exc, status):
     """The Retry-After of an error answer, or None."""
     if isinstance(exc, RateLimited):
         return exc.retry_after
+    if isinstance(exc, InProgress):
+        return RETRY_IN_PROGRESS
     return RETRY_AFTER if status == 503 else None

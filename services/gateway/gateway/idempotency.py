@@ -3,21 +3,28 @@
 The first request with a key claims it (a unique insert), runs, and stores its answer; a repeat (a client retry,
 a double tap) gets the stored answer back, byte for byte, without running the route again. A repeat that
 arrives while the first is still running waits for it. A key reused with a different body is refused (422).
-Answers of 5xx are not stored, so a retry after a server error runs again. A claim whose owner died expires."""
+Answers of 5xx, and answers that ask to be retried (Retry-After: a rate limit, an in_progress 409 from a service
+that is still handling the same key), are not stored, so a retry runs again. A claim whose owner died expires.
+When MongoDB is away as a request ends, its answer (or its release, after a 5xx) is written in the background as
+soon as MongoDB is back: a retry then runs or replays at once instead of waiting for the claim to expire."""
 import hashlib
 import time
 from datetime import timedelta
 
+import logging
+
 import eventlet
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DuplicateKeyError, PyMongoError
 from werkzeug.wrappers import Response
 
 from kit import claims
-from kit.errors import Conflict, RuleRefused
+from kit.errors import InProgress, RuleRefused
 from kit.validation import utcnow
 
 CLAIM_LEASE = timedelta(seconds=30)
 WAIT_SECONDS = 10
+FINISH_RETRY_SECONDS = 0.5
+log = logging.getLogger(__name__)
 
 
 class IdempotencyKeys:
@@ -54,15 +61,37 @@ class IdempotencyKeys:
             if claims.take(self.records, record_id, utcnow(), CLAIM_LEASE, {"state": "running"}):
                 return None
             if time.monotonic() > deadline:
-                raise Conflict("a request with this Idempotency-Key is still in progress; retry later")
+                raise InProgress("a request with this Idempotency-Key is still in progress; retry later")
             eventlet.sleep(0.05)
 
     def finish(self, record_id, response):
-        if response.status_code >= 500:
+        """Store the answer (or let go of the key after a 5xx). The caller gets its answer either way: when
+        MongoDB cannot take the write now, it is retried in the background for as long as the claim lasts."""
+        status, body = response.status_code, response.get_data(as_text=True)
+        if "Retry-After" in response.headers:
+            status = 503  # "ask again later" is not the request's answer: let go of the key, as after a 5xx
+        try:
+            self._finish(record_id, status, body)
+        except PyMongoError as exc:
+            log.warning("idempotency record %s not finished (%s): retrying in the background", record_id[:12],
+                        type(exc).__name__)
+            eventlet.spawn_n(self._finish_later, record_id, status, body)
+
+    def _finish(self, record_id, status, body):
+        if status >= 500:
             self.records.delete_one({"_id": record_id, "state": "running"})
             return
-        self.records.update_one({"_id": record_id}, {"$set": {
-            "state": "done", "status": response.status_code, "body": response.get_data(as_text=True)}})
+        self.records.update_one({"_id": record_id}, {"$set": {"state": "done", "status": status, "body": body}})
+
+    def _finish_later(self, record_id, status, body):
+        deadline = time.monotonic() + CLAIM_LEASE.total_seconds()  # after that, the claim has expired anyway
+        while time.monotonic() < deadline:
+            eventlet.sleep(FINISH_RETRY_SECONDS)
+            try:
+                self._finish(record_id, status, body)
+                return
+            except PyMongoError:
+                continue
 
 
 def body_hash(request):

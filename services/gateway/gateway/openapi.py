@@ -96,7 +96,8 @@ def build_spec(routes, version="1.0.0"):
                 schema = {"anyOf": [_schema_ref(error_bodies[code]), schema]}
             operation["responses"][str(code)] = {"description": STATUS_TEXT.get(code, "Error"), "content": {
                 "application/json": {"schema": schema}}}
-            if code in (429, 503):  # an outage or a limit: when to try again (gateway/errors.py)
+            if code in (429, 503) or (code == 409 and route["method"] == "POST" and auth in ("user", "admin", "optional")):
+                # an outage, a limit, or the same Idempotency-Key still in progress: when to try again
                 operation["responses"][str(code)]["headers"] = {"Retry-After": {
                     "description": "seconds to wait before retrying", "schema": {"type": "integer", "minimum": 1}}}
         paths.setdefault(path, {})[route["method"].lower()] = operation

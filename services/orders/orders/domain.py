@@ -112,6 +112,16 @@ def merge_items(items):
 
 # -- timers --------------------------------------------------------------------------------------------------
 INTENT_TTL = 60  # seconds an order may stay `creating` before the sweep gives its stock and seat back
+# A retry of the same Idempotency-Key that finds the intent still `creating` this long after it was written takes it
+# over: longer than a live placing can take (its catalog call has a 10 s budget), so its owner died or gave up
+# (an outage cut its undo short); the client retrying says it is no longer waiting for that attempt either.
+RETRY_TAKES_OVER_AFTER = 20
+
+
+def owner_gone(intent, now):
+    """True when an unfinished intent can be undone by a retry rather than waited for."""
+    return intent["status"] == ABANDONED or (
+        intent["status"] == CREATING and now - intent["created_at"] > timedelta(seconds=RETRY_TAKES_OVER_AFTER))
 
 
 def due_at(order, settings):

@@ -14,7 +14,7 @@ from datetime import timedelta
 import eventlet
 from prometheus_client import Counter
 
-from kit.errors import Conflict, InvalidInput, QuanziError
+from kit.errors import Conflict, InProgress, InvalidInput, QuanziError
 from kit.rpc import call as rpc_call
 from kit.validation import new_id, utcnow
 from orders import domain, faults
@@ -23,7 +23,9 @@ from orders.domain import ABANDONED, AWAITING_GROUP, CREATING, PENDING, SHIPPED
 log = logging.getLogger(__name__)
 
 RPC_TIMEOUT = 10.0
-IDEMPOTENT_WAIT = 10.0  # how long a retry waits for the first request with its Idempotency-Key to finish
+# How long a retry waits for the first request with its Idempotency-Key to finish: below the gateway's 10 s budget,
+# so the client hears "in progress, retry" (409 in_progress) rather than a timeout (503).
+IDEMPOTENT_WAIT = 7.0
 
 ORDERS_PLACED = Counter("quanzi_orders_placed_total", "Orders placed, by kind", ["kind"])
 TIMERS = Counter("quanzi_order_timers_total", "Due work handled by the sweep", ["kind"])
@@ -79,14 +81,15 @@ class OrderSaga:
                     raise Conflict("this Idempotency-Key was used for another request",
                                    {"Idempotency-Key": ["already used for another order"]})
                 return existing  # the same key again: the same order
-            if existing is not None and existing["status"] == ABANDONED:
-                # The first request gave up on it and could not finish undoing it (the broker or the catalog was
-                # away): finish that here (each step is idempotent), then place the order afresh, rather than
-                # answering "still being handled" until the sweep gets to it.
+            if existing is not None and domain.owner_gone(existing, utcnow()):
+                # The first request gave up on it and could not finish undoing it (the broker, the catalog or
+                # MongoDB was away), or died with it: finish that here (each step is idempotent; a live owner
+                # would find its intent abandoned and give back what it took), then place the order afresh,
+                # rather than answering "still being handled" until the sweep gets to it.
                 self.undo_intent(existing["_id"])
                 continue
             if time.monotonic() > deadline:
-                raise Conflict("a request with this Idempotency-Key is still being handled; retry shortly")
+                raise InProgress("a request with this Idempotency-Key is still being handled; retry shortly")
             eventlet.sleep(0.05)  # the first request is still placing it (or undoing a failure)
         order_id, now = intent["_id"], intent["created_at"]
         maybe_reserved = False
