@@ -22,7 +22,7 @@ def evidence(page, name):
     page.screenshot(name)
     folder = os.environ.get("P14_SHOTS")
     if folder:
-        height = page.driver.execute_script("return document.documentElement.scrollHeight")
+        height = page.driver.execute_script("window.scrollTo(0, 0); return document.documentElement.scrollHeight")
         page.driver.set_window_size(PHONE[0], max(PHONE[1], min(int(height) + 90, 3000)))
         time.sleep(0.2)
         Path(folder).mkdir(parents=True, exist_ok=True)
@@ -177,7 +177,7 @@ def test_a_rejected_refund_escalated_by_the_buyer_is_decided_by_an_admin_and_the
     # and the buyer sees the platform's decision and the money back on the order
     page.sign_out()
     page.sign_in_as(buyer)
-    page.open(f"/#/orders/{oid}").sees("平台介入 · 裁定退款 ¥20.00")
+    page.open(f"/#/orders/{oid}").sees("平台介入 · 裁定退款 ¥20.00", "平台意见：部分变质，退一部分")
     assert page.element("[data-test=refunded]").text.endswith("¥20.00")
     evidence(page, "dispute-outcome")
     assert order_of(api, buyer, oid)["refunded_fen"] == 2000

@@ -37,7 +37,8 @@ export function refundHeadline(refund) {
 // The detail line under the headline: the reason that decided it, the return's tracking, or the buyer's reason.
 export function refundDetail(refund) {
   if (refund.kind === 'dispute') {
-    return refund.status === 'rejected' && refund.reject_reason ? `平台意见：${refund.reject_reason}` : refund.reason || ''
+    const decided = refund.status !== 'disputed' && (refund.decision_reason || refund.reject_reason)
+    return decided ? `平台意见：${decided}` : refund.reason || ''
   }
   if (refund.reject_reason && ['rejected', 'escalated'].includes(refund.status)) return `商家拒绝：${refund.reject_reason}`
   if (refund.return_tracking_no) return `退货物流：${refund.return_carrier || ''} ${refund.return_tracking_no}`

@@ -46,6 +46,8 @@ describe('a refund on its order, for the buyer', () => {
     expect(refundDetail(refund({ reason: '不想要了' }))).toBe('不想要了')
     expect(refundDetail(refund({ kind: 'dispute', status: 'rejected', reject_reason: '证据不足', reason: '坏了' })))
       .toBe('平台意见：证据不足')
+    expect(refundDetail(refund({ kind: 'dispute', status: 'succeeded', decision_reason: '部分变质', reason: '坏了' })))
+      .toBe('平台意见：部分变质')
     expect(refundDetail(refund({ kind: 'dispute', status: 'disputed', reason: '坏了' }))).toBe('坏了')
   })
   it('offers the buyer the next step only where the state allows it', () => {
