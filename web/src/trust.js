@@ -17,7 +17,7 @@ export function stars(rating) {
 export const REFUND_STATUS_TEXT = {
   requested: '待商家处理', awaiting_return: '商家已同意，请寄回商品', returning: '商品寄回中，待商家确认收货',
   processing: '退款中', succeeded: '已退款', rejected: '商家已拒绝', escalated: '已申请平台介入',
-  disputed: '平台处理中',
+  disputed: '平台处理中', closed: '退货已关闭',
 }
 
 // The headline of one refund as its buyer reads it on the order: what kind, where it stands, and how much.
@@ -41,6 +41,7 @@ export function refundDetail(refund) {
     return decided ? `平台意见：${decided}` : refund.reason || ''
   }
   if (refund.reject_reason && ['rejected', 'escalated'].includes(refund.status)) return `商家拒绝：${refund.reject_reason}`
+  if (refund.status === 'closed') return '未在期限内寄回商品，退货已关闭，可在售后期内重新申请'
   if (refund.return_tracking_no) return `退货物流：${refund.return_carrier || ''} ${refund.return_tracking_no}`
   if (refund.auto_approved) return '商家未及时处理，已自动同意'
   return refund.reason || ''
@@ -61,4 +62,14 @@ export function merchantAction(refund) {
   if (refund.status === 'returning') return 'receive'
   if (refund.status === 'awaiting_return') return 'wait'
   return null
+}
+
+// When the timers act on a refund still waiting for someone (as the buyer reads it), or '' when nothing is due.
+export function refundDeadline(refund, time) {
+  if (refund.status === 'requested' && refund.respond_before) return `商家需在 ${time(refund.respond_before)} 前处理，逾期自动同意`
+  if (refund.status === 'awaiting_return' && refund.ship_back_before) {
+    return `请在 ${time(refund.ship_back_before)} 前寄回商品，逾期退货关闭`
+  }
+  if (refund.status === 'returning' && refund.received_by) return `商家需在 ${time(refund.received_by)} 前确认收货，逾期自动退款`
+  return ''
 }

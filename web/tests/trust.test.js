@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { buyerAction, merchantAction, ratingText, refundDetail, refundHeadline, stars } from '../src/trust.js'
+import { buyerAction, merchantAction, ratingText, refundDeadline, refundDetail, refundHeadline, stars } from '../src/trust.js'
 
 const refund = (fields) => ({ kind: 'after_sales', status: 'requested', amount_fen: 5000, return_goods: false, ...fields })
 
@@ -49,6 +49,18 @@ describe('a refund on its order, for the buyer', () => {
     expect(refundDetail(refund({ kind: 'dispute', status: 'succeeded', decision_reason: '部分变质', reason: '坏了' })))
       .toBe('平台意见：部分变质')
     expect(refundDetail(refund({ kind: 'dispute', status: 'disputed', reason: '坏了' }))).toBe('坏了')
+  })
+  it('says when a closed return ended and when the timers act next', () => {
+    const closed = refund({ status: 'closed', return_goods: true, close_reason: 'the goods were not sent back' })
+    expect(refundHeadline(closed)).toBe('退货退款 · 退货已关闭 · ¥50.00')
+    expect(refundDetail(closed)).toBe('未在期限内寄回商品，退货已关闭，可在售后期内重新申请')
+    const at = (iso) => `[${iso}]`
+    expect(refundDeadline(refund({ respond_before: 'T1' }), at)).toBe('商家需在 [T1] 前处理，逾期自动同意')
+    expect(refundDeadline(refund({ status: 'awaiting_return', ship_back_before: 'T2' }), at))
+      .toBe('请在 [T2] 前寄回商品，逾期退货关闭')
+    expect(refundDeadline(refund({ status: 'returning', received_by: 'T3' }), at)).toBe('商家需在 [T3] 前确认收货，逾期自动退款')
+    expect(refundDeadline(refund({ status: 'succeeded' }), at)).toBe('')
+    expect(refundDeadline(refund({ status: 'awaiting_return', ship_back_before: null }), at)).toBe('')
   })
   it('offers the buyer the next step only where the state allows it', () => {
     expect(buyerAction(refund({ status: 'awaiting_return', return_goods: true }))).toBe('ship_back')
