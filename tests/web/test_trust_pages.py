@@ -163,6 +163,12 @@ def test_a_rejected_refund_escalated_by_the_buyer_is_decided_by_an_admin_and_the
     page.sees("平台介入 · 处理中 · 申请 ¥50.00", "已申请平台介入")
     evidence(page, "escalated")
     dispute_id = order_of(api, buyer, oid)["refunds"][0]["dispute_id"]
+    # and the merchant's console says the platform now decides
+    page.sign_out()
+    page.sign_in_as(owner)
+    page.open("/merchant/").click(text="退款").sees("平台介入 ¥50.00：收到时已经变质有异味",
+                                                   "买家已申请平台介入，等待平台裁决（你的拒绝理由：结晶是正常现象）")
+    evidence(page, "merchant-disputed")
     # then the admin finds it in the dispute queue with both sides' reasons, and refunds ¥20 of it
     page.sign_out()
     page.sign_in_as({"token": api.admin_token()})

@@ -55,8 +55,10 @@ export function buyerAction(refund) {
   return null
 }
 
-// What the order's merchant can do with this refund: decide a request, or confirm (or refuse) returned goods.
+// What the order's merchant can do with this refund: decide a request, or confirm (or refuse) returned goods; wait
+// for the buyer's parcel, or for the platform's decision on a dispute.
 export function merchantAction(refund) {
+  if (refund.kind === 'dispute' && refund.status === 'disputed') return 'platform'
   if (refund.kind !== 'after_sales') return null
   if (refund.status === 'requested') return 'decide'
   if (refund.status === 'returning') return 'receive'

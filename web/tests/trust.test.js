@@ -77,6 +77,7 @@ describe('a refund on its order, for the buyer', () => {
     expect(merchantAction(refund({ status: 'awaiting_return' }))).toBe('wait')
     expect(merchantAction(refund({ status: 'returning' }))).toBe('receive')
     expect(merchantAction(refund({ status: 'succeeded' }))).toBeNull()
-    expect(merchantAction(refund({ kind: 'dispute', status: 'disputed' }))).toBeNull()
+    expect(merchantAction(refund({ kind: 'dispute', status: 'disputed' }))).toBe('platform')
+    expect(merchantAction(refund({ kind: 'dispute', status: 'succeeded' }))).toBeNull()
   })
 })
