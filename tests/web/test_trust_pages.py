@@ -90,6 +90,7 @@ def test_a_shopper_reads_reviews_with_the_merchants_reply_and_opens_the_merchant
     reviews = page.driver.find_elements("css selector", "[data-review]")
     assert len(reviews) == 5 and "茶友小王" in reviews[0].text and "老顾客4" in reviews[1].text
     page.does_not_see("老顾客0")
+    evidence(page, "product-reviews-first-page")
     page.click("[data-test=more-reviews]").sees("老顾客0", "回购第0次，好喝")
     page.wait(lambda: not page.driver.find_elements("css selector", "[data-test=more-reviews]"))
     evidence(page, "product-reviews")
@@ -161,6 +162,7 @@ def test_a_rejected_refund_escalated_by_the_buyer_is_decided_by_an_admin_and_the
     page.click(text="退款").sees("退款 ¥50.00：蜂蜜结晶发白")
     page.click(f"[data-refund='{rid}'] [data-test=reject-refund]")
     page.wait(lambda: page.field_error(f"[data-refund='{rid}'] [data-test=reject-reason]"))
+    evidence(page, "merchant-reject-error")
     page.type(f"[data-refund='{rid}'] [data-test=reject-reason]", "结晶是正常现象")
     page.click(f"[data-refund='{rid}'] [data-test=reject-refund]").sees("没有待处理的退款")
     assert order_of(api, buyer, oid)["refunds"][0]["status"] == "rejected"
