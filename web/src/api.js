@@ -140,7 +140,7 @@ export function createClient({ base = '/api/v1', fetch = (...a) => globalThis.fe
     // trust: reviews and the merchant's public profile
     merchantProfile: (id) => get(path`/merchants/${id}`),
     reviews: (productId, params) => get(path`/products/${productId}/reviews`, params),
-    postReview: (productId, data) => post(path`/products/${productId}/reviews`, data),
+    postReview: (productId, data, key) => post(path`/products/${productId}/reviews`, data, key),
     replyToReview: (id, text) => post(path`/reviews/${id}/reply`, { text }),
     // shares
     openShare: (code) => get(path`/s/${code}`),
@@ -157,11 +157,11 @@ export function createClient({ base = '/api/v1', fetch = (...a) => globalThis.fe
     approveRefund: (id) => post(path`/refunds/${id}/approve`),
     rejectRefund: (id, reason) => post(path`/refunds/${id}/reject`, { reason }),
     // returns with goods and disputes
-    returnShipment: (id, data) => post(path`/refunds/${id}/return-shipment`, data),
+    returnShipment: (id, data, key) => post(path`/refunds/${id}/return-shipment`, data, key),
     confirmReturn: (id) => post(path`/refunds/${id}/confirm-return`),
-    escalate: (id, reason) => post(path`/refunds/${id}/escalate`, { reason }),
+    escalate: (id, reason, key) => post(path`/refunds/${id}/escalate`, { reason }, key),
     disputes: (params) => get('/admin/disputes', params),
-    decideDispute: (id, data) => post(path`/admin/disputes/${id}/decide`, data),
+    decideDispute: (id, data, key) => post(path`/admin/disputes/${id}/decide`, data, key),
     openGroup: (data, key) => post('/group-buys', data, key),
     joinGroup: (id, data, key) => post(path`/group-buys/${id}/join`, data, key),
     group: (id) => get(path`/group-buys/${id}`),
