@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest'
+import { createClient } from '../src/api.js'
 import { buyerAction, merchantAction, ratingText, refundDeadline, refundDetail, refundHeadline, stars } from '../src/trust.js'
 
 const refund = (fields) => ({ kind: 'after_sales', status: 'requested', amount_fen: 5000, return_goods: false, ...fields })
@@ -79,5 +80,32 @@ describe('a refund on its order, for the buyer', () => {
     expect(merchantAction(refund({ status: 'succeeded' }))).toBeNull()
     expect(merchantAction(refund({ kind: 'dispute', status: 'disputed' }))).toBe('platform')
     expect(merchantAction(refund({ kind: 'dispute', status: 'succeeded' }))).toBeNull()
+  })
+})
+
+describe('the trust calls of the API client', () => {
+  it('name the public paths with escaped ids, send the bodies and keep the caller\'s key', async () => {
+    const calls = []
+    const fetch = (url, init) => {
+      calls.push({ url, ...init })
+      return Promise.resolve({ ok: true, status: 200, text: () => Promise.resolve('{}') })
+    }
+    const api = createClient({ fetch, storage: null })
+    await api.reviews('prd_1', { limit: 5, cursor: 'c/1' })
+    await api.merchantProfile('mer 1')
+    await api.returnShipment('rfd_1', { carrier: '中通', tracking_no: 'ZT1' }, 'key-1')
+    await api.escalate('rfd_1', '坏了')
+    await api.decideDispute('dsp_1', { outcome: 'refund', amount_fen: undefined, reason: '部分' }, 'key-2')
+    await api.replyToReview('rev_1', '谢谢')
+    expect(calls.map((c) => `${c.method} ${c.url}`)).toEqual([
+      'GET /api/v1/products/prd_1/reviews?limit=5&cursor=c%2F1', 'GET /api/v1/merchants/mer%201',
+      'POST /api/v1/refunds/rfd_1/return-shipment', 'POST /api/v1/refunds/rfd_1/escalate',
+      'POST /api/v1/admin/disputes/dsp_1/decide', 'POST /api/v1/reviews/rev_1/reply'])
+    expect(calls[2].headers['Idempotency-Key']).toBe('key-1')
+    expect(calls[3].headers['Idempotency-Key']).toMatch(/^[0-9a-f]{32}$/)
+    expect(JSON.parse(calls[3].body)).toEqual({ reason: '坏了' })
+    expect(JSON.parse(calls[4].body)).toEqual({ outcome: 'refund', reason: '部分' })  // no amount: all of it
+    expect(calls[4].headers['Idempotency-Key']).toBe('key-2')
+    expect(JSON.parse(calls[5].body)).toEqual({ text: '谢谢' })
   })
 })
