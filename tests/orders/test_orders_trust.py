@@ -190,6 +190,9 @@ def test_a_rejected_buyer_escalates_and_an_admins_decision_refunds_and_reverses_
     after = order_of(api, buyer, oid)
     assert (after["status"], after["refunded_fen"]) == ("shipped", 3000)
     assert provider_refunds(mongo, oid) == [3000]
+    # and the buyer reads the outcome and the admin's reason on the order
+    shown = next(r for r in after["refunds"] if r["refund_id"] == dispute["dispute_id"])
+    assert (shown["kind"], shown["amount_fen"], shown["decision_reason"]) == ("dispute", 3000, decision["reason"])
     assert dispute["dispute_id"] not in [d["dispute_id"] for d in expect(
         api.get("/admin/disputes", token=admin, params={"status": "open", "limit": 100}), 200)["items"]]
     # and an independent subscriber saw one order.refunded for the dispute, and commission reversed 30 %

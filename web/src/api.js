@@ -137,6 +137,11 @@ export function createClient({ base = '/api/v1', fetch = (...a) => globalThis.fe
     product: (id) => get(path`/products/${id}`),
     createProduct: (data, key) => post('/products', data, key),
     applyMerchant: (data) => post('/merchants', data),
+    // trust: reviews and the merchant's public profile
+    merchantProfile: (id) => get(path`/merchants/${id}`),
+    reviews: (productId, params) => get(path`/products/${productId}/reviews`, params),
+    postReview: (productId, data, key) => post(path`/products/${productId}/reviews`, data, key),
+    replyToReview: (id, text) => post(path`/reviews/${id}/reply`, { text }),
     // shares
     openShare: (code) => get(path`/s/${code}`),
     share: (productId, channel = 'link') => post('/shares', { product_id: productId, channel }),
@@ -151,6 +156,12 @@ export function createClient({ base = '/api/v1', fetch = (...a) => globalThis.fe
     requestRefund: (id, data) => post(path`/orders/${id}/refunds`, data),
     approveRefund: (id) => post(path`/refunds/${id}/approve`),
     rejectRefund: (id, reason) => post(path`/refunds/${id}/reject`, { reason }),
+    // returns with goods and disputes
+    returnShipment: (id, data, key) => post(path`/refunds/${id}/return-shipment`, data, key),
+    confirmReturn: (id) => post(path`/refunds/${id}/confirm-return`),
+    escalate: (id, reason, key) => post(path`/refunds/${id}/escalate`, { reason }, key),
+    disputes: (params) => get('/admin/disputes', params),
+    decideDispute: (id, data, key) => post(path`/admin/disputes/${id}/decide`, data, key),
     openGroup: (data, key) => post('/group-buys', data, key),
     joinGroup: (id, data, key) => post(path`/group-buys/${id}/join`, data, key),
     group: (id) => get(path`/group-buys/${id}`),

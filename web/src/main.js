@@ -27,6 +27,8 @@ const routes = [
   { path: '/login', component: page('Login') },
   { path: '/merchant', component: page('Merchant'), meta: { auth: true } },
   { path: '/admin', component: page('Admin'), meta: { auth: true } },
+  { path: '/shop/:id', component: page('MerchantProfile') },
+  { path: '/admin/disputes', component: page('AdminDisputes'), meta: { auth: true } },
   { path: '/:rest(.*)*', redirect: '/' },
 ]
 

@@ -49,6 +49,8 @@ class RefundView(Schema):
     returned_at = Time(allow_none=True, metadata={"description": "when the buyer sent the goods back"})
     return_received_at = Time(allow_none=True, metadata={"description": "when the merchant confirmed receipt"})
     dispute_id = Id(allow_none=True, metadata={"description": "the dispute this rejected refund was escalated to"})
+    decision_reason = fields.String(allow_none=True, metadata={
+        "description": "a dispute decided by an admin (refund or reject): the admin's reason, shown to the buyer"})
     refunded_at = Time(allow_none=True)
 
 

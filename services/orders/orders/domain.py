@@ -380,7 +380,8 @@ def refund_view(refund):
             "close_reason": refund.get("close_reason"),
             "return_carrier": refund.get("return_carrier"), "return_tracking_no": refund.get("return_tracking_no"),
             "returned_at": _iso(refund.get("returned_at")), "return_received_at": _iso(refund.get("received_at")),
-            "dispute_id": refund.get("dispute_id"), "refunded_at": _iso(refund.get("refunded_at"))}
+            "dispute_id": refund.get("dispute_id"), "decision_reason": refund.get("decision_reason"),
+            "refunded_at": _iso(refund.get("refunded_at"))}
 
 
 def dispute_view(dispute):
