@@ -27,6 +27,13 @@ const routes = [
   { path: '/login', component: page('Login') },
   { path: '/merchant', component: page('Merchant'), meta: { auth: true } },
   { path: '/admin', component: page('Admin'), meta: { auth: true } },
+  { path: '/me/password', component: page('Password'), meta: { auth: true } },
+  { path: '/me/data', component: page('MyData'), meta: { auth: true } },
+  { path: '/me/delete', component: page('DeleteAccount'), meta: { auth: true } },
+  { path: '/admin/reports', component: page('AdminReports'), meta: { auth: true } },
+  { path: '/admin/products', component: page('AdminProducts'), meta: { auth: true } },
+  { path: '/admin/users', component: page('AdminUsers'), meta: { auth: true } },
+  { path: '/admin/audit', component: page('AdminAudit'), meta: { auth: true } },
   { path: '/:rest(.*)*', redirect: '/' },
 ]
 
