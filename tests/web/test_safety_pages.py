@@ -16,6 +16,9 @@ from tests.web.test_storefront import shop
 
 
 def shot(page, name):
+    """Screenshots of what the page shows once its toast (a confirmation) has gone."""
+    page.wait(lambda: not page.driver.execute_script(
+        "return [...document.querySelectorAll('.van-toast')].some((t) => getComputedStyle(t).display !== 'none')"), 5)
     page.screenshot(name)
     wanted = os.environ.get("QUANZI_SHOTS_DIR")
     if wanted:
@@ -29,6 +32,7 @@ def test_a_password_change_in_the_browser_ends_the_other_session_and_the_new_pas
     other_session = api.login(user["phone"], user["password"])  # the same account signed in on another phone
     page.sign_in_as(user)
     page.open("/#/me").sees("账号与数据", "导出我的数据", "注销账号")
+    page.driver.execute_script("document.querySelector('[data-test=delete-account]').scrollIntoView()")
     shot(page, "me")
     page.click("[data-test=change-password]").sees("修改密码", "其他手机和电脑上的登录会立即退出")
     # a wrong current password is refused next to its field, and nothing changes (this phone stays signed in)
