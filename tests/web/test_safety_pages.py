@@ -170,6 +170,11 @@ def test_an_admin_suspends_and_restores_a_user_and_takes_a_product_down_by_looku
     user = api.register_user(nickname=f"被封的人{uuid.uuid4().hex[:4]}")
     title = f"可疑保健品 {uuid.uuid4().hex[:6]}"
     _, _, product = shop(api, title=title)
+    # a user who is no admin opening the console is told so, and shown nothing of it
+    page.sign_in_as(user)
+    page.open("/admin/#/admin/users").sees("只有管理员可以使用管理后台")
+    assert not page.driver.find_elements("css selector", "[data-test=lookup-id]")
+    page.sign_out()
     admin = api.admin_token()
     admin_id = expect(api.get("/me", token=admin), 200)["user_id"]
     page.sign_in_as({"token": admin})
