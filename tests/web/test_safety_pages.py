@@ -131,7 +131,11 @@ def test_a_user_exports_their_data_then_erases_the_account_and_cannot_sign_in_ag
     page.open("/#/me").click("[data-test=delete-account]").sees("注销后将被删除，且无法恢复", "依法保留，但去除身份信息",
                                                                  "删除收货地址")
     assert not page.element("[data-test=confirm-delete]").is_enabled()  # nothing before the password and the tick
-    page.type("[data-test=delete-password]", user["password"]).click("[data-test=understood]")
+    page.type("[data-test=delete-password]", "not-my-password").click("[data-test=understood]")
+    page.click("[data-test=confirm-delete]").click(text="永久注销")
+    page.wait(lambda: page.field_error("[data-test=delete-password]") == "does not match your current password")
+    assert expect(api.get("/me", token=user["token"]), 200)["user_id"] == user["user_id"]  # nothing was erased
+    page.type("[data-test=delete-password]", user["password"])
     shot(page, "delete-confirm")
     page.click("[data-test=confirm-delete]").sees("确认注销账号？")
     page.click(text="永久注销").sees("账号已注销", "你已退出登录")
