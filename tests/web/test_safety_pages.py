@@ -85,6 +85,11 @@ def test_a_friend_reports_a_moment_and_the_admin_takes_it_down_from_the_queue_wi
     queued = f"[data-target='{moment_id}']"
     assert page.element(f"{queued} [data-test=author-id]").text == author["user_id"]
     shot(page, "report-queue")
+    # the author's account is one tap away (to suspend them there); back to the queue
+    page.click(f"{queued} [data-test=view-author]").sees("用户管理", author["nickname"], "正常")
+    assert page.element("[data-test=lookup-id] input").get_attribute("value") == author["user_id"]
+    page.driver.back()
+    page.sees("举报处理", text)
     # a takedown needs a reason; with one, the moment goes and leaves the queue
     page.click(f"{queued} [data-test=take-down]")
     page.wait(lambda: page.field_error(f"{queued} [data-test=decision-reason]"))
