@@ -75,7 +75,7 @@ def test_a_friend_reports_a_moment_and_the_admin_takes_it_down_from_the_queue_wi
     shot(page, "comment-blocked-word")
     # the friend reports the moment with a reason
     page.click(f"{card} [data-test=report]").sees("举报动态", "广告或营销")
-    page.click("[data-reason='广告或营销']").type("[data-test=report-details]", "朋友圈里卖假货")
+    choose_reason(page, "广告或营销").type("[data-test=report-details]", "朋友圈里卖假货")
     shot(page, "report-sheet")
     page.click("[data-test=send-report]").sees("已举报")
     # the admin finds it in the report queue with what was written, who wrote it and why it was reported
@@ -167,6 +167,18 @@ def test_a_phone_locked_after_guessed_passwords_says_in_the_browser_how_long_to_
     shot(page, "login-throttled")
 
 
+def choose_reason(page, reason):
+    """Tick a report reason in the sheet (it slides up: tap again until the tick shows, as a person would)."""
+    radio = f"[data-reason='{reason}']"
+
+    def ticked():
+        if page.element(radio).get_attribute("aria-checked") != "true":
+            page.click(radio)
+        return page.element(radio).get_attribute("aria-checked") == "true"
+    page.wait(ticked, 5, f"could not tick {reason}")
+    return page
+
+
 def lookup_state(page):
     """The state tag of what the admin looked up (re-read: the page redraws it after a decision)."""
     try:
@@ -217,3 +229,36 @@ def test_an_admin_suspends_and_restores_a_user_and_takes_a_product_down_by_looku
     # every one of those decisions is in the audit log under the admin's id
     page.open(f"/admin/#/admin/audit?actor_id={admin_id}").sees("恢复商品", "下架商品", "解封用户", "封禁用户")
     shot(page, "admin-audit-by-actor")
+
+
+def test_a_reported_comment_taken_down_by_the_admin_leaves_the_moment_in_place(page, api):
+    author, friend, troll = (api.register_user(nickname=n) for n in ("茶友阿花", "茶友小李", f"捣乱的人{uuid.uuid4().hex[:4]}"))
+    befriend(api, author, friend)
+    befriend(api, author, troll)
+    befriend(api, friend, troll)  # comments show among friends (WeChat's rule)
+    moment_id = post(api, author, f"周末一起喝茶 {uuid.uuid4().hex[:4]}")
+    rude = f"你们都是傻瓜 {uuid.uuid4().hex[:4]}"
+    comment_id = expect(api.post(f"/moments/{moment_id}/comments", json={"text": rude}, token=troll["token"]),
+                        201)["comment_id"]
+    eventually(lambda: timeline_ids(api, friend).index(moment_id))
+    # the friend reports the troll's comment under the moment
+    page.sign_in_as(friend)
+    page.open("/#/moments")
+    card = f"[data-moment='{moment_id}']"
+    page.click(f"{card} [data-test=open-comments]").sees(rude)
+    page.click(f"[data-comment='{comment_id}'] [data-test=report-comment]").sees("举报评论", rude)
+    choose_reason(page, "骚扰或辱骂").click("[data-test=send-report]").sees("已举报")
+    # the admin reads it in the queue as a comment, by its author, and takes it down
+    page.sign_out()
+    page.sign_in_as({"token": api.admin_token()})
+    page.open("/admin/#/admin/reports").sees(f"评论 · {troll['nickname']}", rude, "骚扰或辱骂")
+    queued = f"[data-target='{comment_id}']"
+    page.type(f"{queued} [data-test=decision-reason]", "辱骂他人").click(f"{queued} [data-test=take-down]")
+    page.wait(lambda: rude not in page.text())
+    # the friend sees the moment without the comment
+    page.sign_out()
+    page.sign_in_as(friend)
+    page.open("/#/moments").click(f"{card} [data-test=open-comments]")
+    page.wait(lambda: page.element(f"{card} [data-test=comment-text]"))
+    page.sees("周末一起喝茶")
+    page.does_not_see(rude)
