@@ -24,7 +24,7 @@ const COLLECTIONS = {
   likes: '点赞', comments: '评论', shares: '分享链接', share_clicks: '分享点击', purchases: '购买记录',
   reports: '举报', orders: '订单', refunds: '退款', groups: '拼团', merchants: '店铺', reviews: '评价',
   bindings: '分享关系', inviters: '邀请关系', commissions: '佣金', ledger: '佣金明细', balances: '佣金余额',
-  withdrawals: '提现',
+  withdrawals: '提现', media: '上传的图片',
 }
 const SERVICES = { gateway: '账号', catalog: '商品与店铺', orders: '订单', social_feed: '社交', commission: '佣金' }
 
