@@ -62,7 +62,7 @@ def test_a_friend_reports_a_moment_and_the_admin_takes_it_down_from_the_queue_wi
     author, friend = api.register_user(nickname="发广告的人"), api.register_user(nickname="热心好友")
     befriend(api, author, friend)
     text = f"低价代购，私聊 {uuid.uuid4().hex[:6]}"
-    moment_id = post(api, author, text)
+    moment_id = post(api, author, text, images=["/media/demo-puer.svg"])
     eventually(lambda: timeline_ids(api, friend).index(moment_id))  # fanned out to the friend
     # the friend sees it in moments; a comment with a blocked word is refused next to the comment field
     page.sign_in_as(friend)
@@ -84,6 +84,7 @@ def test_a_friend_reports_a_moment_and_the_admin_takes_it_down_from_the_queue_wi
     page.open("/admin/").click(text="举报处理").sees("举报处理", text, "广告或营销：朋友圈里卖假货", "发广告的人")
     queued = f"[data-target='{moment_id}']"
     assert page.element(f"{queued} [data-test=author-id]").text == author["user_id"]
+    assert page.element(f"{queued} [data-test=reported-image]").get_attribute("src").endswith("/media/demo-puer.svg")
     shot(page, "report-queue")
     # the author's account is one tap away (to suspend them there); back to the queue
     page.click(f"{queued} [data-test=view-author]").sees("用户管理", author["nickname"], "正常")
