@@ -263,3 +263,22 @@ def test_a_reported_comment_taken_down_by_the_admin_leaves_the_moment_in_place(p
     page.wait(lambda: page.element(f"{card} [data-test=comment-text]"))
     page.sees("周末一起喝茶")
     page.does_not_see(rude)
+
+
+def test_the_audit_log_reads_newest_first_and_loads_older_entries_as_the_admin_scrolls(page, api):
+    admin, user = api.admin_token(), api.register_user()
+    for n in range(1, 12):  # 22 decisions on one user: more than a page (20)
+        expect(api.post(f"/admin/users/{user['user_id']}/suspend", json={"reason": f"第{n}次"}, token=admin), 200)
+        expect(api.post(f"/admin/users/{user['user_id']}/restore", token=admin), 200)
+    page.sign_in_as({"token": admin})
+    page.open(f"/admin/#/admin/audit?target_id={user['user_id']}").sees("解封用户", "理由：第11次")
+
+    def shown():
+        return page.driver.find_elements("css selector", "[data-test=audit-entry]")
+    page.wait(lambda: len(shown()) >= 20)
+    first = [e.text.split("\n")[0] for e in shown()[:3]]
+    assert first == ["解封用户", "封禁用户", "解封用户"], first  # newest first
+    page.driver.execute_script("window.scrollTo(0, document.body.scrollHeight)")
+    page.wait(lambda: len(shown()) == 22)
+    page.sees("理由：第1次", "没有更多了")
+    assert "理由：第1次" in shown()[-1].text  # the oldest comes last
