@@ -96,7 +96,7 @@ def test_a_friend_reports_a_moment_and_the_admin_takes_it_down_from_the_queue_wi
     page.wait(lambda: page.field_error(f"{queued} [data-test=decision-reason]"))
     page.type(f"{queued} [data-test=decision-reason]", "售卖假货广告").click(f"{queued} [data-test=take-down]")
     page.wait(lambda: text not in page.text())
-    page.click(text="已处理").sees(text, "已删除")
+    page.click(text="已删除").sees(text, "已删除")
     # the decision is in the audit log, newest first, found by its target
     page.click(text="审计日志").sees("审计日志", "不能修改或删除")
     page.type("[data-test=audit-target]", moment_id).click("[data-test=audit-filter]")
@@ -249,13 +249,20 @@ def test_a_reported_comment_taken_down_by_the_admin_leaves_the_moment_in_place(p
     page.click(f"{card} [data-test=open-comments]").sees(rude)
     page.click(f"[data-comment='{comment_id}'] [data-test=report-comment]").sees("举报评论", rude)
     choose_reason(page, "骚扰或辱骂").click("[data-test=send-report]").sees("已举报")
+    expect(api.post(f"/moments/{moment_id}/reports", json={"reason": "虚假信息"}, token=troll["token"]), 201)
     # the admin reads it in the queue as a comment, by its author, and takes it down
     page.sign_out()
     page.sign_in_as({"token": api.admin_token()})
-    page.open("/admin/#/admin/reports").sees(f"评论 · {troll['nickname']}", rude, "骚扰或辱骂")
+    page.open("/admin/#/admin/reports").sees(f"评论 · {troll['nickname']}", rude, "骚扰或辱骂", "周末一起喝茶")
     queued = f"[data-target='{comment_id}']"
     page.type(f"{queued} [data-test=decision-reason]", "辱骂他人").click(f"{queued} [data-test=take-down]")
     page.wait(lambda: rude not in page.text())
+    # and keeps the moment the troll reported in retaliation up: the report is dismissed with the reason
+    kept = f"[data-target='{moment_id}']"
+    page.type(f"{kept} [data-test=decision-reason]", "内容正常").click(f"{kept} [data-test=dismiss]")
+    page.wait(lambda: not page.driver.find_elements("css selector", kept))
+    page.click(text="已驳回").sees("周末一起喝茶", "驳回理由：内容正常")
+    shot(page, "report-dismissed")
     # the friend sees the moment without the comment
     page.sign_out()
     page.sign_in_as(friend)

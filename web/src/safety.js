@@ -51,7 +51,8 @@ export function exportFileName(data) {
 export const AUDIT_ACTIONS = {
   'merchant.approve': '通过商家', 'merchant.reject': '拒绝商家', 'merchant.suspend': '暂停商家',
   'product.takedown': '下架商品', 'product.restore': '恢复商品', 'user.suspend': '封禁用户', 'user.restore': '解封用户',
-  'moment.takedown': '删除动态', 'comment.takedown': '删除评论', 'refund.approve': '同意退款', 'refund.reject': '拒绝退款',
+  'moment.takedown': '删除动态', 'comment.takedown': '删除评论', 'moment.reports_dismissed': '驳回动态举报',
+  'comment.reports_dismissed': '驳回评论举报', 'refund.approve': '同意退款', 'refund.reject': '拒绝退款',
   'refund.confirm_return': '确认退货', 'dispute.decide': '裁决纠纷', 'review.reply': '回复评价',
 }
 

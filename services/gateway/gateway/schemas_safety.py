@@ -2,6 +2,7 @@
 from marshmallow import Schema, fields, validate
 
 from contracts.api.fields import cursor_param
+from contracts.api.social_feed import REPORT_STATUSES
 from gateway.schemas import Merchant, page_of
 from gateway.schemas_social import UserCard
 from kit.validation import Id, StrictSchema
@@ -78,9 +79,10 @@ class ReportView(Schema):
     target_id = Id(required=True)
     reporter_id = Id(required=True)
     reason = fields.String(required=True)
-    status = fields.String(required=True, validate=validate.OneOf(["open", "actioned"]))
+    status = fields.String(required=True, validate=validate.OneOf(REPORT_STATUSES))
     created_at = fields.String(required=True)
     resolved_at = fields.String(allow_none=True)
+    resolution_reason = fields.String(allow_none=True, metadata={"description": "why an admin dismissed it"})
     content = fields.Nested(ReportedContent, allow_none=True,
                             metadata={"description": "in the admin's queue: what was reported, whatever its "
                                                      "visibility (null when its author's account was erased)"})
@@ -94,3 +96,10 @@ class TakenDown(Schema):
     target_id = Id(required=True)
     taken_down = fields.Boolean(required=True)
     reason = fields.String(allow_none=True)
+
+
+class ReportsDismissed(Schema):
+    target_type = fields.String(required=True, validate=validate.OneOf(["moment", "comment"]))
+    target_id = Id(required=True)
+    dismissed = fields.Integer(required=True, metadata={"description": "open reports closed without action"})
+    reason = fields.String(required=True)

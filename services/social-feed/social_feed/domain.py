@@ -181,7 +181,7 @@ def report_view(report, content=None):
     view = {"report_id": report["_id"], "target_type": report["target_type"], "target_id": report["target_id"],
             "reporter_id": report["reporter_id"], "reason": report["reason"], "status": report["status"],
             "created_at": iso(report["created_at"]),
-            "resolved_at": iso(report.get("resolved_at"))}
+            "resolved_at": iso(report.get("resolved_at")), "resolution_reason": report.get("resolution_reason")}
     return view if content is None else {**view, "content": content}
 
 
@@ -195,8 +195,8 @@ def reported_content(target, profile=None):
     its visibility), its author, and whether it is already gone. None when nothing is left (its author erased)."""
     if target is None:
         return None
-    return {"author": author_view(author_id_of(target), profile), "text": target["text"], "images": target.get("images", []),
-            "moment_id": target.get("moment_id", target["_id"]), "created_at": iso(target["created_at"]),
+    return {"author": author_view(author_id_of(target), profile), "text": target["text"],
+            "images": target.get("images", []), "moment_id": target.get("moment_id", target["_id"]), "created_at": iso(target["created_at"]),
             "taken_down": bool(target.get("taken_down")), "deleted": bool(target.get("deleted"))}
 
 
