@@ -15,11 +15,16 @@ from tests.social.social_flows import befriend, post, timeline_ids
 from tests.web.test_storefront import shop
 
 
-def shot(page, name):
-    """Screenshots of what the page shows once its toast (a confirmation) has gone."""
+def toast_gone(page):
+    """Wait for a confirmation toast to go, as a person waits before tapping what it covers."""
     page.wait(lambda: not page.driver.execute_script(
         "return [...document.querySelectorAll('.van-toast')].some((t) => getComputedStyle(t).display !== 'none')"), 5)
-    page.screenshot(name)
+    return page
+
+
+def shot(page, name):
+    """Screenshots of what the page shows once its toast (a confirmation) has gone."""
+    toast_gone(page).screenshot(name)
     wanted = os.environ.get("QUANZI_SHOTS_DIR")
     if wanted:
         Path(wanted).mkdir(parents=True, exist_ok=True)
@@ -259,7 +264,7 @@ def test_a_reported_comment_taken_down_by_the_admin_leaves_the_moment_in_place(p
     page.wait(lambda: rude not in page.text())
     # and keeps the moment the troll reported in retaliation up: the report is dismissed with the reason
     kept = f"[data-target='{moment_id}']"
-    page.type(f"{kept} [data-test=decision-reason]", "内容正常").click(f"{kept} [data-test=dismiss]")
+    toast_gone(page).type(f"{kept} [data-test=decision-reason]", "内容正常").click(f"{kept} [data-test=dismiss]")
     page.wait(lambda: not page.driver.find_elements("css selector", kept))
     page.click(text="已驳回").sees("周末一起喝茶", "驳回理由：内容正常")
     shot(page, "report-dismissed")
