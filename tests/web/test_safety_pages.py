@@ -149,6 +149,7 @@ def test_a_user_exports_their_data_then_erases_the_account_and_cannot_sign_in_ag
     page.type("[data-test=delete-password]", user["password"])
     shot(page, "delete-confirm")
     page.click("[data-test=confirm-delete]").sees("确认注销账号？")
+    shot(page, "delete-dialog")
     page.click(text="永久注销").sees("账号已注销", "你已退出登录")
     shot(page, "deleted")
     assert page.driver.execute_script("return localStorage.getItem('quanzi.token')") is None
