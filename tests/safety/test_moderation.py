@@ -40,6 +40,12 @@ def test_reports_reach_the_admin_and_a_takedown_removes_the_moment_everywhere(ap
     queue = expect(api.get("/admin/reports", params={"status": "open", "limit": 50}, token=admin), 200)["items"]
     mine = [r for r in queue if r["target_id"] in (moment_id, comment_id)]
     assert sorted((r["target_type"], r["reason"]) for r in mine) == [("comment", "spam"), ("moment", "advert!")]
+    # with what was reported, as its author wrote it (the admin is no friend of theirs), and who wrote it
+    content = {r["target_type"]: r["content"] for r in mine}
+    assert (content["moment"]["text"], content["moment"]["author"]["user_id"]) == ("奇怪的广告", author["user_id"])
+    assert (content["comment"]["text"], content["comment"]["moment_id"]) == ("spam spam", moment_id)
+    assert content["comment"]["author"]["user_id"] == other_friend["user_id"]
+    assert not content["moment"]["taken_down"] and not content["comment"]["taken_down"]
     # when the admin takes the comment down, then the moment
     expect(api.post(f"/admin/comments/{comment_id}/takedown", json={"reason": "spam"}, token=admin), 200)
     detail = expect(api.get(f"/moments/{moment_id}", token=author["token"]), 200)
@@ -58,6 +64,7 @@ def test_reports_reach_the_admin_and_a_takedown_removes_the_moment_everywhere(ap
     assert not [r for r in queue if r["target_id"] in (moment_id, comment_id)]
     actioned = expect(api.get("/admin/reports", params={"status": "actioned", "limit": 50}, token=admin), 200)
     assert {r["target_id"] for r in actioned["items"]} >= {moment_id, comment_id}
+    assert all(r["content"]["taken_down"] for r in actioned["items"] if r["target_id"] in (moment_id, comment_id))
     entries = expect(api.get("/admin/audit", params={"target_id": moment_id}, token=admin), 200)["items"]
     assert [(e["action"], e["reason"]) for e in entries] == [("moment.takedown", "advertising")]
 

@@ -41,3 +41,27 @@ def test_the_shipped_list_loads():
     from kit.config import DEFAULT_BLOCKED_WORDS
     words = parse_blocked_words(DEFAULT_BLOCKED_WORDS.read_text(encoding="utf-8").splitlines())
     assert "加微信" in words and all(not k.startswith("#") for k in words)
+
+
+def test_the_report_queue_shows_what_was_reported_and_who_wrote_it():
+    from datetime import datetime, timezone
+
+    from social_feed.domain import author_id_of, new_report, report_view, reported_content
+
+    at = datetime(2026, 11, 30, 8, 0, tzinfo=timezone.utc)
+    moment = {"_id": "mom_1", "author_id": "usr_a", "text": "广告", "images": ["https://x/1.png"], "created_at": at,
+              "deleted": False}
+    comment = {"_id": "cmt_1", "moment_id": "mom_1", "user_id": "usr_b", "text": "spam", "created_at": at,
+               "taken_down": {"reason": "spam", "at": at}}
+    assert (author_id_of(moment), author_id_of(comment), author_id_of(None)) == ("usr_a", "usr_b", None)
+    assert reported_content(moment, {"nickname": "小A"}) == {
+        "author": {"user_id": "usr_a", "nickname": "小A", "avatar_url": None}, "text": "广告",
+        "images": ["https://x/1.png"], "moment_id": "mom_1", "created_at": at.isoformat(), "taken_down": False,
+        "deleted": False}
+    shown = reported_content(comment)
+    assert (shown["moment_id"], shown["images"], shown["taken_down"], shown["author"]["nickname"]) == \
+        ("mom_1", [], True, None)
+    assert reported_content(None) is None  # its author erased: nothing left to show
+    report = new_report("usr_c", "moment", "mom_1", "ad", at)
+    assert "content" not in report_view(report)  # what the reporter gets back
+    assert report_view(report, shown)["content"] is shown

@@ -185,7 +185,7 @@ def test_a_rejected_refund_escalated_by_the_buyer_is_decided_by_an_admin_and_the
     # then the admin finds it in the dispute queue with both sides' reasons, and refunds ¥20 of it
     page.sign_out()
     page.sign_in_as({"token": api.admin_token()})
-    page.open("/admin/").click("[data-test=disputes-link]").sees("纠纷处理")
+    page.open("/admin/").click(text="纠纷处理").sees("管理后台 · 纠纷处理")
     card = f"[data-dispute='{dispute_id}']"
     page.wait(lambda: title in page.element(card).text)
     assert all(t in page.element(card).text for t in ("¥50.00", "收到时已经变质有异味", "结晶是正常现象", oid))

@@ -5,12 +5,13 @@
 //  - any non-2xx answer becomes an ApiError with the API's error.message and per-field messages.
 
 export class ApiError extends Error {
-  constructor(status, code, message, fields = {}) {
+  constructor(status, code, message, fields = {}, retryAfter = null) {
     super(message)
     this.name = 'ApiError'
     this.status = status
     this.code = code
     this.fields = fields || {}
+    this.retryAfter = retryAfter // seconds to wait, from Retry-After (429, 503), or null
   }
 
   // The first message for one form field ("address.phone" reads nested field errors).
@@ -34,6 +35,12 @@ export function newKey() {
   const bytes = new Uint8Array(16)
   globalThis.crypto.getRandomValues(bytes)
   return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('')
+}
+
+// Retry-After in seconds (the API sends whole seconds); null when absent or unreadable.
+export function retryAfterSeconds(value) {
+  if (value === null || value === undefined || !/^\s*\d+\s*$/.test(String(value))) return null
+  return Number(value)
 }
 
 // Idempotency-Keys for a form: the same request again (a double tap, a retry after a lost answer) gets the same
@@ -91,12 +98,14 @@ export function createClient({ base = '/api/v1', fetch = (...a) => globalThis.fe
     }
     if (response.ok) return data
     const error = data && data.error ? data.error : {}
-    if (response.status === 401 && token) {
+    // a 401 naming a field is a password typed wrong (change password, delete account): the session still holds
+    if (response.status === 401 && token && !Object.keys(error.fields || {}).length) {
       storage?.removeItem(TOKEN)
       onUnauthorized()
     }
     throw new ApiError(response.status, error.code || 'http_error',
-      error.message || MESSAGES[response.status] || `请求失败 (${response.status})`, error.fields)
+      error.message || MESSAGES[response.status] || `请求失败 (${response.status})`, error.fields,
+      retryAfterSeconds(response.headers?.get?.('Retry-After')))
   }
 
   const get = (url, params) => request('GET', url, { params })
@@ -186,6 +195,30 @@ export function createClient({ base = '/api/v1', fetch = (...a) => globalThis.fe
     merchants: (params) => get('/admin/merchants', params),
     reviewMerchant: (id, action, reason) =>
       post(path`/admin/merchants/${id}/${action}`, action === 'approve' ? undefined : { reason }),
+    // safety and privacy (issue 15)
+    async changePassword(oldPassword, newPassword) { // the answer's token replaces ours: other sessions end
+      const answer = await post('/auth/password', { old_password: oldPassword, new_password: newPassword })
+      storage?.setItem(TOKEN, answer.access_token)
+      return answer
+    },
+    exportMyData: () => get('/me/export'),
+    async deleteAccount(password) { // erased: this token stops working, forget it
+      await request('DELETE', '/me', { body: { password } })
+      storage?.removeItem(TOKEN)
+    },
+    reportMoment: (id, reason) => post(path`/moments/${id}/reports`, { reason }),
+    reportComment: (id, reason) => post(path`/comments/${id}/reports`, { reason }),
+    reports: (params) => get('/admin/reports', params),
+    takeDownMoment: (id, reason) => post(path`/admin/moments/${id}/takedown`, { reason }),
+    takeDownComment: (id, reason) => post(path`/admin/comments/${id}/takedown`, { reason }),
+    dismissReports: (type, id, reason) =>
+      post(type === 'comment' ? path`/admin/comments/${id}/reports/dismiss` : path`/admin/moments/${id}/reports/dismiss`,
+        { reason }),
+    takeDownProduct: (id, reason) => post(path`/admin/products/${id}/takedown`, { reason }),
+    restoreProduct: (id) => post(path`/admin/products/${id}/restore`),
+    suspendUser: (id, reason) => post(path`/admin/users/${id}/suspend`, { reason }),
+    restoreUser: (id) => post(path`/admin/users/${id}/restore`),
+    audit: (params) => get('/admin/audit', params),
   }
 }
 

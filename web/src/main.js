@@ -29,6 +29,13 @@ const routes = [
   { path: '/admin', component: page('Admin'), meta: { auth: true } },
   { path: '/shop/:id', component: page('MerchantProfile') },
   { path: '/admin/disputes', component: page('AdminDisputes'), meta: { auth: true } },
+  { path: '/me/password', component: page('Password'), meta: { auth: true } },
+  { path: '/me/data', component: page('MyData'), meta: { auth: true } },
+  { path: '/me/delete', component: page('DeleteAccount'), meta: { auth: true } },
+  { path: '/admin/reports', component: page('AdminReports'), meta: { auth: true } },
+  { path: '/admin/products', component: page('AdminProducts'), meta: { auth: true } },
+  { path: '/admin/users', component: page('AdminUsers'), meta: { auth: true } },
+  { path: '/admin/audit', component: page('AdminAudit'), meta: { auth: true } },
   { path: '/:rest(.*)*', redirect: '/' },
 ]
 

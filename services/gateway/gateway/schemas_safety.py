@@ -4,6 +4,7 @@ from marshmallow import Schema, fields, validate
 from contracts.api.fields import cursor_param
 from contracts.api.social_feed import REPORT_STATUSES
 from gateway.schemas import Merchant, page_of
+from gateway.schemas_social import UserCard
 from kit.validation import Id, StrictSchema
 
 
@@ -62,6 +63,16 @@ class DataExport(Schema):
                            metadata={"description": "what each service holds about you, by collection"})
 
 
+class ReportedContent(Schema):
+    author = fields.Nested(UserCard, required=True)
+    text = fields.String(required=True)
+    images = fields.List(fields.String(), required=True)
+    moment_id = Id(required=True, metadata={"description": "the moment (of the comment, for a comment)"})
+    created_at = fields.String(required=True)
+    taken_down = fields.Boolean(required=True)
+    deleted = fields.Boolean(required=True)
+
+
 class ReportView(Schema):
     report_id = fields.String(required=True)
     target_type = fields.String(required=True, validate=validate.OneOf(["moment", "comment"]))
@@ -72,6 +83,9 @@ class ReportView(Schema):
     created_at = fields.String(required=True)
     resolved_at = fields.String(allow_none=True)
     resolution_reason = fields.String(allow_none=True, metadata={"description": "why an admin dismissed it"})
+    content = fields.Nested(ReportedContent, allow_none=True,
+                            metadata={"description": "in the admin's queue: what was reported, whatever its "
+                                                     "visibility (null when its author's account was erased)"})
 
 
 ReportPage = page_of(ReportView)

@@ -177,11 +177,27 @@ def new_report(reporter_id, target_type, target_id, reason, at):
             "reporter_id": reporter_id, "reason": reason, "status": "open", "resolved_at": None, "created_at": at}
 
 
-def report_view(report):
-    return {"report_id": report["_id"], "target_type": report["target_type"], "target_id": report["target_id"],
+def report_view(report, content=None):
+    view = {"report_id": report["_id"], "target_type": report["target_type"], "target_id": report["target_id"],
             "reporter_id": report["reporter_id"], "reason": report["reason"], "status": report["status"],
             "created_at": iso(report["created_at"]),
             "resolved_at": iso(report.get("resolved_at")), "resolution_reason": report.get("resolution_reason")}
+    return view if content is None else {**view, "content": content}
+
+
+def author_id_of(target):
+    """Who wrote a moment (author_id) or a comment (user_id); None for nothing."""
+    return target and (target.get("author_id") or target.get("user_id"))
+
+
+def reported_content(target, profile=None):
+    """What the admin reviewing a report reads: the reported moment or comment as its author wrote it (whatever
+    its visibility), its author, and whether it is already gone. None when nothing is left (its author erased)."""
+    if target is None:
+        return None
+    return {"author": author_view(author_id_of(target), profile), "text": target["text"],
+            "images": target.get("images", []), "moment_id": target.get("moment_id", target["_id"]), "created_at": iso(target["created_at"]),
+            "taken_down": bool(target.get("taken_down")), "deleted": bool(target.get("deleted"))}
 
 
 

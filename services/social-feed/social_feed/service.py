@@ -280,7 +280,14 @@ class SocialFeedService(ServiceBase):
     def reports(self, params=None):
         query = load(api.ReportQuery, params or {})
         found, cursor = self.store.reports_page(query["status"], query["limit"], query["cursor"])
-        return {"items": [domain.report_view(r) for r in found], "next_cursor": cursor}
+        targets = self.store.report_targets(found)  # the admin reads what was reported, with its author
+        profiles = self.store.profiles_by_id([domain.author_id_of(t) for t in targets.values()])
+        items = []
+        for report in found:
+            target = targets.get(report["target_id"])
+            items.append(domain.report_view(report, domain.reported_content(
+                target, profiles.get(domain.author_id_of(target)))))
+        return {"items": items, "next_cursor": cursor}
 
     @rpc
     def take_down(self, target_type, target_id, payload):

@@ -508,6 +508,15 @@ class SocialFeedStore(BaseStore):
     def reports_page(self, status, limit, cursor):
         return paging.find_page(self.reports, {"status": status}, limit, cursor, "created_at")
 
+    def report_targets(self, reports):
+        """The moments and comments a page of reports names, by id (one query per kind)."""
+        ids = {kind: [r["target_id"] for r in reports if r["target_type"] == kind] for kind in domain.REPORT_TARGETS}
+        found = {}
+        for kind, collection in (("moment", self.moments), ("comment", self.comments)):
+            if ids[kind]:
+                found.update({d["_id"]: d for d in collection.find({"_id": {"$in": ids[kind]}})})
+        return found
+
     def take_down(self, target_type, target_id, reason):
         """An admin removes a moment (from every timeline, its page: 404 for everyone) or a comment; its open
         reports are resolved. Taking down twice is a 404 (there is nothing left to take down)."""
