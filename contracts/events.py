@@ -274,7 +274,7 @@ def _specs():
         ("orders.events", "order.shipped", OrderShipped, "The merchant shipped the order."),
         ("orders.events", "order.completed", OrderCompleted, "The buyer confirmed receipt (or it auto-confirmed)."),
         ("orders.events", "order.refund_requested", OrderRefundEvent, "The buyer asked for a refund."),
-        ("orders.events", "order.refund_rejected", OrderRefundEvent, "The merchant rejected a refund request."),
+        ("orders.events", "order.refund_rejected", OrderRefundEvent, "A refund request ended without money back: the merchant rejected it, an admin decided its dispute against the buyer, or the goods of an approved return were not sent back in time (`reason` says which)."),
         ("orders.events", "order.refunded", OrderRefunded, "Money went back to the buyer, whole or part: one per return of money, with its cause."),
         ("orders.events", "groupbuy.formed", GroupBuyFormed, "Every seat of a group buy is paid; its orders proceed."),
         ("orders.events", "groupbuy.failed", GroupBuyFailed, "A group buy's window ended unfilled; members are refunded."),

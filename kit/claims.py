@@ -80,9 +80,14 @@ def release(collection, item_id, retry_in=None, now=None):
 
 def migrate(collection):
     """Rename the legacy lease field of stored documents to FIELD; idempotent (a second run matches nothing).
-    Returns the number of documents changed."""
+    Returns the number of documents changed.
+
+    It runs at every start, because during a rolling deploy a replica of the previous version may still write the
+    legacy field. A sparse index on that field keeps this cheap: it holds only the documents still to migrate
+    (none once the fleet is upgraded), so the query never scans the collection and new writes never touch it."""
     changed = 0
     for legacy in LEGACY_FIELDS:
-        changed += collection.update_many({legacy: {"$exists": True}},
-                                          {"$rename": {legacy: FIELD}}).modified_count
+        index = collection.create_index([(legacy, 1)], sparse=True, name=f"{legacy}_legacy_sparse")
+        changed += collection.update_many({legacy: {"$exists": True}}, {"$rename": {legacy: FIELD}},
+                                          hint=index).modified_count
     return changed

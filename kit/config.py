@@ -137,6 +137,8 @@ class Settings:
     auto_confirm_after: int
     after_sales_window: int
     refund_response_window: int
+    return_ship_window: int
+    return_receive_window: int
     attribution_window: int
     commission_max_levels: int
     commission_max_total_bp: int
@@ -195,6 +197,10 @@ def load_settings(env=None):
         after_sales_window=_int(env, "AFTER_SALES_WINDOW", 604800, minimum=1),
         # a merchant's time to answer a refund request before the timers approve it (docs/api.md, "Trust")
         refund_response_window=_int(env, "REFUND_RESPONSE_WINDOW", 172800, minimum=1),
+        # a return's two waits: the buyer sends the goods back (else it closes), the merchant confirms them
+        # (else they count as received and the money goes back)
+        return_ship_window=_int(env, "RETURN_SHIP_WINDOW", 604800, minimum=1),
+        return_receive_window=_int(env, "RETURN_RECEIVE_WINDOW", 864000, minimum=1),
         attribution_window=_int(env, "ATTRIBUTION_WINDOW", 604800, minimum=1),
         commission_max_levels=levels,
         commission_max_total_bp=total_bp,

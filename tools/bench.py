@@ -233,6 +233,11 @@ def bench_catalog(ctx, seconds):
     for path in paths:  # the read model fills on first view; measure the steady state
         ctx.api.session.get(ctx.gateway_url + path)
     rows = [ctx.with_cpu(lambda: ctx.wrk("GET /products/{id}", paths, seconds=seconds))]
+    # signed in: every request's token is checked for revocation (logout, password change, suspension) at the
+    # gateway from memory, kept fresh by a change stream: this row shows what that costs against the one above
+    tokens = [ctx.api.register_user(nickname=f"bench reader {n}")["token"] for n in range(20)]
+    rows.append(ctx.with_cpu(lambda: ctx.wrk("GET /products/{id} (signed in)", paths, seconds=seconds,
+                                             tokens=tokens)))
     queries = [f"/api/v1/products?q={q}" for q in (tag, f"{tag}+龙井", "bench", "tea", f"no{7}")]
     rows.append(ctx.wrk("GET /products?q=", queries, seconds=seconds))
 

@@ -13,7 +13,7 @@ ORDER_STATUSES = ["pending_payment", "paid", "awaiting_group", "shipped", "compl
 # a refund's kinds and statuses (its state machine: orders.domain.REFUND_TRANSITIONS)
 REFUND_KINDS = ["after_sales", "group_failed", "late_payment", "dispute"]
 REFUND_STATUSES = ["requested", "awaiting_return", "returning", "processing", "succeeded", "rejected", "escalated",
-                   "disputed"]
+                   "disputed", "closed"]
 
 
 class Address(StrictSchema):

@@ -95,6 +95,11 @@ def test_documents_stored_with_the_old_field_name_are_migrated_at_start_once(kit
     assert docs["old-free"][claims.FIELD] == claims.NEVER
     assert abs(docs["old-held"][claims.FIELD] - (now + LEASE)) < timedelta(milliseconds=2)
     assert claims.migrate(store.jobs) == 0
+    # and the migration reads a sparse index of the documents still to migrate, not the whole collection
+    assert store.jobs.index_information()["claim_until_legacy_sparse"]["sparse"] is True
+    stats = store.db.command("explain", {"find": "jobs", "filter": {"claim_until": {"$exists": True}}},
+                             verbosity="executionStats")["executionStats"]
+    assert (stats["totalKeysExamined"], stats["totalDocsExamined"]) == (0, 0)
     claimed = {claims.next_due(store.jobs, {}, now, LEASE)["_id"] for _ in range(2)}
     assert claimed == {"old-free", "new"}
     assert claims.next_due(store.jobs, {}, now, LEASE) is None

@@ -125,6 +125,8 @@ REFUND_LEGAL = {  # (kind, status, action) -> the status it leads to; everything
     ("after_sales", "awaiting_return", "ship_back"): "returning",
     ("after_sales", "returning", "confirm_return"): "processing",
     ("after_sales", "returning", "reject"): "rejected",
+    ("after_sales", "returning", "auto_confirm_return"): "processing",
+    ("after_sales", "awaiting_return", "close_unreturned"): "closed",
     ("after_sales", "rejected", "escalate"): "escalated",
     ("dispute", "disputed", "decide_refund"): "processing",
     ("dispute", "disputed", "decide_reject"): "rejected",
@@ -141,6 +143,17 @@ def test_the_refund_machine_allows_exactly_its_transitions(kind, status, action)
     else:
         with pytest.raises(Conflict):
             domain.refund_transition(refund, action)
+
+
+def test_every_status_that_waits_on_one_side_has_a_window_and_a_timer_and_no_other_does():
+    settings = load_settings({"REFUND_RESPONSE_WINDOW": "60", "RETURN_SHIP_WINDOW": "70", "RETURN_RECEIVE_WINDOW": "80"})
+    waits = {status: domain.waiting_deadline(status, NOW, settings) for status in domain.REFUND_STATUSES}
+    assert {s: (d - NOW).total_seconds() for s, d in waits.items() if d is not None} == {
+        "requested": 60, "awaiting_return": 70, "returning": 80}
+    # the timer's step is a legal transition from that status, and the statuses it leaves to are not timed
+    for status, action in domain.TIMED_OUT.items():
+        target = domain.refund_transition(a_refund(status, "after_sales"), action)
+        assert waits[status] is not None and target in ("processing", "closed")
 
 
 def test_the_contracts_refund_statuses_are_the_machines():

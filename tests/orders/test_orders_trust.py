@@ -226,6 +226,50 @@ def test_an_admin_may_reject_a_dispute_and_the_order_goes_back(api, kombu_listen
     assert dispute["dispute_id"] in [d["dispute_id"] for d in decided_list["items"]]
 
 
+def _due_now(mongo, refund_id):
+    """Backdate a waiting refund's deadline: as if its window (days in production) had just passed."""
+    mongo["quanzi_orders"]["refunds"].update_one({"_id": refund_id}, [{"$set": {"due_at": "$$NOW"}}])
+
+
+def test_a_return_whose_goods_never_leave_closes_and_one_never_confirmed_counts_as_received(api, mongo,
+                                                                                           kombu_listener):
+    listener = kombu_listener("orders.events", ["order.#"])
+    owner, _, _, sku = open_shop(api, price_fen=5000)
+    buyer = api.register_user()
+    idle, unconfirmed = shipped_order(api, owner, buyer, sku, qty=1), shipped_order(api, owner, buyer, sku, qty=1)
+    # given two approved returns: one the buyer never sends back, one the merchant never confirms
+    stuck, sent = ask(api, buyer, idle, return_goods=True), ask(api, buyer, unconfirmed, return_goods=True)
+    for refund in (stuck, sent):
+        approved = expect(api.post(f"/refunds/{refund['refund_id']}/approve", token=owner["token"]), 200)
+        assert approved["status"] == "awaiting_return" and approved["ship_back_before"] > approved["decided_at"]
+    returning = expect(api.post(f"/refunds/{sent['refund_id']}/return-shipment", json=RETURN,
+                                token=buyer["token"]), 200)
+    assert (returning["ship_back_before"], returning["received_by"] > returning["returned_at"]) == (None, True)
+    # when both windows pass (RETURN_SHIP_WINDOW, RETURN_RECEIVE_WINDOW: days in production)
+    _due_now(mongo, stuck["refund_id"])
+    _due_now(mongo, sent["refund_id"])
+
+    def status_of(order_id, refund_id):
+        return {r["refund_id"]: r for r in order_of(api, buyer, order_id)["refunds"]}[refund_id]
+    eventually(lambda: _assert(status_of(idle, stuck["refund_id"])["status"] == "closed"), timeout=10, interval=0.3)
+    eventually(lambda: _assert(status_of(unconfirmed, sent["refund_id"])["status"] == "succeeded"), timeout=10,
+               interval=0.3)
+    # then the unsent return closed without money and the order is back where it was (a new request is possible)
+    closed = status_of(idle, stuck["refund_id"])
+    assert closed["close_reason"] == "the goods were not sent back within the return window"
+    assert (order_of(api, buyer, idle)["status"], provider_refunds(mongo, idle)) == ("shipped", [])
+    def announced():
+        rejected = [e["data"] for kind, e in events_of(listener, order_id=idle) if kind == "order.refund_rejected"]
+        assert [(d["refund_id"], d["reason"]) for d in rejected] == [(stuck["refund_id"], closed["close_reason"])]
+    eventually(announced, timeout=10, interval=0.3)
+    # and the unconfirmed one was paid back once, as if the merchant had confirmed receipt
+    assert (order_of(api, buyer, unconfirmed)["status"], provider_refunds(mongo, unconfirmed)) == ("refunded", [5000])
+    time.sleep(2)  # two more sweeps: nothing acted on twice
+    assert provider_refunds(mongo, unconfirmed) == [5000] and status_of(idle, stuck["refund_id"])["status"] == "closed"
+    expect(api.post(f"/refunds/{sent['refund_id']}/confirm-return", token=owner["token"]), 409)
+    expect(api.post(f"/refunds/{stuck['refund_id']}/return-shipment", json=RETURN, token=buyer["token"]), 409)
+
+
 def test_a_refund_before_shipping_stays_automatic_even_when_goods_are_offered_back(api, mongo):
     owner, _, _, sku = open_shop(api, price_fen=3000)
     buyer = api.register_user()

@@ -36,6 +36,14 @@ class RefundView(Schema):
     auto_approved = fields.Boolean(metadata={"description": "approved by the timers: unanswered in time"})
     respond_before = Time(allow_none=True, metadata={
         "description": "while requested: approved automatically after this (REFUND_RESPONSE_WINDOW)"})
+    ship_back_before = Time(allow_none=True, metadata={
+        "description": "while awaiting_return: the return closes unless the goods are sent back by then "
+                       "(RETURN_SHIP_WINDOW)"})
+    received_by = Time(allow_none=True, metadata={
+        "description": "while returning: unless the merchant confirms or rejects by then, the goods count as "
+                       "received and the money goes back (RETURN_RECEIVE_WINDOW)"})
+    close_reason = fields.String(allow_none=True, metadata={
+        "description": "why a return closed without money back (closed: the goods were not sent back in time)"})
     return_carrier = fields.String(allow_none=True)
     return_tracking_no = fields.String(allow_none=True)
     returned_at = Time(allow_none=True, metadata={"description": "when the buyer sent the goods back"})

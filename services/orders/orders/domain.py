@@ -186,10 +186,14 @@ def money_back(order, refund):
 #     ╰──reject──▶ rejected ◀──reject── returning
 #                  rejected ──escalate──▶ escalated  (+ a dispute: a refund of kind "dispute", status disputed)
 # disputed ──decide_refund──▶ processing · disputed ──decide_reject──▶ rejected (final: a dispute is not escalated)
-# `requested` unanswered for REFUND_RESPONSE_WINDOW is approved by the timers (auto_approve).
+# Nothing waits forever on one side (the timers act, once, whatever the replicas):
+# `requested` unanswered for REFUND_RESPONSE_WINDOW is approved (auto_approve); `awaiting_return` whose goods the
+# buyer did not send within RETURN_SHIP_WINDOW closes (close_unreturned: the order goes back, as after a
+# rejection); `returning` the merchant neither confirmed nor rejected within RETURN_RECEIVE_WINDOW of the
+# shipment counts as received (auto_confirm_return: the money goes back).
 R_REQUESTED, R_AWAITING_RETURN, R_RETURNING = "requested", "awaiting_return", "returning"
 R_PROCESSING, R_SUCCEEDED, R_REJECTED = "processing", "succeeded", "rejected"
-R_ESCALATED, R_DISPUTED = "escalated", "disputed"
+R_ESCALATED, R_DISPUTED, R_CLOSED = "escalated", "disputed", "closed"
 REFUND_CAUSES = {"after_sales": "buyer_request", "group_failed": "group_failed", "late_payment": "late_payment",
                  "dispute": "dispute"}
 REFUND_TRANSITIONS = {
@@ -198,6 +202,8 @@ REFUND_TRANSITIONS = {
     "auto_approve": ({"after_sales"}, {R_REQUESTED}, None),
     "ship_back": ({"after_sales"}, {R_AWAITING_RETURN}, R_RETURNING),
     "confirm_return": ({"after_sales"}, {R_RETURNING}, R_PROCESSING),
+    "auto_confirm_return": ({"after_sales"}, {R_RETURNING}, R_PROCESSING),
+    "close_unreturned": ({"after_sales"}, {R_AWAITING_RETURN}, R_CLOSED),
     "reject": ({"after_sales"}, {R_REQUESTED, R_RETURNING}, R_REJECTED),
     "escalate": ({"after_sales"}, {R_REJECTED}, R_ESCALATED),
     "decide_refund": ({"dispute"}, {R_DISPUTED}, R_PROCESSING),
@@ -228,6 +234,18 @@ def refund_transition(refund, action):
 def respond_before(refund_created_at, settings):
     """When the timers approve a request the merchant left unanswered."""
     return refund_created_at + timedelta(seconds=settings.refund_response_window)
+
+
+def waiting_deadline(status, since, settings):
+    """When the timers act on a refund that entered `status` at `since` and is still there (None: no timer for
+    that status; `processing` has its own retry timer in the store)."""
+    window = {R_REQUESTED: settings.refund_response_window, R_AWAITING_RETURN: settings.return_ship_window,
+              R_RETURNING: settings.return_receive_window}.get(status)
+    return None if window is None else since + timedelta(seconds=window)
+
+
+TIMED_OUT = {R_REQUESTED: "auto_approve", R_AWAITING_RETURN: "close_unreturned", R_RETURNING: "auto_confirm_return"}
+UNRETURNED_REASON = "the goods were not sent back within the return window"
 
 
 def dispute_terms(order, refund, now):
@@ -347,6 +365,9 @@ def refund_view(refund):
             "decided_at": _iso(refund.get("decided_at")), "return_goods": bool(refund.get("return_goods")),
             "auto_approved": bool(refund.get("auto_approved")),
             "respond_before": _iso(refund.get("due_at")) if refund["status"] == R_REQUESTED else None,
+            "ship_back_before": _iso(refund.get("due_at")) if refund["status"] == R_AWAITING_RETURN else None,
+            "received_by": _iso(refund.get("due_at")) if refund["status"] == R_RETURNING else None,
+            "close_reason": refund.get("close_reason"),
             "return_carrier": refund.get("return_carrier"), "return_tracking_no": refund.get("return_tracking_no"),
             "returned_at": _iso(refund.get("returned_at")), "return_received_at": _iso(refund.get("received_at")),
             "dispute_id": refund.get("dispute_id"), "refunded_at": _iso(refund.get("refunded_at"))}

@@ -29,6 +29,9 @@ ORDERS_PLACED = Counter("quanzi_orders_placed_total", "Orders placed, by kind", 
 TIMERS = Counter("quanzi_order_timers_total", "Due work handled by the sweep", ["kind"])
 REFUNDS_AUTO_APPROVED = Counter("quanzi_refunds_auto_approved_total",
                                 "Refund requests approved by the timers after REFUND_RESPONSE_WINDOW unanswered")
+RETURNS_TIMED_OUT = Counter("quanzi_returns_timed_out_total", "Returns the timers ended: closed (goods never sent "
+                            "back in RETURN_SHIP_WINDOW) or received (unconfirmed in RETURN_RECEIVE_WINDOW)",
+                            ["outcome"])
 
 
 def call(method, *args, timeout=RPC_TIMEOUT):
@@ -47,7 +50,7 @@ class OrderSaga:
         replica's claims expire and its items are handled again, every step being idempotent)."""
         self._drain(self.store.claim_due_order, self.order_due, "orders")
         self._drain(self.store.claim_due_refund, self.pay_back, "refunds")
-        self._drain(self.store.claim_unanswered_refund, self.auto_approve, "unanswered_refunds")
+        self._drain(self.store.claim_timed_out_refund, self.timed_out, "timed_out_refunds")
         self._drain(self.store.claim_expired_group, self.fail_group, "groups")
         self.provider.redeliver_due()
 
@@ -147,6 +150,24 @@ class OrderSaga:
         if refund["status"] == domain.R_PROCESSING:
             self.pay_back(refund)
         return self.store.refund(refund["_id"])
+
+    def timed_out(self, refund):
+        """A refund one side left waiting past its window: approved, closed or counted as received, once (each a
+        conditional transition from the status it was claimed in: the other side acting meanwhile wins)."""
+        action = domain.TIMED_OUT[refund["status"]]
+        try:
+            if action == "auto_approve":
+                return self.auto_approve(refund)
+            if action == "close_unreturned":
+                self.store.reject_refund(refund["_id"], domain.UNRETURNED_REASON, utcnow(), action=action)
+                RETURNS_TIMED_OUT.labels("closed").inc()
+                return None
+            now = utcnow()
+            received = self.store.step_refund(refund["_id"], action, now, {"received_at": now, "auto_received": True})
+        except Conflict:
+            return None
+        RETURNS_TIMED_OUT.labels("received").inc()
+        return self.approved(received)
 
     def auto_approve(self, refund):
         """A request the merchant left unanswered for REFUND_RESPONSE_WINDOW: approved, once (a conditional

@@ -276,7 +276,8 @@ class OrdersStore(BaseStore):
         refund = self.refund(refund_id, session)
         target = domain.refund_transition(refund, action)
         sets = dict(sets or {}, status=target)
-        sets["due_at"] = now + timedelta(seconds=REFUND_RETRY_SECONDS) if target == domain.R_PROCESSING else None
+        sets["due_at"] = now + timedelta(seconds=REFUND_RETRY_SECONDS) if target == domain.R_PROCESSING else \
+            domain.waiting_deadline(target, now, self.settings)
         stepped = self.refunds.find_one_and_update({"_id": refund_id, "status": refund["status"]}, {"$set": sets},
                                                    return_document=ReturnDocument.AFTER, session=session)
         if stepped is None:
@@ -289,12 +290,14 @@ class OrdersStore(BaseStore):
                                 {"decided_at": now, "auto_approved": auto})
 
     def reject_refund(self, refund_id, reason, now, action="reject", decided_by=None):
-        """The merchant rejects (also after the goods came back), or an admin decides a dispute against the buyer:
-        the order goes back where it was, with order.refund_rejected."""
+        """The merchant rejects (also after the goods came back), an admin decides a dispute against the buyer, or
+        the timers close a return whose goods never left: the order goes back where it was, with
+        order.refund_rejected (its reason says which)."""
         def txn(session):
             refund = self.refund(refund_id, session)
             target = domain.refund_transition(refund, action)
-            sets = {"status": target, "reject_reason": reason, "decided_at": now, "due_at": None}
+            said = "close_reason" if target == domain.R_CLOSED else "reject_reason"
+            sets = {"status": target, said: reason, "decided_at": now, "due_at": None}
             if decided_by:
                 sets.update(decided_by=decided_by, decision_reason=reason)
             result = self.refunds.update_one({"_id": refund_id, "status": refund["status"]}, {"$set": sets},
@@ -409,12 +412,13 @@ class OrdersStore(BaseStore):
     def claim_due_refund(self, now):
         return self._claim(self.refunds, {"status": domain.R_PROCESSING, "due_at": {"$lte": now}}, now)
 
-    def claim_unanswered_refund(self, now):
-        """A refund request the merchant left unanswered for REFUND_RESPONSE_WINDOW (approved by the caller).
-        Requests made before the window existed have no due_at: their creation time counts (no migration)."""
+    def claim_timed_out_refund(self, now):
+        """A refund left waiting on one side past its window (domain.TIMED_OUT: the caller acts on it). Requests
+        made before the response window existed have no due_at: their creation time counts (no migration)."""
         legacy_due = now - timedelta(seconds=self.settings.refund_response_window)
-        return self._claim(self.refunds, {"status": domain.R_REQUESTED, "$or": [
-            {"due_at": {"$lte": now}}, {"due_at": None, "created_at": {"$lte": legacy_due}}]}, now)
+        return self._claim(self.refunds, {"$or": [
+            {"status": {"$in": list(domain.TIMED_OUT)}, "due_at": {"$lte": now}},
+            {"status": domain.R_REQUESTED, "due_at": None, "created_at": {"$lte": legacy_due}}]}, now)
 
     def claim_expired_group(self, now):
         return self._claim(self.groups, {"status": {"$in": [domain.GROUP_OPEN, domain.GROUP_FAILING]},
