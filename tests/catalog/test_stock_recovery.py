@@ -20,10 +20,15 @@ class Died(BaseException):
     """The process stopped here (kill -9): nothing after this point ran."""
 
 
-def dies_at(point):
+def dies_at(point, nth=1):
+    """A crash hook: the process dies right after the nth time it reaches `point`."""
+    reached = []
+
     def crash(step):
         if step == point:
-            raise Died(point)
+            reached.append(step)
+            if len(reached) == nth:
+                raise Died(point)
     return crash
 
 
@@ -59,14 +64,18 @@ def lines(skus):
     return [{"sku_id": skus[0], "qty": 2}, {"sku_id": skus[1], "qty": 3}]
 
 
-@pytest.mark.parametrize("point", ["claimed", "held", "confirmed"])
-def test_a_reservation_cut_short_at_any_step_is_given_back_once_by_the_release(store, two_skus, point):
+# every point between two steps: claim | hold line 1 | hold line 2 | confirm | tidy
+STEPS = [("claimed", 1), ("held", 1), ("held", 2), ("confirmed", 1)]
+TAKEN = {("claimed", 1): [10, 10], ("held", 1): [8, 10], ("held", 2): [8, 7], ("confirmed", 1): [8, 7]}
+
+
+@pytest.mark.parametrize("point,nth", STEPS)
+def test_a_reservation_cut_short_at_any_step_is_given_back_once_by_the_release(store, two_skus, point, nth):
     order = order_id()
-    # given a reservation whose process died right after the step `point` (after the first line's hold: "held")
+    # given a reservation whose process died right after the nth time it reached the step `point`
     with pytest.raises(Died):
-        store.reserve(order, lines(two_skus), False, crash=dies_at(point))
-    taken = {"claimed": [10, 10], "held": [8, 10], "confirmed": [8, 7]}[point]
-    assert stock(store, two_skus) == taken
+        store.reserve(order, lines(two_skus), False, crash=dies_at(point, nth))
+    assert stock(store, two_skus) == TAKEN[point, nth]
     # when the order's undo releases it (twice: the sweep may retry)
     assert store.release(order) is True
     assert store.release(order) is False
@@ -78,11 +87,12 @@ def test_a_reservation_cut_short_at_any_step_is_given_back_once_by_the_release(s
     assert stock(store, two_skus) == [10, 10]
 
 
-@pytest.mark.parametrize("point", ["claimed", "held"])
-def test_a_retry_after_the_owner_died_finishes_the_reservation_without_taking_stock_twice(store, two_skus, point):
+@pytest.mark.parametrize("point,nth", STEPS[:3])
+def test_a_retry_after_the_owner_died_finishes_the_reservation_without_taking_stock_twice(store, two_skus, point,
+                                                                                           nth):
     order = order_id()
     with pytest.raises(Died):
-        store.reserve(order, lines(two_skus), False, crash=dies_at(point))
+        store.reserve(order, lines(two_skus), False, crash=dies_at(point, nth))
     # given the dead owner's claim has lapsed
     store.reservations.update_one({"_id": order}, {"$set": {"claimed_until": store.reservations.find_one(
         {"_id": order})["created_at"].replace(year=2000)}})
