@@ -232,13 +232,14 @@ class CatalogStore(BaseStore):
         existing = self.reservations.find_one({"_id": order_id})
         if existing is None:
             result = {"order_id": order_id, "lines": self.price(lines, group)}
+            claimed_at = time.monotonic()  # read before the claim is written: its lease runs from later than this
             existing = self._claim(order_id, result)
         if existing is not None:
-            outcome = self._outcome_of(existing)
+            outcome, claimed_at = self._outcome_of(existing)
             if outcome is not None:
                 return outcome
             result = self.reservations.find_one({"_id": order_id})["result"]  # took over a dead owner's claim
-        hold_until = time.monotonic() + self.HOLD_WITHIN
+        hold_until = claimed_at + self.HOLD_WITHIN  # counted from before the claim: a slow claim write eats into it
         crash("claimed")
         depleted = []
         for line in result["lines"]:
@@ -273,17 +274,19 @@ class CatalogStore(BaseStore):
             return self.reservations.find_one({"_id": order_id})
 
     def _outcome_of(self, reservation):
-        """The result of a reservation made (or refused) by another call; None when this call took over the
-        claim of a dead one. A claim still being worked on is waited for (up to WAIT_SECONDS)."""
+        """(the result of a reservation made by another call, None), or (None, when this call asked for the claim
+        of a dead one that it took over). A refused one raises; a claim still being worked on is waited for (up to
+        WAIT_SECONDS)."""
         deadline = time.monotonic() + self.WAIT_SECONDS
         while True:
             if reservation["status"] == RESERVED:
-                return reservation["result"]
+                return reservation["result"], None
             if reservation["status"] == RELEASED:
                 raise Conflict("this order's reservation was already released")
+            asked = time.monotonic()
             if claims.take(self.reservations_majority, reservation["_id"], utcnow(), self.CLAIM_LEASE,
                            {"status": RESERVING}):
-                return None
+                return None, asked
             if time.monotonic() > deadline:
                 # no refusal: the first call may still reserve it (the caller must undo as after a timeout)
                 raise Unavailable("this order's reservation is still being made; retry shortly")
