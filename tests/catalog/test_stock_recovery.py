@@ -210,3 +210,17 @@ def test_a_sku_emptied_by_a_dead_owners_hold_is_announced_by_the_caller_that_fin
     assert stock(store, two_skus) == [0, 10]
     announced = list(store.outbox.events.find({"type": "stock.depleted", "envelope.data.sku_id": two_skus[0]}))
     assert len(announced) == 1
+
+
+def test_a_release_that_died_after_stopping_the_reservation_is_finished_by_the_next_release(store, two_skus):
+    order = order_id()
+    with pytest.raises(Died):
+        store.reserve(order, lines(two_skus), False, crash=dies_at("held", 2))
+    # given a release that stopped the reservation (its first write) and died before giving the holds back
+    store.reservations.update_one({"_id": order}, {"$set": {"status": "released"}})
+    assert stock(store, two_skus) == [8, 7]
+    # when the order's undo is retried, then the holds come back, once
+    assert store.release(order) is False
+    assert store.release(order) is False
+    assert stock(store, two_skus) == [10, 10]
+    assert holds(store, two_skus) == [0, 0]
