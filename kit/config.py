@@ -154,6 +154,7 @@ class Settings:
     payment_notify_url: str
     login_max_failures: int
     blocked_words_file: str
+    media_max_bytes: int
 
     def as_dict(self):
         """Plain values (sets as sorted lists), so the settings can be logged or dumped as JSON."""
@@ -219,6 +220,8 @@ def load_settings(env=None):
                                 f"http://127.0.0.1:{gateway_port}/api/v1/payments/notify", ("http", "https")),
         login_max_failures=_int(env, "LOGIN_MAX_FAILURES", 5, minimum=1, maximum=100),
         blocked_words_file=_readable_file(env, "BLOCKED_WORDS_FILE", DEFAULT_BLOCKED_WORDS),
+        # an uploaded picture's size limit (a document holds at most 16 MiB; object storage takes over beyond)
+        media_max_bytes=_int(env, "MEDIA_MAX_BYTES", 5 * 1024 * 1024, minimum=1024, maximum=15 * 1024 * 1024),
     )
 
 

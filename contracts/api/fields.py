@@ -24,13 +24,15 @@ def https_url(**kwargs):
                                    Pattern(HTTPS_URL_PATTERN, error="Not an https URL.")], **kwargs)
 
 
-# A picture Quanzi serves itself (/media/<file>: the demo's, generated locally; no other path of the site).
+# A picture Quanzi serves itself (/media/<file>: the demo's, generated locally, or one a user uploaded with
+# POST /media, named u-<hex>.<ext>; no other path of the site).
 LOCAL_IMAGE_PATTERN = r"^/media/[A-Za-z0-9_-]{1,80}\.(?:svg|png|jpg|webp)$"
 IMAGE_URL_PATTERN = f"(?:{HTTPS_URL_PATTERN})|(?:{LOCAL_IMAGE_PATTERN})"
 
 
 def image_url(**kwargs):
-    """A product picture: an https URL (HTTPS_URL_PATTERN), or /media/<file> served by Quanzi itself."""
+    """A picture (a product's, a moment's, an avatar): an https URL (HTTPS_URL_PATTERN), or /media/<file> served
+    by Quanzi itself (uploaded with POST /media, or the demo's)."""
     return fields.String(validate=[validate.Length(max=HTTPS_URL_MAX),
                                    Pattern(IMAGE_URL_PATTERN, error="Not an https URL or /media/<file>.")],
                          metadata={"description": "an https URL, or /media/<file> served by Quanzi itself"},

@@ -3,7 +3,7 @@ import re
 
 from marshmallow import ValidationError, fields, validate, validates_schema
 
-from contracts.api.fields import cursor_param, https_url
+from contracts.api.fields import cursor_param, image_url
 from kit.validation import Id, Pattern, StrictSchema
 
 VISIBILITIES = ("friends", "public", "private")
@@ -20,7 +20,7 @@ def share_code(**kwargs):
 class ProfileUpdate(StrictSchema):
     OPENAPI = {"minProperties": 1}  # not_empty
     nickname = fields.String(validate=validate.Length(1, 30))
-    avatar_url = https_url(allow_none=True)
+    avatar_url = image_url(allow_none=True)
 
     @validates_schema
     def not_empty(self, data, **kwargs):
@@ -56,7 +56,7 @@ class MomentInput(StrictSchema):
         {"required": ["share_code"], "properties": {"share_code": {"type": "string"}}},
     ]}
     text = fields.String(load_default="", validate=validate.Length(max=MAX_TEXT))
-    images = fields.List(https_url(), load_default=list, validate=validate.Length(max=MAX_IMAGES))
+    images = fields.List(image_url(), load_default=list, validate=validate.Length(max=MAX_IMAGES))
     product_id = Id(load_default=None, allow_none=True)
     share_code = share_code(load_default=None, allow_none=True,
                             metadata={"description": "the author's own share code for the product card; "

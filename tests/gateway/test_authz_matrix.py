@@ -21,6 +21,7 @@ import requests
 
 from contracts.payment import SIGNATURE_HEADER, sign
 from tests.flows import expect, product_payload
+from tests.gateway.test_images_units import a_png
 from tests.helpers import eventually
 
 CALLERS = ("anonymous", "shopper", "other_shopper", "merchant", "other_merchant", "admin")
@@ -196,6 +197,7 @@ ROWS = [
     Row("GET /me/privacy", signed_in(200)),
     Row("PATCH /me/privacy", signed_in(200), body=fixed(show_purchases_to_friends=True)),
     Row("GET /me/export", signed_in(200)),
+    Row("POST /media", signed_in(201), raw=lambda w, c: (a_png(1, 1), {"Content-Type": "image/png"})),
     # -- the admin's tools ------------------------------------------------------------------------------------
     Row("GET /admin/merchants", admin_only(200), query=fixed(status="pending")),
     Row("POST /admin/products/{product_id}/takedown", admin_only(200),

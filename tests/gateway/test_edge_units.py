@@ -159,16 +159,16 @@ def test_the_openapi_document_publishes_the_rules_the_code_applies():
     import re
 
     import gateway.service  # noqa: F401  (registers every route)
-    from contracts.api.fields import HTTPS_URL_PATTERN, IMAGE_URL_PATTERN
+    from contracts.api.fields import IMAGE_URL_PATTERN
     from contracts.api.social_feed import CONTENT_CHARACTER
     from gateway.http import ROUTES
     from gateway.openapi import build_spec
     from kit.paging import CURSOR_PATTERN
     schemas = build_spec(ROUTES)["components"]["schemas"]
-    # product pictures may also be the site's own /media/<file> (the demo's)
+    # every picture may be an https URL or the site's own /media/<file> (uploaded with POST /media, or the demo's)
     assert schemas["ProductInput"]["properties"]["images"]["items"]["pattern"] == IMAGE_URL_PATTERN
-    assert schemas["MomentInput"]["properties"]["images"]["items"]["pattern"] == HTTPS_URL_PATTERN
-    assert schemas["ProfileUpdate"]["properties"]["avatar_url"]["pattern"] == HTTPS_URL_PATTERN
+    assert schemas["MomentInput"]["properties"]["images"]["items"]["pattern"] == IMAGE_URL_PATTERN
+    assert schemas["ProfileUpdate"]["properties"]["avatar_url"]["pattern"] == IMAGE_URL_PATTERN
     assert "format" not in schemas["ProfileUpdate"]["properties"]["avatar_url"]  # no bare `format: uri`
     cursors = [s["properties"]["cursor"] for s in schemas.values() if "cursor" in s.get("properties", {})]
     assert len(cursors) >= 4 and all(c["pattern"] == CURSOR_PATTERN for c in cursors)

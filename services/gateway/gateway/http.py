@@ -72,6 +72,7 @@ class Call:
     request_id: str
     user: dict = None
     body: dict = None
+    upload: bytes = None  # the raw body of an upload route (api(..., upload=...))
     query: dict = None
     path: dict = field(default_factory=dict)
 
@@ -161,12 +162,13 @@ class ApiRoute(HttpRequestHandler):
 
     def __init__(self, method, path, *, auth="user", body=None, query=None, response=None, status=200,
                  summary="", tags=(), errors=(), prefix=API_PREFIX, document=True, media_type=None, error_bodies=None,
-                 audit=None, audit_target=None, **kwargs):
+                 audit=None, audit_target=None, upload=None, **kwargs):
         self.route = prefix + path
         super().__init__(method, self.route, **kwargs)
         self.auth, self.body_schema, self.query_schema = auth, body, query
         self.status = status
         self.audit, self.audit_target = audit, audit_target
+        self.upload = upload  # {"media_types": [...], "limit": setting name}: the body is a file, not JSON
         self.idempotent = method == "POST"  # every POST honours Idempotency-Key (see idempotency.py)
 
     def handle_request(self, request):
@@ -189,8 +191,9 @@ class ApiRoute(HttpRequestHandler):
         return response
 
     def prepare(self, request, request_id):
-        if request.content_length is not None and request.content_length > MAX_BODY:
-            raise PayloadTooLarge(f"request body over {MAX_BODY} bytes")
+        limit = getattr(self.edge.settings, self.upload["limit"]) if self.upload else MAX_BODY
+        if request.content_length is not None and request.content_length > limit:
+            raise PayloadTooLarge(f"request body over {limit} bytes")
         user = read_token(self.edge.settings.jwt_secret, request.headers.get("Authorization"))
         if user is not None and self.auth is not None and self.edge.revocations.is_revoked(user["claims"]):
             raise Unauthorized("this session has ended; sign in again")
@@ -206,15 +209,22 @@ class ApiRoute(HttpRequestHandler):
             call.query = load(self.query_schema, request.args.to_dict())
         if self.body_schema is not None:
             call.body = load(self.body_schema, self.read_json(request))
+        if self.upload is not None:
+            call.upload = self.read_body(request, limit)
+            if not call.upload:
+                raise InvalidInput("no file in the body", {"_body": ["Send the file's bytes as the body."]})
         return call
 
     @staticmethod
-    def read_json(request):
-        request.max_content_length = MAX_BODY
+    def read_body(request, limit):
+        request.max_content_length = limit
         try:
-            raw = request.get_data(cache=True)
+            return request.get_data(cache=True)
         except RequestEntityTooLarge:
-            raise PayloadTooLarge(f"request body over {MAX_BODY} bytes")
+            raise PayloadTooLarge(f"request body over {limit} bytes")
+
+    def read_json(self, request):
+        raw = self.read_body(request, MAX_BODY)
         if not raw:
             return {}
         try:
@@ -290,7 +300,9 @@ def api(method, path, **options):
     (default JSON; `response` may then be a plain JSON schema dict) and error_bodies ({status: schema} for
     statuses answered with a body of their own, besides the Error shape); audit: the action name of a decision
     (e.g. "merchant.approve") whose success appends an entry to the audit log (GET /admin/audit), with the path
-    id (or the path parameter named by audit_target) as target and the body's `reason`."""
+    id (or the path parameter named by audit_target) as target and the body's `reason`; upload: {"media_types":
+    [...], "limit": the setting of its size limit} for a route whose body is a file (its raw bytes reach the route
+    as `Call.upload`)."""
     _ROUTE_MAP.append((method, options.get("prefix", API_PREFIX) + path))
     if options.get("document", True):
         ROUTES.append({"method": method, "path": path, **options})

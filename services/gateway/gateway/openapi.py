@@ -64,6 +64,14 @@ def build_spec(routes, version="1.0.0"):
         if route.get("body") is not None:
             operation["requestBody"] = {"required": True, "content": {"application/json": {
                 "schema": _schema_name(route["body"])}}}
+        if route.get("upload") is not None:  # the body is the file itself
+            upload = route["upload"]
+            operation["requestBody"] = {"required": True, "description": f"the file's bytes, at most "
+                                        f"{upload['limit'].upper()} (a setting); its type is read from the bytes",
+                                        "content": {
+                media_type: {"schema": {"type": "string", "contentMediaType": media_type, "minLength": 1}}
+                for media_type in upload["media_types"]}}
+            errors |= {400, 413, 422}
         status = route.get("status", 200)
         ok = {"description": STATUS_TEXT.get(status, "OK")}
         if route.get("response") is not None:

@@ -4,6 +4,7 @@ event-fed read models in the same container)."""
 from gateway.cache import ProductCache
 from gateway.routes.auth import AuthRoutes
 from gateway.routes.catalog import CatalogRoutes
+from gateway.routes.media import MediaRoutes
 from gateway.routes.commission import CommissionRoutes
 from gateway.routes.orders import OrderRoutes
 from gateway.routes.safety import SafetyRoutes
@@ -14,8 +15,8 @@ from kit.mongo import MongoStore
 from kit.service import ServiceBase
 
 
-class GatewayService(AuthRoutes, CatalogRoutes, CommissionRoutes, OrderRoutes, SafetyRoutes, SocialRoutes, SystemRoutes,
-                     ServiceBase):
+class GatewayService(AuthRoutes, CatalogRoutes, CommissionRoutes, MediaRoutes, OrderRoutes, SafetyRoutes, SocialRoutes,
+                     SystemRoutes, ServiceBase):
     name = "gateway"
     store = MongoStore(GatewayStore, relay=False)
     products = ProductCache()

@@ -1,5 +1,6 @@
 """The gateway's own database: credentials (users), idempotency records of HTTP requests, failed-login
-counters, token revocations and the append-only audit log."""
+counters, token revocations, the append-only audit log and the pictures people upload (media: who uploaded what,
+for which purpose; media_blobs: the bytes, kept apart so an export lists pictures without carrying them)."""
 from datetime import datetime, timedelta, timezone
 
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
@@ -23,8 +24,8 @@ AUDIT_VALIDATOR = {"$jsonSchema": {
 
 
 class GatewayStore(BaseStore):
-    COLLECTIONS = ("users", "idempotency", "login_failures", "revocations", "audit")
-    PERSONAL_DATA = {"users": ("_id",)}
+    COLLECTIONS = ("users", "idempotency", "login_failures", "revocations", "audit", "media", "media_blobs")
+    PERSONAL_DATA = {"users": ("_id",), "media": ("owner_id",)}
     INDEXES = {
         "users": [IndexModel([("phone", ASCENDING)], unique=True)],
         "idempotency": [IndexModel([("created_at", ASCENDING)], expireAfterSeconds=24 * 3600),
@@ -35,6 +36,7 @@ class GatewayStore(BaseStore):
         "audit": [IndexModel([("actor_id", ASCENDING), ("at", DESCENDING), ("_id", DESCENDING)]),
                   IndexModel([("target_id", ASCENDING), ("at", DESCENDING), ("_id", DESCENDING)]),
                   IndexModel([("at", DESCENDING), ("_id", DESCENDING)])],
+        "media": [IndexModel([("owner_id", ASCENDING), ("purpose", ASCENDING)])],
     }
 
     def insert_user(self, user):
@@ -141,6 +143,33 @@ class GatewayStore(BaseStore):
         of the user's requests go; the phone can register again."""
         self.users.delete_one({"_id": user_id})
         self.idempotency.delete_many({"user_id": user_id})
+
+    # -- uploaded pictures -------------------------------------------------------------------------------
+    def save_media(self, record, data):
+        """Store an upload under its name (the bytes first: a crash in between leaves an unlisted blob, never a
+        listed picture without bytes). The name derives from the uploader and the bytes, so sending the same
+        picture again is the same upload."""
+        self.media_blobs.update_one({"_id": record["_id"]}, {"$setOnInsert": {"data": data}}, upsert=True)
+        try:
+            self.media.insert_one(record)
+        except DuplicateKeyError:
+            return self.media.find_one({"_id": record["_id"]})
+        return record
+
+    def media_blob(self, name):
+        """(content type, bytes) of an uploaded picture, or None."""
+        record = self.media.find_one({"_id": name}, {"content_type": 1})
+        blob = record and self.media_blobs.find_one({"_id": name})
+        return (record["content_type"], bytes(blob["data"])) if blob else None
+
+    def erase_media(self, user_id, purposes):
+        """The user's personal pictures (moments, avatar) go with the account; pictures of a shop's products are
+        the merchant's business records and stay."""
+        names = [m["_id"] for m in self.media.find({"owner_id": user_id, "purpose": {"$in": list(purposes)}},
+                                                   {"_id": 1})]
+        self.media.delete_many({"_id": {"$in": names}})
+        self.media_blobs.delete_many({"_id": {"$in": names}})
+        return len(names)
 
     # -- the audit log: appended, read, never changed ----------------------------------------------------
     def append_audit(self, entry):

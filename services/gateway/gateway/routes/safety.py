@@ -95,6 +95,7 @@ class SafetyRoutes:
         doc, _ = self.store.end_sessions(c.user_id, TOKEN_TTL, version=ERASED_VERSION)
         self.edge.revocations.apply(doc)
         self.store.erase_credentials(c.user_id)
+        self.store.erase_media(c.user_id, ("moment", "avatar"))
         return 204, None
 
     # -- the admin's tools ----------------------------------------------------------------------------------

@@ -97,10 +97,6 @@ class SystemRoutes:
     def web_asset(self, c):
         return web.asset(c.request, c.path["name"])
 
-    @api("GET", "/media/<name>", auth=None, prefix="", document=False)
-    def web_media(self, c):
-        return web.media(c.request, c.path["name"])
-
     @api("OPTIONS", "/<path:path>", auth=None, prefix="", document=False)
     def preflight(self, c):
         """CORS preflight: the pipeline adds the Access-Control headers for allowed origins."""
