@@ -79,6 +79,10 @@ class ShareInput(StrictSchema):
     channel = fields.String(load_default="link", validate=validate.OneOf(CHANNELS))
 
 
+# open: waiting for an admin; actioned: the content was taken down; dismissed: an admin kept it up (with a reason)
+REPORT_STATUSES = ["open", "actioned", "dismissed"]
+
+
 class ReportInput(StrictSchema):
     reason = fields.String(required=True, validate=validate.Length(1, 500))
 
@@ -88,7 +92,7 @@ class TakedownInput(StrictSchema):
 
 
 class ReportQuery(Page):
-    status = fields.String(load_default="open", validate=validate.OneOf(["open", "actioned"]))
+    status = fields.String(load_default="open", validate=validate.OneOf(REPORT_STATUSES))
 
 
 class PrivacyInput(StrictSchema):

@@ -223,6 +223,12 @@ ROWS = [
     Row("POST /admin/comments/{comment_id}/takedown", admin_only(200),
         path=lambda w, c: {"comment_id": w.fresh_comment() if c == "admin" else w.comment_id},
         body=fixed(reason="abuse")),
+    Row("POST /admin/moments/{moment_id}/reports/dismiss", admin_only(200),
+        path=lambda w, c: {"moment_id": w.reported("moments", w.fresh_moment()) if c == "admin" else w.moment_id},
+        body=fixed(reason="no rule broken")),
+    Row("POST /admin/comments/{comment_id}/reports/dismiss", admin_only(200),
+        path=lambda w, c: {"comment_id": w.reported("comments", w.fresh_comment()) if c == "admin" else w.comment_id},
+        body=fixed(reason="no rule broken")),
 ]
 
 
@@ -340,6 +346,12 @@ class World:
     def fresh_comment(self):
         return expect(self.api.post(f"/moments/{self.moment_id}/comments", json={"text": "一条评论"},
                                     token=self.shopper["token"]), 201)["comment_id"]
+
+    def reported(self, kind, target_id):
+        """`target_id` (a moment or comment of the shopper's), reported by the shopper: one open report."""
+        expect(self.api.post(f"/{kind}/{target_id}/reports", json={"reason": "spam"}, token=self.shopper["token"]),
+               201)
+        return target_id
 
     def fresh_moment(self, visibility="friends"):
         return expect(self.api.post("/moments", json={"text": "只给朋友看", "visibility": visibility},

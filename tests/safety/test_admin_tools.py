@@ -50,7 +50,7 @@ def test_the_review_queue_lists_merchants_by_status_and_every_decision_is_audite
     assert audit(api, admin, target_id=ids[2]) == []
 
 
-def test_a_taken_down_product_disappears_everywhere_until_restored(api, stack):
+def test_a_taken_down_product_disappears_everywhere_until_restored(api, stack, mongo):
     admin = api.admin_token()
     word = f"takedown{uuid.uuid4().hex[:8]}"
     owner, _, product, sku_id = open_shop(api)
@@ -80,6 +80,11 @@ def test_a_taken_down_product_disappears_everywhere_until_restored(api, stack):
     assert api.get(f"/products/{product_id}", token=friend["token"]).status_code == 404
     assert api.get(f"/s/{share}").status_code == 404
     eventually(lambda: _true(card_in_timeline() is None))
+    # and once social-feed heard of it, opening the link records no click (nobody is bound to the sharer for it)
+    clicks = mongo["quanzi_social_feed"]["share_clicks"]
+    before = clicks.count_documents({"share_code": share})
+    assert api.get(f"/s/{share}", token=friend["token"]).status_code == 404
+    assert clicks.count_documents({"share_code": share}) == before
     # and nobody can order it; approving its merchant again does not bring it back
     assert api.post("/orders", json={"items": [{"sku_id": sku_id, "qty": 1}], "address": ADDRESS},
                     token=friend["token"]).status_code == 409
@@ -89,7 +94,7 @@ def test_a_taken_down_product_disappears_everywhere_until_restored(api, stack):
     expect(api.post(f"/admin/products/{product_id}/restore", token=admin), 200)
     assert search() == [product_id]
     expect(api.get(f"/products/{product_id}"), 200)
-    expect(api.get(f"/s/{share}"), 200)
+    eventually(lambda: _true(api.get(f"/s/{share}").status_code == 200))
     eventually(lambda: _true(card_in_timeline() == {"product_id": product_id, "share_code": card_share(api, friend,
                                                                                                          moment_id)}))
     assert [(e["action"], e["reason"]) for e in audit(api, admin, target_id=product_id)] == [

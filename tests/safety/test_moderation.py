@@ -62,5 +62,35 @@ def test_reports_reach_the_admin_and_a_takedown_removes_the_moment_everywhere(ap
     assert [(e["action"], e["reason"]) for e in entries] == [("moment.takedown", "advertising")]
 
 
+def test_an_admin_keeps_a_reported_moment_up_and_the_dismissal_is_audited(api):
+    admin = api.admin_token()
+    author, friend, other_friend = (api.register_user() for _ in range(3))
+    befriend(api, author, friend)
+    befriend(api, author, other_friend)
+    moment_id = post(api, author, "我家的猫")
+    # given two friends who report a harmless moment
+    for reporter in (friend, other_friend):
+        expect(api.post(f"/moments/{moment_id}/reports", json={"reason": "I don't like cats"},
+                        token=reporter["token"]), 201)
+    # when the admin looks and keeps it up
+    kept = expect(api.post(f"/admin/moments/{moment_id}/reports/dismiss", json={"reason": "no rule broken"},
+                           token=admin), 200)
+    # then both reports are closed as dismissed with the reason, and the moment stays for everyone
+    assert kept == {"target_type": "moment", "target_id": moment_id, "dismissed": 2, "reason": "no rule broken"}
+    open_now = expect(api.get("/admin/reports", params={"status": "open", "limit": 50}, token=admin), 200)["items"]
+    assert moment_id not in [r["target_id"] for r in open_now]
+    dismissed = expect(api.get("/admin/reports", params={"status": "dismissed", "limit": 50}, token=admin), 200)
+    mine = [r for r in dismissed["items"] if r["target_id"] == moment_id]
+    assert [(r["status"], r["resolution_reason"]) for r in mine] == [("dismissed", "no rule broken")] * 2
+    assert all(moment_id in timeline_ids(api, user) for user in (author, friend, other_friend))
+    entries = expect(api.get("/admin/audit", params={"target_id": moment_id}, token=admin), 200)["items"]
+    assert [(e["action"], e["reason"]) for e in entries] == [("moment.reports_dismissed", "no rule broken")]
+    # nothing open any more: a second dismissal is 404; a new report opens it again, without the old reason
+    assert api.post(f"/admin/moments/{moment_id}/reports/dismiss", json={"reason": "again"},
+                    token=admin).status_code == 404
+    again = expect(api.post(f"/moments/{moment_id}/reports", json={"reason": "really"}, token=friend["token"]), 201)
+    assert (again["status"], again["resolution_reason"]) == ("open", None)
+
+
 def _true(condition):
     assert condition

@@ -1,6 +1,7 @@
 """Processes a stack spawns: free ports, log tails, pid files that survive a killed owner, and the one stop
 sequence (SIGTERM once, wait, kill) shared by mongod and the services."""
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -17,10 +18,26 @@ def python():
     return str(VENV_PYTHON) if VENV_PYTHON.exists() else sys.executable
 
 
+# Listening ports come from below the kernel's ephemeral range (net.ipv4.ip_local_port_range, 32768-60999 by
+# default): a port the kernel handed out as free can be taken again as the local end of any outbound connection
+# (a client, another stack) in the seconds before a slow starter such as RabbitMQ binds it (eaddrinuse).
+LISTEN_PORTS = range(20000, 32000)
+_handed_out = set()  # never the same port twice from one process (two asked before either is bound)
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    for _ in range(200):
+        port = random.choice(LISTEN_PORTS)
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free port in {LISTEN_PORTS.start}-{LISTEN_PORTS.stop - 1}")
 
 
 def tail(path, lines=40):

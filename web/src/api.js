@@ -36,6 +36,25 @@ export function newKey() {
   return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('')
 }
 
+// Idempotency-Keys for a form: the same request again (a double tap, a retry after a lost answer) gets the same
+// key, so the server acts once and answers it again; a changed request (the person corrected the form) gets a new
+// key, since the server refuses a key reused with another body. Call it with the request's body each time, and
+// `.done()` once it succeeded: the next one, even with the same body, is a new request (another withdrawal).
+export function keyPerRequest() {
+  let body = null
+  let key = null
+  const keyFor = (request) => {
+    const text = JSON.stringify(request)
+    if (text !== body) {
+      body = text
+      key = newKey()
+    }
+    return key
+  }
+  keyFor.done = () => { body = null }
+  return keyFor
+}
+
 export function createClient({ base = '/api/v1', fetch = (...a) => globalThis.fetch(...a),
   storage = globalThis.localStorage, onUnauthorized = () => {} } = {}) {
   const TOKEN = 'quanzi.token'
@@ -49,16 +68,18 @@ export function createClient({ base = '/api/v1', fetch = (...a) => globalThis.fe
     return strings.reduce((out, s, i) => out + s + (i < ids.length ? encodeURIComponent(ids[i]) : ''), '')
   }
 
-  async function request(method, url, { body, params, key } = {}) {
+  // `file`: a Blob/File sent as the body itself, typed as it is (an upload); otherwise `body` goes as JSON.
+  async function request(method, url, { body, params, key, file } = {}) {
     const headers = { Accept: 'application/json' }
     const token = storage?.getItem(TOKEN)
     if (token) headers.Authorization = `Bearer ${token}`
-    if (body !== undefined) headers['Content-Type'] = 'application/json'
+    if (file !== undefined) headers['Content-Type'] = file.type || 'application/octet-stream'
+    else if (body !== undefined) headers['Content-Type'] = 'application/json'
     if (method === 'POST') headers['Idempotency-Key'] = key || newKey()
     let response
     try {
       response = await fetch(base + url + query(params), {
-        method, headers, body: body === undefined ? undefined : JSON.stringify(body),
+        method, headers, body: file !== undefined ? file : body === undefined ? undefined : JSON.stringify(body),
       })
     } catch (error) {
       throw new ApiError(0, 'network', MESSAGES[0])
@@ -109,6 +130,8 @@ export function createClient({ base = '/api/v1', fetch = (...a) => globalThis.fe
     privacy: () => get('/me/privacy'),
     setPrivacy: (data) => patch('/me/privacy', data),
     user: (id) => get(path`/users/${id}`),
+    // a picture from the phone (a File): answers {url, ...}; the url goes into a moment's or product's images
+    uploadPicture: (file, purpose = 'moment') => request('POST', '/media', { file, params: { purpose } }),
     // catalog
     products: (params) => get('/products', params),
     product: (id) => get(path`/products/${id}`),

@@ -56,3 +56,9 @@ export const LEDGER_STATUS = {
 export function label(table, key) {
   return table[key] || key || '—'
 }
+
+// The URLs of the pictures an uploader holds that made it to the server, in the order shown (failed and
+// still-uploading ones are left out).
+export function uploadedUrls(items) {
+  return items.filter((item) => item.status === 'done' && item.url).map((item) => item.url)
+}

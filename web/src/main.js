@@ -3,7 +3,7 @@ import { createRouter, createWebHashHistory } from 'vue-router'
 import {
   ActionBar, ActionBarButton, ActionBarIcon, Button, Cell, CellGroup, CountDown, Empty, Field, Form, Grid, GridItem,
   Image as VanImage, List, Loading, NavBar, Popup, Radio, RadioGroup, Search, Stepper, Swipe, SwipeItem, Switch, Tab,
-  Tabbar, TabbarItem, Tabs, Tag,
+  Tabbar, TabbarItem, Tabs, Tag, Uploader,
 } from 'vant'
 import 'vant/lib/index.css'
 import App from './App.vue'
@@ -47,7 +47,7 @@ window.addEventListener('quanzi:signed-out', () => {
 const app = createApp(App)
 for (const component of [ActionBar, ActionBarButton, ActionBarIcon, Button, Cell, CellGroup, CountDown, Empty,
   Field, Form, Grid, GridItem, VanImage, List, Loading, NavBar, Popup, Radio, RadioGroup, Search, Stepper, Swipe,
-  SwipeItem, Switch, Tab, Tabbar, TabbarItem, Tabs, Tag]) {
+  SwipeItem, Switch, Tab, Tabbar, TabbarItem, Tabs, Tag, Uploader]) {
   app.use(component)
 }
 app.use(router).mount('#app')

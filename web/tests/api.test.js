@@ -1,5 +1,5 @@
 import { describe, expect, it, vi } from 'vitest'
-import { ApiError, createClient } from '../src/api.js'
+import { ApiError, createClient, keyPerRequest } from '../src/api.js'
 import { entryRoute } from '../src/entry.js'
 
 function memoryStorage() {
@@ -45,6 +45,26 @@ describe('the API client', () => {
     expect(calls[2].headers['Idempotency-Key']).toMatch(/^[0-9a-f]{32}$/)
     expect(calls[3].headers['Idempotency-Key']).toBeUndefined()
     expect(JSON.parse(calls[0].body)).toEqual({ items: [] })
+  })
+
+  it('gives a form one key per distinct request: a retry keeps it, a corrected form or the next request does not', () => {
+    const keyFor = keyPerRequest()
+    const first = keyFor({ amount_fen: 1001 })
+    expect(keyFor({ amount_fen: 1001 })).toBe(first)  // a double tap, or a retry after a lost answer
+    const corrected = keyFor({ amount_fen: 600 })  // refused, then changed: the server would refuse the old key
+    expect(corrected).not.toBe(first)
+    keyFor.done()  // it went through: the same amount again is another withdrawal
+    expect(keyFor({ amount_fen: 600 })).not.toBe(corrected)
+  })
+
+  it('sends a picture as the body itself, typed as the file is, with its purpose', async () => {
+    const { api, calls } = client([() => answer(201, { url: '/media/u-1.jpg' })])
+    const file = new Blob([new Uint8Array([0xff, 0xd8, 0xff])], { type: 'image/jpeg' })
+    expect(await api.uploadPicture(file, 'product')).toEqual({ url: '/media/u-1.jpg' })
+    expect(calls[0].url).toBe('/api/v1/media?purpose=product')
+    expect(calls[0].body).toBe(file)
+    expect(calls[0].headers['Content-Type']).toBe('image/jpeg')
+    expect(calls[0].headers['Idempotency-Key']).toMatch(/^[0-9a-f]{32}$/)
   })
 
   it('builds query strings and escapes path ids: pages never build URLs', async () => {

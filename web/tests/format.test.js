@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { ago, label, msUntil, ORDER_STATUS, time, toFen, yuan } from '../src/format.js'
+import { ago, label, msUntil, ORDER_STATUS, time, toFen, uploadedUrls, yuan } from '../src/format.js'
 
 describe('money: fen on the wire, yuan for people', () => {
   it('shows whole fen as yuan with two decimals, never through floats', () => {
@@ -51,5 +51,10 @@ describe('time: UTC on the wire, China time for people', () => {
   it('names order statuses in Chinese and passes unknown ones through', () => {
     expect(label(ORDER_STATUS, 'awaiting_group')).toBe('待成团')
     expect(label(ORDER_STATUS, 'new_status')).toBe('new_status')
+  })
+  it('keeps the uploaded pictures\' URLs in the order shown, without failed or unfinished ones', () => {
+    expect(uploadedUrls([{ status: 'done', url: '/media/u-a.jpg' }, { status: 'failed', url: undefined },
+      { status: 'uploading' }, { status: 'done', url: '/media/u-b.png' }])).toEqual(['/media/u-a.jpg', '/media/u-b.png'])
+    expect(uploadedUrls([])).toEqual([])
   })
 })

@@ -2,6 +2,7 @@
 from marshmallow import Schema, fields, validate
 
 from contracts.api.fields import cursor_param
+from contracts.api.social_feed import REPORT_STATUSES
 from gateway.schemas import Merchant, page_of
 from kit.validation import Id, StrictSchema
 
@@ -67,9 +68,10 @@ class ReportView(Schema):
     target_id = Id(required=True)
     reporter_id = Id(required=True)
     reason = fields.String(required=True)
-    status = fields.String(required=True, validate=validate.OneOf(["open", "actioned"]))
+    status = fields.String(required=True, validate=validate.OneOf(REPORT_STATUSES))
     created_at = fields.String(required=True)
     resolved_at = fields.String(allow_none=True)
+    resolution_reason = fields.String(allow_none=True, metadata={"description": "why an admin dismissed it"})
 
 
 ReportPage = page_of(ReportView)
@@ -80,3 +82,10 @@ class TakenDown(Schema):
     target_id = Id(required=True)
     taken_down = fields.Boolean(required=True)
     reason = fields.String(allow_none=True)
+
+
+class ReportsDismissed(Schema):
+    target_type = fields.String(required=True, validate=validate.OneOf(["moment", "comment"]))
+    target_id = Id(required=True)
+    dismissed = fields.Integer(required=True, metadata={"description": "open reports closed without action"})
+    reason = fields.String(required=True)

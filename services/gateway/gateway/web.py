@@ -14,8 +14,9 @@ from kit.errors import NotFound
 REPO = Path(__file__).resolve().parents[3]
 DIST = REPO / "web" / "dist"
 # Vue renders with style attributes (Vant's inline styles), so styles allow 'unsafe-inline'; scripts come only
-# from here. Product and avatar images are https URLs of any host, or the demo's own /media files.
-PAGE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: https:; "
+# from here. Product and avatar images are https URLs of any host, or the site's own /media files; blob: is the
+# preview of a picture being uploaded (an object URL of the file the person picked).
+PAGE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob: https:; "
             "font-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
             "frame-ancestors 'none'")
 IMMUTABLE = "public, max-age=31536000, immutable"

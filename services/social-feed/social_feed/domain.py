@@ -181,7 +181,7 @@ def report_view(report):
     return {"report_id": report["_id"], "target_type": report["target_type"], "target_id": report["target_id"],
             "reporter_id": report["reporter_id"], "reason": report["reason"], "status": report["status"],
             "created_at": iso(report["created_at"]),
-            "resolved_at": iso(report.get("resolved_at"))}
+            "resolved_at": iso(report.get("resolved_at")), "resolution_reason": report.get("resolution_reason")}
 
 
 

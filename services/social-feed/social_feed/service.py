@@ -289,6 +289,14 @@ class SocialFeedService(ServiceBase):
             raise NotFound("nothing to take down")
         return self.store.take_down(target_type, checked_id(target_id, f"{target_type} not found"), data["reason"])
 
+    @rpc
+    def dismiss_reports(self, target_type, target_id, payload):
+        data = load(api.TakedownInput, payload)
+        if target_type not in domain.REPORT_TARGETS:
+            raise NotFound("nothing to dismiss")
+        return self.store.dismiss_reports(target_type, checked_id(target_id, f"{target_type} not found"),
+                                          data["reason"])
+
     @on_event("catalog", "product.hidden")
     def hide_product_cards(self, event, session):
         self.store.set_product_card_hidden(event["data"]["product_id"], True, session)

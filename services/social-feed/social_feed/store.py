@@ -398,6 +398,8 @@ class SocialFeedStore(BaseStore):
             share = self.shares.find_one({"_id": share_code}, session=session)
             if share is None:
                 raise NotFound("share link not found")
+            if share.get("product_hidden"):  # taken down or its shop suspended: no click, no binding to the sharer
+                raise NotFound("this product is no longer on sale")
             now = domain.now()
             self.share_clicks.insert_one({"_id": new_id("clk"), "share_code": share_code,
                                           "sharer_id": share["sharer_id"], "product_id": share["product_id"],
@@ -497,7 +499,7 @@ class SocialFeedStore(BaseStore):
 
     def report(self, report):
         """One open report per (reporter, target): reporting again updates the reason, never piles up."""
-        fresh = {"reason": report["reason"], "status": "open", "resolved_at": None}
+        fresh = {"reason": report["reason"], "status": "open", "resolved_at": None, "resolution_reason": None}
         return self.reports.find_one_and_update(
             {"_id": report["_id"]},
             {"$set": fresh, "$setOnInsert": {k: v for k, v in report.items() if k not in fresh and k != "_id"}},
@@ -521,6 +523,19 @@ class SocialFeedStore(BaseStore):
                                  {"$set": {"status": "actioned", "resolved_at": now}})
         return {"target_type": target_type, "target_id": target_id, "taken_down": True, "reason": reason}
 
+    def dismiss_reports(self, target_type, target_id, reason):
+        """An admin looked and keeps the content up: its open reports close as dismissed, with the reason (a
+        later report opens it again). Nothing open on it is a 404."""
+        result = self.reports.update_many(
+            {"target_type": target_type, "target_id": target_id, "status": "open"},
+            {"$set": {"status": "dismissed", "resolved_at": domain.now(), "resolution_reason": reason}})
+        if result.modified_count == 0:
+            raise NotFound(f"no open report on this {target_type}")
+        return {"target_type": target_type, "target_id": target_id, "dismissed": result.modified_count,
+                "reason": reason}
+
     # -- product cards follow the product's visibility (catalog events) ---------------------------------------
     def set_product_card_hidden(self, product_id, hidden, session):
+        """Moments' product cards and share links follow the product's visibility (catalog events)."""
         self.moments.update_many({"product_id": product_id}, {"$set": {"product_hidden": hidden}}, session=session)
+        self.shares.update_many({"product_id": product_id}, {"$set": {"product_hidden": hidden}}, session=session)

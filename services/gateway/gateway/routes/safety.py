@@ -171,6 +171,18 @@ class SafetyRoutes:
     def take_down_comment(self, c):
         return call(self.social_feed.take_down, "comment", c.path["comment_id"], c.body)
 
+    @api("POST", "/admin/moments/<moment_id>/reports/dismiss", auth="admin", body=TakedownInput,
+         response=out.ReportsDismissed, tags=["admin"], errors=[404], audit="moment.reports_dismissed",
+         summary="Keep a reported moment up: its open reports close as dismissed, with the reason (404: none open)")
+    def dismiss_moment_reports(self, c):
+        return call(self.social_feed.dismiss_reports, "moment", c.path["moment_id"], c.body)
+
+    @api("POST", "/admin/comments/<comment_id>/reports/dismiss", auth="admin", body=TakedownInput,
+         response=out.ReportsDismissed, tags=["admin"], errors=[404], audit="comment.reports_dismissed",
+         summary="Keep a reported comment up: its open reports close as dismissed, with the reason (404: none open)")
+    def dismiss_comment_reports(self, c):
+        return call(self.social_feed.dismiss_reports, "comment", c.path["comment_id"], c.body)
+
     # -- helpers ----------------------------------------------------------------------------------------------
     def _verified(self, user_id, password, field):
         user = self.store.user(user_id)
