@@ -107,10 +107,11 @@ class BaseStore:
         never for an attempt that was retried or aborted."""
         session.after_commit(callback)
 
-    def emit(self, session, event_type, data, subject=None):
+    def emit(self, session, event_type, data, subject=None, first=False):
         """Record an event in the outbox within the caller's transaction; returns the envelope. Once it
-        commits, the relay is woken (only transactions that wrote events wake it)."""
-        envelope = self.outbox.add(session, event_type, data, subject)
+        commits, the relay is woken (only transactions that wrote events wake it). first=True: the aggregate's
+        very first event (it was made in this transaction), so there is no earlier event to order it after."""
+        envelope = self.outbox.add(session, event_type, data, subject, first=first)
         if not getattr(session, "emitted", True):
             session.emitted = True
             session.after_commit(self._events_committed)

@@ -59,20 +59,20 @@ class Outbox:
             except DuplicateKeyError:
                 pass
 
-    def next_seq(self, session, subject):
+    def next_seq(self, session, subject, first=False):
         """A nanosecond clock reading, but always above the aggregate's previous event.
 
         Writers to one aggregate are serialised by their transactions, so this orders that aggregate's
         events even when the wall clock steps back (NTP) or another replica's clock runs behind ours."""
         seq = time.time_ns()
-        if subject is not None:
+        if subject is not None and not first:  # an aggregate's first event has nothing to come after
             last = self.events.find_one({"subject": subject}, {"seq": 1}, sort=[("seq", DESCENDING)],
                                         session=session)
             if last is not None and last["seq"] >= seq:
                 seq = last["seq"] + 1
         return seq
 
-    def add(self, session, event_type, data, subject=None):
+    def add(self, session, event_type, data, subject=None, first=False):
         owner = spec_for(event_type).source_service
         if owner != self.service_name and self.service_name in PRODUCERS:
             # a Quanzi service emitting another's event: it would leave on the wrong exchange, unheard
@@ -83,7 +83,7 @@ class Outbox:
             "type": event_type,
             "subject": subject,
             "partition": partition_of(subject, self.partitions),
-            "seq": self.next_seq(session, subject),
+            "seq": self.next_seq(session, subject, first),
             "envelope": envelope,
             "status": "pending",
             "created_at": utcnow(),

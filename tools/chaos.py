@@ -307,9 +307,13 @@ def check(stack, shop, shoppers, audit, last_fault, settle=60):
             # orders.domain.INTENT_TTL, giving its stock back: until then that stock is held, not lost.
             intents = [o["_id"] for o in orders_db.orders.find({"status": {"$in": ["creating", "abandoned"]}},
                                                                {"_id": 1})]
-            held = sum(line["qty"] for r in catalog_db.reservations.find({"_id": {"$in": intents},
-                                                                          "status": "reserved"})
+            # held: the lines of their reservations, or (a reservation still `reserving`: cut short between its
+            # steps, see catalog.store) the holds it placed on the SKU
+            reservations = {r["_id"]: r for r in catalog_db.reservations.find({"_id": {"$in": intents}})}
+            held = sum(line["qty"] for r in reservations.values() if r["status"] == "reserved"
                        for line in r["lines"] if line["sku_id"] == shop["sku_id"])
+            held += sum(h["q"] for h in sku.get("holds", [])
+                        if reservations.get(h["o"], {}).get("status") == "reserving")
             # stock given back by a consumer (order.cancelled, an undo retried after the outage) arrives late
             # too: the check waits for it like for commissions and events, and reports what is still off then
             drift = (STOCK - sku["stock"]) - len(live) - held

@@ -199,3 +199,16 @@ def test_a_relay_slower_than_its_lease_hands_work_over_instead_of_publishing_it_
     assert subscriber.duplicates() == set()  # nobody crashed: nothing twice
     assert set(other.published) & set(written)  # the other relay took its share
     assert_in_write_order(subscriber, orders, range(10))
+
+
+def test_an_aggregates_first_event_skips_the_lookup_and_still_comes_before_its_later_events(store):
+    # given an aggregate made in the transaction that writes its first event (first=True: no earlier event to find)
+    order_id = unique("ord")
+    store.transaction(lambda session: store.emit(session, "commission.accrued", accrued(order_id, 1),
+                                                 subject=order_id, first=True))
+    # when its later events are written the usual way
+    for n in (2, 3):
+        store.record(order_id, n)
+    # then the outbox orders them as written
+    events = list(store.outbox.events.find({"subject": order_id}).sort("seq", 1))
+    assert [e["envelope"]["data"]["amount_fen"] for e in events] == [1, 2, 3]

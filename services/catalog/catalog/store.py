@@ -1,12 +1,26 @@
 """The catalog's collections: merchants, products, skus (stock lives here), reservations (by order id)."""
+import logging
+import time
+from datetime import timedelta
+
+import eventlet
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo.write_concern import WriteConcern
 
 from catalog import domain
-from kit import paging
-from kit.errors import Conflict, Forbidden, NotFound
+from kit import claims, paging
+from kit.errors import Conflict, Forbidden, NotFound, Unavailable
 from kit.mongo import BaseStore
 from kit.validation import new_id, utcnow
+
+log = logging.getLogger(__name__)
+
+RESERVING, RESERVED, RELEASED = "reserving", "reserved", "released"  # a reservation's statuses
+# A reservation's claim, holds and confirmation: acknowledged by a majority of the catalog's replica set (the
+# client's default there too, but stock correctness rests on it, so it is said here, not left to a default).
+MAJORITY = WriteConcern("majority")
+TIDY = WriteConcern(w=1)  # pulling a confirmed reservation's holds: cosmetic, see CatalogStore._tidy
 
 
 class CatalogStore(BaseStore):
@@ -113,7 +127,8 @@ class CatalogStore(BaseStore):
         return product
 
     def skus_of(self, product_id, session=None):
-        return list(self.skus.find({"product_id": product_id}, session=session).sort("_id", ASCENDING))
+        # a SKU's holds (orders being placed right now) are the reservation's business, never shown
+        return list(self.skus.find({"product_id": product_id}, {"holds": 0}, session=session).sort("_id", ASCENDING))
 
     def update_product(self, product_id, changes, sku_updates):
         def txn(session):
@@ -153,69 +168,220 @@ class CatalogStore(BaseStore):
                                 projection={"terms": 0, "description": 0})
 
     # -- stock -------------------------------------------------------------------------------------
-    def reserve(self, order_id, lines, group):
-        """All-or-nothing reservation of an order's lines; reserving the same order again is a no-op.
+    # A reservation is four short steps, none of them a multi-document transaction on a SKU, so a hot SKU's stock
+    # is never held behind another order's commit (two transactions writing one SKU conflict, and the loser is
+    # aborted and retried at once; a single-document conditional update only waits for the document's latch):
+    #   1. claim: the reservation document, status `reserving`, unique by order id (one caller does the work,
+    #      concurrent callers with the same order id wait for its outcome, or take a dead caller's claim over once
+    #      its kit.claims lease ended);
+    #   2. hold: per line, one conditional update of the SKU: `stock >= qty` and no hold of this order yet, then
+    #      `$inc stock -qty` and `$push holds {o: order, q: qty}` (the hold is the SKU's own record of what this
+    #      order took, so a crash right after it leaves nothing unaccounted);
+    #   3. confirm: `reserving` -> `reserved` (with stock.depleted, in one transaction, when a SKU reached 0);
+    #   4. tidy: pull the holds (a reserved reservation's own `lines` say what to give back from now on).
+    # Claim, hold and confirm are what stock correctness rests on: each is acknowledged by a majority of the
+    # catalog's replica set before the next step (MAJORITY, said explicitly rather than left to the client's
+    # default). Nothing else may vouch for them: the orders service's later writes go to its own database, which
+    # may live on another cluster (deploy/), so they make nothing of ours durable. Only the tidy is w=1 (TIDY).
+    # release() stops a `reserving` reservation and gives back its holds (each hold once: its `$inc` and its
+    # `$pull` are one update), or gives back the lines of a `reserved` one; a crash between any two steps is
+    # undone by it (the orders saga's undo and its sweep call it; tests/catalog/test_stock_recovery.py).
+    CLAIM_LEASE = timedelta(seconds=15)  # a claim whose owner died may be taken over after this
+    # A claim's owner sends no hold later than this after taking its claim (it answers Unavailable instead: the
+    # outcome is then the business of whoever takes the claim over, or of the release). Once a caller that took
+    # the claim over has confirmed and tidied, the holds no longer guard the order against a second hold, so a
+    # stalled owner must never hold after a takeover: the lease leaves 10 s for a hold sent in time to land
+    # (pymongo's one retry of a write after a failed attempt included).
+    HOLD_WITHIN = 5.0
+    WAIT_SECONDS = 10  # how long a concurrent reserve of the same order waits for the first one's outcome
 
-        Reads and checks come first and the stock decrements last, so the window in which this transaction
-        holds a popular SKU (and makes concurrent buyers retry) is as short as it can be."""
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.skus_majority = self.skus.with_options(write_concern=MAJORITY)
+        self.reservations_majority = self.reservations.with_options(write_concern=MAJORITY)
+        self.skus_tidy = self.skus.with_options(write_concern=TIDY)
+
+    def price(self, lines, group):
+        """The order's lines (in SKU order) priced from the SKUs and products as they are now (reads only)."""
+        skus = {s["_id"]: s for s in self.skus.find({"_id": {"$in": [l["sku_id"] for l in lines]}},
+                                                     {"holds": 0})}
+        missing = [l["sku_id"] for l in lines if l["sku_id"] not in skus]
+        if missing:
+            raise NotFound(f"SKU {missing[0]} not found")
+        products = {p["_id"]: p for p in self.products.find(
+            {"_id": {"$in": list({s["product_id"] for s in skus.values()})}}, {"terms": 0, "description": 0})}
+        priced = []
+        for line in sorted(lines, key=lambda line: line["sku_id"]):
+            sku = skus[line["sku_id"]]
+            product = products[sku["product_id"]]
+            if not product.get("visible"):
+                raise Conflict("product not available", {"sku_id": [f"{sku['_id']} is not on sale"]})
+            priced.append({
+                "sku_id": sku["_id"], "product_id": product["_id"], "merchant_id": product["merchant_id"],
+                "title": product["title"], "qty": line["qty"],
+                "unit_price_fen": domain.unit_price(product, sku, group),
+                "level1_bp": product["commission"]["level1_bp"], "level2_bp": product["commission"]["level2_bp"],
+                "group_buy": product.get("group_buy"),
+            })
+        return priced
+
+    def reserve(self, order_id, lines, group, crash=lambda step: None):
+        """All-or-nothing reservation of an order's lines; reserving the same order again returns the first
+        outcome (a released order's reservation is refused). `crash(step)` is the recovery tests' hook (a no-op
+        in production): the process dies there."""
+        existing = self.reservations.find_one({"_id": order_id})
+        if existing is None:
+            result = {"order_id": order_id, "lines": self.price(lines, group)}
+            claimed_at = time.monotonic()  # read before the claim is written: its lease runs from later than this
+            existing = self._claim(order_id, result)
+        if existing is not None:
+            outcome, claimed_at = self._outcome_of(existing)
+            if outcome is not None:
+                return outcome
+            result = self.reservations.find_one({"_id": order_id})["result"]  # took over a dead owner's claim
+        hold_until = claimed_at + self.HOLD_WITHIN  # counted from before the claim: a slow claim write eats into it
+        crash("claimed")
+        depleted = []
+        for line in result["lines"]:
+            if time.monotonic() > hold_until:
+                raise Unavailable("reserving the stock took too long; its outcome is not known yet")
+            sku = self._hold(order_id, line)
+            if sku is None:
+                self.release(order_id)  # the lines held before this one go back
+                raise Conflict("sold out", {"sku_id": [f"{line['sku_id']} has fewer than {line['qty']} left"]})
+            if sku["stock"] == 0:
+                depleted.append(sku)
+            crash("held")
+        if not self._confirm(order_id, depleted):
+            # released while this call was holding (the order gave up): a hold placed after that release is
+            # given back here, once (a hold the release already gave back is gone: nothing happens twice)
+            self._give_back_holds(order_id, result["lines"])
+            raise Conflict("this order's reservation was already released")
+        crash("confirmed")
+        self._tidy(order_id, result["lines"])
+        return result
+
+    def _claim(self, order_id, result):
+        """None when this call owns the reservation now; otherwise the reservation someone else wrote."""
+        now = utcnow()
+        try:
+            self.reservations_majority.insert_one({
+                "_id": order_id, "status": RESERVING, "result": result,
+                "lines": [{"sku_id": l["sku_id"], "qty": l["qty"]} for l in result["lines"]],
+                "created_at": now, **claims.held(now, self.CLAIM_LEASE)})
+            return None
+        except DuplicateKeyError:
+            return self.reservations.find_one({"_id": order_id})
+
+    def _outcome_of(self, reservation):
+        """(the result of a reservation made by another call, None), or (None, when this call asked for the claim
+        of a dead one that it took over). A refused one raises; a claim still being worked on is waited for (up to
+        WAIT_SECONDS)."""
+        deadline = time.monotonic() + self.WAIT_SECONDS
+        while True:
+            if reservation["status"] == RESERVED:
+                return reservation["result"], None
+            if reservation["status"] == RELEASED:
+                raise Conflict("this order's reservation was already released")
+            asked = time.monotonic()
+            if claims.take(self.reservations_majority, reservation["_id"], utcnow(), self.CLAIM_LEASE,
+                           {"status": RESERVING}):
+                return None, asked
+            if time.monotonic() > deadline:
+                # no refusal: the first call may still reserve it (the caller must undo as after a timeout)
+                raise Unavailable("this order's reservation is still being made; retry shortly")
+            eventlet.sleep(0.02)
+            reservation = self.reservations.find_one({"_id": reservation["_id"]})
+
+    def _hold(self, order_id, line):
+        """Take one line's stock for the order (once): the SKU after it (stock and product id), or None when
+        there is not enough. A line this order already holds (a dead owner's work, taken over) counts as held."""
+        sku = self.skus_majority.find_one_and_update(
+            {"_id": line["sku_id"], "stock": {"$gte": line["qty"]}, "holds.o": {"$ne": order_id}},
+            {"$inc": {"stock": -line["qty"]}, "$push": {"holds": {"o": order_id, "q": line["qty"]}}},
+            projection={"stock": 1, "product_id": 1}, return_document=ReturnDocument.AFTER)
+        if sku is None:
+            sku = self.skus.find_one({"_id": line["sku_id"], "holds.o": order_id}, {"stock": 1, "product_id": 1})
+        return sku
+
+    def _confirm(self, order_id, depleted):
+        """reserving -> reserved (majority); False when the reservation was released meanwhile. A SKU that
+        reached 0 announces it (stock.depleted, through the outbox) in one transaction with this change."""
+        def mark(session=None):
+            return self.reservations_majority.update_one(
+                {"_id": order_id, "status": RESERVING},
+                {"$set": {"status": RESERVED}, "$unset": {claims.FIELD: ""}}, session=session).matched_count == 1
+
         def txn(session):
-            existing = self.reservations.find_one({"_id": order_id}, session=session)
-            if existing is not None:
-                if existing["status"] != "reserved":
-                    raise Conflict("this order's reservation was already released")
-                return existing["result"]
-            lines_in_order = sorted(lines, key=lambda line: line["sku_id"])
-            skus = {s["_id"]: s for s in self.skus.find({"_id": {"$in": [l["sku_id"] for l in lines]}},
-                                                         session=session)}
-            missing = [l["sku_id"] for l in lines if l["sku_id"] not in skus]
-            if missing:
-                raise NotFound(f"SKU {missing[0]} not found")
-            products = {p["_id"]: p for p in self.products.find(
-                {"_id": {"$in": list({s["product_id"] for s in skus.values()})}}, session=session)}
-            priced = []
-            for line in lines_in_order:
-                sku = skus[line["sku_id"]]
-                product = products[sku["product_id"]]
-                if not product.get("visible"):
-                    raise Conflict("product not available", {"sku_id": [f"{sku['_id']} is not on sale"]})
-                priced.append({
-                    "sku_id": sku["_id"], "product_id": product["_id"], "merchant_id": product["merchant_id"],
-                    "title": product["title"], "qty": line["qty"],
-                    "unit_price_fen": domain.unit_price(product, sku, group),
-                    "level1_bp": product["commission"]["level1_bp"], "level2_bp": product["commission"]["level2_bp"],
-                    "group_buy": product.get("group_buy"),
-                })
-            result = {"order_id": order_id, "lines": priced}
-            self.reservations.insert_one({"_id": order_id, "status": "reserved", "result": result,
-                                          "lines": [{"sku_id": p["sku_id"], "qty": p["qty"]} for p in priced],
-                                          "created_at": utcnow()}, session=session)
-            for line in lines_in_order:
-                sku = self.skus.find_one_and_update(
-                    {"_id": line["sku_id"], "stock": {"$gte": line["qty"]}}, {"$inc": {"stock": -line["qty"]}},
-                    return_document=ReturnDocument.AFTER, session=session)
-                if sku is None:
-                    raise Conflict("sold out", {"sku_id": [f"{line['sku_id']} has fewer than {line['qty']} left"]})
-                if sku["stock"] == 0:
-                    self.emit(session, "stock.depleted", {"product_id": sku["product_id"], "sku_id": sku["_id"]},
-                              subject=sku["product_id"])
-            return result
-        return self.transaction(txn)
+            if not mark(session):
+                return False
+            for sku in depleted:
+                self.emit(session, "stock.depleted", {"product_id": sku["product_id"], "sku_id": sku["_id"]},
+                          subject=sku["product_id"])
+            return True
+        if (self.transaction(txn) if depleted else mark()):
+            return True
+        # not `reserving` any more: confirmed by a caller that took the claim over while this one was slow, or
+        # released
+        return self.reservations.find_one({"_id": order_id}, {"status": 1})["status"] == RESERVED
+
+    def _tidy(self, order_id, lines):
+        """Pull a confirmed reservation's holds off its SKUs. w=1 and a failure only logged: a hold left on a SKU
+        by a lost tidy is harmless, because a `reserved` reservation is given back by its own `lines` (release
+        pulls the hold in that same update), the order never holds again (the hold filter is per order and the
+        reservation is final), and nothing counts holds of a reserved reservation as stock taken (the chaos
+        accounting counts holds only of `reserving` ones): it costs a few bytes in the SKU document, nothing
+        more."""
+        try:
+            for line in lines:
+                self.skus_tidy.update_one({"_id": line["sku_id"], "holds.o": order_id},
+                                          {"$pull": {"holds": {"o": order_id}}})
+        except PyMongoError as exc:
+            log.warning("reservation %s: holds left on its SKUs (harmless): %s", order_id, exc)
+
+    def _give_back_holds(self, order_id, lines):
+        """Give back every hold this order has on these lines' SKUs, each once: a hold's `$inc` and its `$pull`
+        are one conditional update (majority: the stock count depends on it). True when any was given back."""
+        gave = False
+        for sku in self.skus.find({"_id": {"$in": [l["sku_id"] for l in lines]}, "holds.o": order_id},
+                                  {"holds.$": 1}):
+            held = sku["holds"][0]["q"]
+            gave |= self.skus_majority.update_one(
+                {"_id": sku["_id"], "holds": {"$elemMatch": {"o": order_id, "q": held}}},
+                {"$inc": {"stock": held}, "$pull": {"holds": {"o": order_id}}}).modified_count == 1
+        return gave
 
     def release(self, order_id):
         """Give back an order's stock once; a release that arrives before its reserve blocks that reserve."""
+        # still being made (or its maker died): stop it here (its confirm then fails), then give back its holds
+        stopped = self.reservations_majority.find_one_and_update(
+            {"_id": order_id, "status": RESERVING}, {"$set": {"status": RELEASED, "released_at": utcnow()},
+                                                    "$unset": {claims.FIELD: ""}})
+        if stopped is not None:
+            self._give_back_holds(order_id, stopped["lines"])
+            return True
+
         def txn(session):
             reservation = self.reservations.find_one_and_update(
-                {"_id": order_id, "status": "reserved"}, {"$set": {"status": "released", "released_at": utcnow()}},
+                {"_id": order_id, "status": RESERVED}, {"$set": {"status": RELEASED, "released_at": utcnow()}},
                 session=session)
             if reservation is None:
                 self.reservations.update_one(
-                    {"_id": order_id}, {"$setOnInsert": {"status": "released", "lines": [], "created_at": utcnow()}},
+                    {"_id": order_id}, {"$setOnInsert": {"status": RELEASED, "lines": [], "created_at": utcnow()}},
                     upsert=True, session=session)
-                return False
+                return None
             for line in reservation["lines"]:
-                self.skus.update_one({"_id": line["sku_id"]}, {"$inc": {"stock": line["qty"]}}, session=session)
+                self.skus.update_one({"_id": line["sku_id"]}, {"$inc": {"stock": line["qty"]},
+                                                               "$pull": {"holds": {"o": order_id}}},
+                                     session=session)
+            return reservation
+        if self.transaction(txn) is not None:
             return True
-        return self.transaction(txn)
+        # released before: a hold that a reserve still on its way placed after that release (and could not give
+        # back itself, its process having died) is given back now
+        earlier = self.reservations.find_one({"_id": order_id}, {"lines": 1}) or {}
+        self._give_back_holds(order_id, earlier.get("lines", []))
+        return False
 
     # -- reviews: only from buyers of completed orders (learnt from order.completed events) ----------------
     def record_purchases(self, session, order):

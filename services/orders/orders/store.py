@@ -97,16 +97,17 @@ class OrdersStore(BaseStore):
         """Write the order's intent before any stock is reserved, so a crash half-way leaves a trace the sweep
         can undo. Returns (intent, None), or (None, the order already made with this Idempotency-Key).
 
-        Written with w=1 (no wait for the journal): the catalog's reservation that follows commits with
-        majority write concern, which makes every earlier write of this node durable too, so an intent can
-        only be lost together with the reservation it announces."""
+        Acknowledged by a majority before the catalog is asked for stock: the intent is the only trace from which
+        the sweep gives back a reservation whose order never got confirmed, so it must not be lost in a failover
+        while that reservation survives. (The catalog's own majority writes do not vouch for it: they go to the
+        catalog's database, which may live on another replica set; deploy/.)"""
         intent = {"_id": new_id("ord"), "buyer_id": buyer_id, "status": CREATING, "group_id": group_id,
                   "created_at": now, **claims.free()}
         if key is not None:
             intent["idempotency_key"] = key
         intent["due_at"] = domain.due_at(intent, self.settings)
         try:
-            self.orders.with_options(write_concern=WriteConcern(w=1)).insert_one(intent)
+            self.orders.with_options(write_concern=WriteConcern("majority")).insert_one(intent)
             return intent, None
         except DuplicateKeyError:
             return None, self.orders.find_one({"buyer_id": buyer_id, "idempotency_key": key})
@@ -135,7 +136,8 @@ class OrdersStore(BaseStore):
                 raise Conflict("placing the order took too long; please try again")
             if group is not None:
                 self.groups.insert_one(group, session=session)
-            self.emit(session, "order.created", domain.event_data(order), subject=order["_id"])
+            # the order's first event (a `creating` intent emits none): no earlier event of it to look up
+            self.emit(session, "order.created", domain.event_data(order), subject=order["_id"], first=True)
         self.transaction(txn)
 
     def mark_abandoned(self, order_id):

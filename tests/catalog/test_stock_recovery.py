@@ -1,0 +1,226 @@
+"""A reservation is claim → hold (one conditional update per SKU) → confirm → tidy, with no multi-document
+transaction on the SKU. A process that dies between any two of these steps (simulated: the store raises at that
+point, so none of its own clean-up runs) leaves stock that the release (the orders sweep's undo of a stuck intent)
+gives back exactly once, and a retried reservation never takes the stock twice."""
+import time
+import uuid
+from datetime import timedelta
+
+import pytest
+
+from catalog.store import CatalogStore
+from kit.config import load_settings
+from kit.errors import Conflict, Unavailable
+from kit.mongo import connect
+from kit.validation import utcnow
+from tests.flows import approved_merchant, expect, product_payload
+
+
+class Died(BaseException):
+    """The process stopped here (kill -9): nothing after this point ran."""
+
+
+def dies_at(point, nth=1):
+    """A crash hook: the process dies right after the nth time it reaches `point`."""
+    reached = []
+
+    def crash(step):
+        if step == point:
+            reached.append(step)
+            if len(reached) == nth:
+                raise Died(point)
+    return crash
+
+
+@pytest.fixture(scope="module")
+def store(stack):
+    client = connect(stack.mongo_uri)
+    yield CatalogStore(client, client["quanzi_catalog"], "catalog", load_settings({}))
+    client.close()
+
+
+@pytest.fixture
+def two_skus(api):
+    owner, merchant = approved_merchant(api)
+    product = expect(api.post("/products", token=owner["token"], json=product_payload(
+        merchant["merchant_id"], skus=[{"attrs": {"size": "250g"}, "price_fen": 5000, "stock": 10},
+                                       {"attrs": {"size": "500g"}, "price_fen": 9000, "stock": 10}])), 201)
+    return sorted(s["sku_id"] for s in product["skus"])  # a reservation works through its lines in SKU order
+
+
+def stock(store, skus):
+    return [store.skus.find_one({"_id": s})["stock"] for s in skus]
+
+
+def holds(store, skus):
+    return [len(store.skus.find_one({"_id": s}).get("holds", [])) for s in skus]
+
+
+def order_id():
+    return f"ord_{uuid.uuid4().hex[:20]}"
+
+
+def lines(skus):
+    return [{"sku_id": skus[0], "qty": 2}, {"sku_id": skus[1], "qty": 3}]
+
+
+# every point between two steps: claim | hold line 1 | hold line 2 | confirm | tidy
+STEPS = [("claimed", 1), ("held", 1), ("held", 2), ("confirmed", 1)]
+TAKEN = {("claimed", 1): [10, 10], ("held", 1): [8, 10], ("held", 2): [8, 7], ("confirmed", 1): [8, 7]}
+
+
+@pytest.mark.parametrize("point,nth", STEPS)
+def test_a_reservation_cut_short_at_any_step_is_given_back_once_by_the_release(store, two_skus, point, nth):
+    order = order_id()
+    # given a reservation whose process died right after the nth time it reached the step `point`
+    with pytest.raises(Died):
+        store.reserve(order, lines(two_skus), False, crash=dies_at(point, nth))
+    assert stock(store, two_skus) == TAKEN[point, nth]
+    # when the order's undo releases it (twice: the sweep may retry)
+    assert store.release(order) is True
+    assert store.release(order) is False
+    # then exactly what was taken comes back, no hold is left behind, and the order cannot reserve again
+    assert stock(store, two_skus) == [10, 10]
+    assert holds(store, two_skus) == [0, 0]
+    with pytest.raises(Conflict):
+        store.reserve(order, lines(two_skus), False)
+    assert stock(store, two_skus) == [10, 10]
+
+
+@pytest.mark.parametrize("point,nth", STEPS[:3])
+def test_a_retry_after_the_owner_died_finishes_the_reservation_without_taking_stock_twice(store, two_skus, point,
+                                                                                           nth):
+    order = order_id()
+    with pytest.raises(Died):
+        store.reserve(order, lines(two_skus), False, crash=dies_at(point, nth))
+    # given the dead owner's claim has lapsed
+    store.reservations.update_one({"_id": order}, {"$set": {"claimed_until": store.reservations.find_one(
+        {"_id": order})["created_at"].replace(year=2000)}})
+    # when the same order is reserved again, it takes the claim over and finishes
+    result = store.reserve(order, lines(two_skus), False)
+    assert [line["qty"] for line in result["lines"]] == [2, 3]
+    # then each line was taken once, and the holds were tidied
+    assert stock(store, two_skus) == [8, 7]
+    assert holds(store, two_skus) == [0, 0]
+    assert store.reservations.find_one({"_id": order})["status"] == "reserved"
+    # and a release gives it back once
+    assert store.release(order) is True
+    assert stock(store, two_skus) == [10, 10]
+
+
+def test_a_live_claim_is_waited_for_not_taken_over(store, two_skus):
+    order = order_id()
+    with pytest.raises(Died):
+        store.reserve(order, lines(two_skus), False, crash=dies_at("held"))
+    # given the owner's claim has not lapsed: a second caller waits, then gives up without touching stock
+    store.WAIT_SECONDS = 0.3
+    try:
+        with pytest.raises(Unavailable):  # no refusal: the first call may still finish it
+            store.reserve(order, lines(two_skus), False)
+    finally:
+        del store.WAIT_SECONDS
+    assert stock(store, two_skus) == [8, 10]
+    assert store.release(order) is True
+    assert stock(store, two_skus) == [10, 10]
+
+
+def test_a_sold_out_line_gives_back_the_lines_held_before_it(store, two_skus):
+    order = order_id()
+    with pytest.raises(Conflict):
+        store.reserve(order, [{"sku_id": two_skus[0], "qty": 4}, {"sku_id": two_skus[1], "qty": 11}], False)
+    assert stock(store, two_skus) == [10, 10]
+    assert holds(store, two_skus) == [0, 0]
+
+
+def test_a_release_while_the_reservation_is_holding_gets_every_unit_back_once(store, two_skus):
+    order = order_id()
+    released = []
+
+    def order_gives_up(step):
+        if step == "held" and not released:  # after the first line's hold, the order gives up and releases
+            released.append(store.release(order))
+    # when the order is released while its reservation is between two holds
+    with pytest.raises(Conflict):
+        store.reserve(order, lines(two_skus), False, crash=order_gives_up)
+    # then the release gave back the first hold, the reservation gave back the one it placed after the release,
+    # and nothing is left held or given twice
+    assert released == [True]
+    assert stock(store, two_skus) == [10, 10]
+    assert holds(store, two_skus) == [0, 0]
+    assert store.reservations.find_one({"_id": order})["status"] == "released"
+
+
+def test_a_hold_placed_after_the_release_by_a_process_that_then_died_is_given_back_by_the_next_release(store,
+                                                                                                      two_skus):
+    order = order_id()
+    steps = []
+
+    def released_then_died(step):
+        steps.append(step)
+        if steps == ["claimed", "held"]:
+            assert store.release(order) is True  # the order gave up after the first hold
+        elif len(steps) == 3:
+            raise Died(step)  # the second line was held after that release; the process dies before the confirm
+    with pytest.raises(Died):
+        store.reserve(order, lines(two_skus), False, crash=released_then_died)
+    assert stock(store, two_skus) == [10, 7]
+    # when the order's undo releases it again (the sweep retries), then the late hold comes back, once
+    assert store.release(order) is False
+    assert store.release(order) is False
+    assert stock(store, two_skus) == [10, 10]
+    assert holds(store, two_skus) == [0, 0]
+
+
+def test_an_owner_that_stalls_past_its_claim_never_holds_again_after_another_caller_took_it_over(store, two_skus):
+    order = order_id()
+    store.CLAIM_LEASE, store.HOLD_WITHIN = timedelta(seconds=0.6), 0.2  # the production 15 s / 5 s, shrunk
+    answers = []
+
+    def stalls(step):
+        if step == "held" and not answers:  # the owner stalls after its first hold until its claim lapsed
+            time.sleep(0.7)
+            answers.append(store.reserve(order, lines(two_skus), False))  # a retry takes the claim over, finishes
+    try:
+        # when the stalled owner then wakes up to hold its second line
+        with pytest.raises(Unavailable):
+            store.reserve(order, lines(two_skus), False, crash=stalls)
+    finally:
+        del store.CLAIM_LEASE, store.HOLD_WITHIN
+    # then it held nothing more (its outcome is not known to it: no refusal), and the reservation that the other
+    # caller finished took each line once
+    assert [line["qty"] for line in answers[0]["lines"]] == [2, 3]
+    assert stock(store, two_skus) == [8, 7]
+    assert holds(store, two_skus) == [0, 0]
+    assert store.reservations.find_one({"_id": order})["status"] == "reserved"
+    assert store.release(order) is True
+    assert stock(store, two_skus) == [10, 10]
+
+
+def test_a_sku_emptied_by_a_dead_owners_hold_is_announced_by_the_caller_that_finishes_the_reservation(
+        store, two_skus):
+    order = order_id()
+    everything = [{"sku_id": two_skus[0], "qty": 10}]
+    # given an owner that took the SKU's last units and died before confirming
+    with pytest.raises(Died):
+        store.reserve(order, everything, False, crash=dies_at("held"))
+    store.reservations.update_one({"_id": order}, {"$set": {"claimed_until": utcnow() - timedelta(1)}})
+    # when a retry takes the claim over and finishes
+    store.reserve(order, everything, False)
+    # then the SKU's depletion is announced through the outbox, once the reservation is confirmed
+    assert stock(store, two_skus) == [0, 10]
+    announced = list(store.outbox.events.find({"type": "stock.depleted", "envelope.data.sku_id": two_skus[0]}))
+    assert len(announced) == 1
+
+
+def test_a_release_that_died_after_stopping_the_reservation_is_finished_by_the_next_release(store, two_skus):
+    order = order_id()
+    with pytest.raises(Died):
+        store.reserve(order, lines(two_skus), False, crash=dies_at("held", 2))
+    # given a release that stopped the reservation (its first write) and died before giving the holds back
+    store.reservations.update_one({"_id": order}, {"$set": {"status": "released"}})
+    assert stock(store, two_skus) == [8, 7]
+    # when the order's undo is retried, then the holds come back, once
+    assert store.release(order) is False
+    assert store.release(order) is False
+    assert stock(store, two_skus) == [10, 10]
+    assert holds(store, two_skus) == [0, 0]
