@@ -9,18 +9,25 @@ from tests.flows import expect
 from tests.orders.shop import open_shop, order_body, stock_of
 
 
+def left_intent(mongo, buyer, key, status, age_seconds):
+    """An intent of `buyer` under `key` in `status`, written `age_seconds` ago (as its first request left it)."""
+    written = datetime.now(timezone.utc) - timedelta(seconds=age_seconds)
+    order_id = f"ord_{uuid.uuid4().hex[:20]}"
+    mongo["quanzi_orders"]["orders"].insert_one({
+        "_id": order_id, "buyer_id": buyer["user_id"], "status": status, "group_id": None, "created_at": written,
+        "claimed_until": datetime(1970, 1, 1, tzinfo=timezone.utc), "idempotency_key": key,
+        "due_at": written + timedelta(seconds=60)})
+    return order_id, written
+
+
+
 def test_a_retry_finishes_undoing_an_abandoned_intent_and_places_the_order(api, rpc, mongo):
     # given an intent its first request abandoned after the catalog reserved 1 unit for it
     _, _, product, sku = open_shop(api, stock=5)
     buyer = api.register_user()
     key = uuid.uuid4().hex
-    now = datetime.now(timezone.utc)
-    abandoned = f"ord_{uuid.uuid4().hex[:20]}"
+    abandoned, _ = left_intent(mongo, buyer, key, "abandoned", 0)
     rpc.catalog.reserve_stock({"order_id": abandoned, "lines": [{"sku_id": sku, "qty": 1}], "group": False})
-    mongo["quanzi_orders"]["orders"].insert_one({
-        "_id": abandoned, "buyer_id": buyer["user_id"], "status": "abandoned", "group_id": None, "created_at": now,
-        "claim_until": datetime(1970, 1, 1, tzinfo=timezone.utc), "idempotency_key": key,
-        "due_at": now + timedelta(seconds=60)})
     assert stock_of(rpc, product["product_id"]) == 4
 
     # when the shopper retries with the same key
@@ -42,13 +49,8 @@ def test_a_retry_takes_over_an_intent_whose_owner_died_while_creating_it(api, rp
     _, _, product, sku = open_shop(api, stock=5)
     buyer = api.register_user()
     key = uuid.uuid4().hex
-    written = datetime.now(timezone.utc) - timedelta(seconds=25)
-    stale = f"ord_{uuid.uuid4().hex[:20]}"
+    stale, _ = left_intent(mongo, buyer, key, "creating", 25)
     rpc.catalog.reserve_stock({"order_id": stale, "lines": [{"sku_id": sku, "qty": 1}], "group": False})
-    mongo["quanzi_orders"]["orders"].insert_one({
-        "_id": stale, "buyer_id": buyer["user_id"], "status": "creating", "group_id": None, "created_at": written,
-        "claimed_until": datetime(1970, 1, 1, tzinfo=timezone.utc), "idempotency_key": key,
-        "due_at": written + timedelta(seconds=60)})
     # when the shopper retries with the same key
     started = time.monotonic()
     order = expect(api.post("/orders", json=order_body(sku), token=buyer["token"],
@@ -65,12 +67,7 @@ def test_a_retry_waits_for_an_intent_its_owner_may_still_be_placing(api, mongo):
     _, _, _, sku = open_shop(api, stock=5)
     buyer = api.register_user()
     key = uuid.uuid4().hex
-    written = datetime.now(timezone.utc) - timedelta(seconds=2)
-    live = f"ord_{uuid.uuid4().hex[:20]}"
-    mongo["quanzi_orders"]["orders"].insert_one({
-        "_id": live, "buyer_id": buyer["user_id"], "status": "creating", "group_id": None, "created_at": written,
-        "claimed_until": datetime(1970, 1, 1, tzinfo=timezone.utc), "idempotency_key": key,
-        "due_at": written + timedelta(seconds=60)})
+    live, written = left_intent(mongo, buyer, key, "creating", 2)
     # when a retry arrives, then it is not taken over: the retry is told to try again later
     answer = api.post("/orders", json=order_body(sku), token=buyer["token"], headers={"Idempotency-Key": key},
                       timeout=30)

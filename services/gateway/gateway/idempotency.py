@@ -68,27 +68,27 @@ class IdempotencyKeys:
         """Store the answer (or let go of the key after a 5xx). The caller gets its answer either way: when
         MongoDB cannot take the write now, it is retried in the background for as long as the claim lasts."""
         status, body = response.status_code, response.get_data(as_text=True)
-        if "Retry-After" in response.headers:
-            status = 503  # "ask again later" is not the request's answer: let go of the key, as after a 5xx
+        # a 5xx or an answer asking to be retried later is not the request's answer: let go of the key
+        final = status < 500 and "Retry-After" not in response.headers
         try:
-            self._finish(record_id, status, body)
+            self._finish(record_id, final, status, body)
         except PyMongoError as exc:
             log.warning("idempotency record %s not finished (%s): retrying in the background", record_id[:12],
                         type(exc).__name__)
-            eventlet.spawn_n(self._finish_later, record_id, status, body)
+            eventlet.spawn_n(self._finish_later, record_id, final, status, body)
 
-    def _finish(self, record_id, status, body):
-        if status >= 500:
+    def _finish(self, record_id, final, status, body):
+        if not final:
             self.records.delete_one({"_id": record_id, "state": "running"})
             return
         self.records.update_one({"_id": record_id}, {"$set": {"state": "done", "status": status, "body": body}})
 
-    def _finish_later(self, record_id, status, body):
+    def _finish_later(self, record_id, final, status, body):
         deadline = time.monotonic() + CLAIM_LEASE.total_seconds()  # after that, the claim has expired anyway
         while time.monotonic() < deadline:
             eventlet.sleep(FINISH_RETRY_SECONDS)
             try:
-                self._finish(record_id, status, body)
+                self._finish(record_id, final, status, body)
                 return
             except PyMongoError:
                 continue

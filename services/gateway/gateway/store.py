@@ -146,21 +146,22 @@ class GatewayStore(BaseStore):
 
     # -- uploaded pictures -------------------------------------------------------------------------------
     def save_media(self, record, data):
-        """Store an upload under its name (the bytes first: a crash in between leaves an unlisted blob, never a
-        listed picture without bytes). The name derives from the uploader and the bytes, so sending the same
-        picture again is the same upload."""
-        self.media_blobs.update_one({"_id": record["_id"]}, {"$setOnInsert": {"data": data}}, upsert=True)
+        """Store an upload under its name (the record first: a crash in between leaves a listed picture without
+        bytes, which the same upload again completes and erasure removes, never bytes nobody can find). The name
+        derives from the uploader and the bytes, so sending the same picture again is the same upload."""
         try:
             self.media.insert_one(record)
+            saved = record
         except DuplicateKeyError:
-            return self.media.find_one({"_id": record["_id"]})
-        return record
+            saved = self.media.find_one({"_id": record["_id"]})
+        self.media_blobs.update_one({"_id": record["_id"]}, {"$setOnInsert": {
+            "data": data, "content_type": saved["content_type"]}}, upsert=True)
+        return saved
 
     def media_blob(self, name):
-        """(content type, bytes) of an uploaded picture, or None."""
-        record = self.media.find_one({"_id": name}, {"content_type": 1})
-        blob = record and self.media_blobs.find_one({"_id": name})
-        return (record["content_type"], bytes(blob["data"])) if blob else None
+        """(content type, bytes) of an uploaded picture, or None: one read (the blob carries its type)."""
+        blob = self.media_blobs.find_one({"_id": name})
+        return (blob["content_type"], bytes(blob["data"])) if blob else None
 
     def erase_media(self, user_id, purposes):
         """The user's personal pictures (moments, avatar) go with the account; pictures of a shop's products are
