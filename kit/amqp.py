@@ -17,7 +17,8 @@ So every Quanzi entrypoint that consumes from the broker goes through `QueueCons
   soon after the broker is back), and the consumer's state is readiness (`consumer_ready()`, in /health).
 
 Services import `rpc`, `RpcProxy` and `event_handler` from here, never from nameko (a test checks it). The RPC
-queues `rpc-<service>` are quorum queues (kit.queues: replicated over a broker cluster), reply queues transient.
+queues `rpc-<service>` are quorum queues (kit.queues: replicated over a broker cluster), reply queues transient,
+and replies are published transient and unconfirmed (ReplyPublisher).
 """
 import logging
 import sys
@@ -30,6 +31,7 @@ from amqp.exceptions import AMQPError
 from nameko import events as nameko_events
 from nameko import messaging
 from nameko import rpc as nameko_rpc
+from nameko.amqp.publish import Publisher
 from nameko.constants import (AMQP_SSL_CONFIG_KEY, AMQP_URI_CONFIG_KEY, DEFAULT_SERIALIZER, LOGIN_METHOD_CONFIG_KEY,
                               SERIALIZER_CONFIG_KEY)
 from prometheus_client import Counter
@@ -136,6 +138,18 @@ class QueueConsumer(messaging.QueueConsumer):
         super().on_consume_end(connection, channel)
 
 
+class ReplyPublisher(Publisher):
+    """An RPC reply: transient and unconfirmed. It goes to the caller's transient, auto-deleted reply queue, so
+    neither persistence nor a confirm makes it any safer (a reply lost with the broker costs the caller its time
+    budget either way); the confirm alone was a broker round trip on every RPC, waited for before the ack."""
+    use_confirms = False
+    delivery_mode = 1
+
+
+class Responder(nameko_rpc.Responder):
+    publisher_cls = ReplyPublisher
+
+
 class RpcConsumer(nameko_rpc.RpcConsumer):
     queue_consumer = QueueConsumer()
 
@@ -153,7 +167,7 @@ class RpcConsumer(nameko_rpc.RpcConsumer):
             except Unavailable:
                 exc_info = sys.exc_info()
         config = self.container.config
-        responder = nameko_rpc.Responder(
+        responder = Responder(
             config[AMQP_URI_CONFIG_KEY], nameko_rpc.get_rpc_exchange(config),
             config.get(SERIALIZER_CONFIG_KEY, DEFAULT_SERIALIZER), message,
             ssl=config.get(AMQP_SSL_CONFIG_KEY), login_method=config.get(LOGIN_METHOD_CONFIG_KEY))

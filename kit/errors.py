@@ -63,3 +63,20 @@ def register_with_nameko():
     from nameko.exceptions import deserialize_to_instance
     for cls in ALL:
         deserialize_to_instance(cls)
+
+
+def as_outcome(value):
+    """One outcome of a batch RPC as plain data: {"result": value}, or {"error": {code, message, fields}} for a
+    CallerError (a batch answers each of its requests; only the whole batch's failure raises)."""
+    if isinstance(value, CallerError):
+        return {"error": {"code": value.code, "message": value.message, "fields": value.fields}}
+    return {"result": value}
+
+
+def from_outcome(outcome):
+    """The result of an outcome made by as_outcome, or its error (the same class) raised."""
+    if "error" in outcome:
+        error = outcome["error"]
+        cls = next((c for c in ALL if c.code == error["code"]), QuanziError)
+        raise cls(error["message"], error["fields"])
+    return outcome["result"]

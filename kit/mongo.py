@@ -111,11 +111,15 @@ class BaseStore:
         """Record an event in the outbox within the caller's transaction; returns the envelope. Once it
         commits, the relay is woken (only transactions that wrote events wake it). first=True: the aggregate's
         very first event (it was made in this transaction), so there is no earlier event to order it after."""
-        envelope = self.outbox.add(session, event_type, data, subject, first=first)
+        return self.emit_many(session, [(event_type, data, subject)], first=first)[0]
+
+    def emit_many(self, session, events, first=False):
+        """emit() of several [(event_type, data, subject)] in one insert (a batch's events)."""
+        envelopes = self.outbox.add_many(session, events, first=first)
         if not getattr(session, "emitted", True):
             session.emitted = True
             session.after_commit(self._events_committed)
-        return envelope
+        return envelopes
 
     def _events_committed(self):
         for listener in self._committed_listeners:

@@ -73,22 +73,30 @@ class Outbox:
         return seq
 
     def add(self, session, event_type, data, subject=None, first=False):
-        owner = spec_for(event_type).source_service
-        if owner != self.service_name and self.service_name in PRODUCERS:
-            # a Quanzi service emitting another's event: it would leave on the wrong exchange, unheard
-            raise ValueError(f"{self.service_name} cannot emit {event_type}: that event belongs to {owner}")
-        envelope = make_envelope(event_type, data, subject=subject)
-        self.events.insert_one({
-            "_id": envelope["id"],
-            "type": event_type,
-            "subject": subject,
-            "partition": partition_of(subject, self.partitions),
-            "seq": self.next_seq(session, subject, first),
-            "envelope": envelope,
-            "status": "pending",
-            "created_at": utcnow(),
-        }, session=session)
-        return envelope
+        return self.add_many(session, [(event_type, data, subject)], first=first)[0]
+
+    def add_many(self, session, events, first=False):
+        """Record [(event_type, data, subject)] in one insert; returns their envelopes. first=True: each is its
+        aggregate's first event (see next_seq)."""
+        docs = []
+        for event_type, data, subject in events:
+            owner = spec_for(event_type).source_service
+            if owner != self.service_name and self.service_name in PRODUCERS:
+                # a Quanzi service emitting another's event: it would leave on the wrong exchange, unheard
+                raise ValueError(f"{self.service_name} cannot emit {event_type}: that event belongs to {owner}")
+            envelope = make_envelope(event_type, data, subject=subject)
+            docs.append({
+                "_id": envelope["id"],
+                "type": event_type,
+                "subject": subject,
+                "partition": partition_of(subject, self.partitions),
+                "seq": self.next_seq(session, subject, first),
+                "envelope": envelope,
+                "status": "pending",
+                "created_at": utcnow(),
+            })
+        self.events.insert_many(docs, session=session)
+        return [doc["envelope"] for doc in docs]
 
     def backlog(self):
         return self.events.count_documents({"status": "pending"})
@@ -109,6 +117,7 @@ class OutboxRelay:
         self._last_gauge = 0.0
         self._lease_deadline = float("inf")  # set by claim_partitions
         self._partitions, self._claimed_at = None, 0.0
+        self._more = False  # whether the last pass stopped with events left behind
 
     # -- control ------------------------------------------------------------------------------------
     def nudge(self):
@@ -123,7 +132,7 @@ class OutboxRelay:
         backoff = 0.5
         while self._running:
             try:
-                published = self.run_once()
+                self.run_once()
                 backoff = 0.5
             except Exception as exc:  # broker or database away: keep leases short-lived, retry
                 self._partitions = None  # claim afresh after a failure
@@ -133,7 +142,9 @@ class OutboxRelay:
                 self._sleep(backoff)
                 backoff = min(backoff * 2, 10)
                 continue
-            if published == 0:
+            if not self._more:
+                # the last pass left nothing behind: wait for a nudge (a commit) or the poll interval, rather
+                # than ask the database again straight away (a query per pass, for nothing, on a busy service)
                 self._sleep(self.idle_wait)
         self._release_leases()
         self._drop_connection()
@@ -150,7 +161,7 @@ class OutboxRelay:
             self._partitions = self.claim_partitions()
             self._claimed_at = time.monotonic()
         partitions = self._partitions
-        published = 0
+        published, self._more = 0, False
         if partitions:
             published = self.publish_pending(partitions)
         self._update_gauges()
@@ -190,10 +201,12 @@ class OutboxRelay:
         if not pending:
             return 0
         sent = []
+        self._more = len(pending) == self.batch_size  # a full batch: there may be more behind it
         try:
             producer = self._producer()
             for doc in pending:
                 if time.monotonic() > self._lease_deadline:
+                    self._more = True
                     break  # mark what went out, renew the leases, carry on in the next pass
                 producer.publish(
                     doc["envelope"], exchange=self.exchange, routing_key=doc["type"], serializer="json",

@@ -13,3 +13,8 @@ class Reservation(StrictSchema):
     order_id = Id(required=True)
     lines = fields.List(fields.Nested(ReservationLine), required=True, validate=validate.Length(1, 50))
     group = fields.Boolean(load_default=False, metadata={"description": "price at the group-buy price"})
+
+
+class Reservations(StrictSchema):
+    """Several orders' reservations in one call (the orders service's group commit)."""
+    requests = fields.List(fields.Nested(Reservation), required=True, validate=validate.Length(1, 64))

@@ -1,9 +1,13 @@
 """Catalog entrypoints: validate, check who may act, delegate to the store."""
 
+from nameko.timer import timer
+
 from catalog import domain, schemas
+from catalog import group_commit
 from catalog.store import CatalogStore
 from contracts.api import catalog as api
 from kit.amqp import rpc
+from kit.config import load_settings
 from kit.errors import Forbidden, NotFound
 from kit.events import on_event
 from kit.mongo import MongoStore
@@ -97,11 +101,24 @@ class CatalogService(ServiceBase):
     @rpc
     def reserve_stock(self, payload):
         data = load(schemas.Reservation, payload)
-        return self.store.reserve(data["order_id"], data["lines"], data["group"])
+        return group_commit.reserve(self.store, data["order_id"], data["lines"], data["group"])
+
+    @rpc
+    def reserve_stock_many(self, payload):
+        """Several orders' reservations at once (the orders service's group commit): one outcome per request,
+        {"result": ...} or {"error": {code, message, fields}}."""
+        data = load(schemas.Reservations, payload)
+        return group_commit.reserve_many(self.store, data["requests"])
 
     @rpc
     def release_stock(self, order_id):
         return {"order_id": order_id, "released": self.store.release(order_id)}
+
+    @timer(interval=load_settings().sweep_interval)
+    def sweep_holds(self):
+        """Holds no batch tidied (a replica died with its queue) are pulled; a late hold of a released order whose
+        caller died is given back (catalog.store)."""
+        self.store.sweep_holds(utcnow())
 
     # -- reviews ------------------------------------------------------------------------------------------
     @on_event("orders", "order.completed")

@@ -4,8 +4,8 @@ import time
 from datetime import timedelta
 
 import eventlet
-from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument, UpdateOne
+from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 from pymongo.write_concern import WriteConcern
 
 from catalog import domain
@@ -20,7 +20,7 @@ RESERVING, RESERVED, RELEASED = "reserving", "reserved", "released"  # a reserva
 # A reservation's claim, holds and confirmation: acknowledged by a majority of the catalog's replica set (the
 # client's default there too, but stock correctness rests on it, so it is said here, not left to a default).
 MAJORITY = WriteConcern("majority")
-TIDY = WriteConcern(w=1)  # pulling a confirmed reservation's holds: cosmetic, see CatalogStore._tidy
+TIDY = WriteConcern(w=1)  # pulling a confirmed reservation's holds: cosmetic, see CatalogStore.tidy_holds
 
 
 class CatalogStore(BaseStore):
@@ -35,7 +35,8 @@ class CatalogStore(BaseStore):
             IndexModel([("terms", ASCENDING), ("created_at", DESCENDING)]),
             IndexModel([("merchant_id", ASCENDING)]),
         ],
-        "skus": [IndexModel([("product_id", ASCENDING)])],
+        "skus": [IndexModel([("product_id", ASCENDING)]),
+                 IndexModel([("holds.at", ASCENDING)])],  # the sweep's stale holds
         "reviews": [IndexModel([("product_id", ASCENDING), ("created_at", DESCENDING), ("_id", DESCENDING)]),
                     # once per buyer and product (reviews before this index have the pair in their _id too)
                     IndexModel([("buyer_id", ASCENDING), ("product_id", ASCENDING)], unique=True)],
@@ -171,21 +172,26 @@ class CatalogStore(BaseStore):
     # A reservation is four short steps, none of them a multi-document transaction on a SKU, so a hot SKU's stock
     # is never held behind another order's commit (two transactions writing one SKU conflict, and the loser is
     # aborted and retried at once; a single-document conditional update only waits for the document's latch):
-    #   1. claim: the reservation document, status `reserving`, unique by order id (one caller does the work,
-    #      concurrent callers with the same order id wait for its outcome, or take a dead caller's claim over once
-    #      its kit.claims lease ended);
+    #   1. claim: the reservation document, status `reserving` with the order's lines, unique by order id (one
+    #      caller does the work, concurrent callers with the same order id wait for its outcome, or take a dead
+    #      caller's claim over once its kit.claims lease ended);
     #   2. hold: per line, one conditional update of the SKU: `stock >= qty` and no hold of this order yet, then
-    #      `$inc stock -qty` and `$push holds {o: order, q: qty}` (the hold is the SKU's own record of what this
-    #      order took, so a crash right after it leaves nothing unaccounted);
-    #   3. confirm: `reserving` -> `reserved` (with stock.depleted, in one transaction, when a SKU reached 0);
-    #   4. tidy: pull the holds (a reserved reservation's own `lines` say what to give back from now on).
+    #      `$inc stock -qty` and `$push holds {o: order, q: qty, at}` (the hold is the SKU's own record of what
+    #      this order took, so a crash right after it leaves nothing unaccounted); it returns the SKU's price, so
+    #      pricing reads only the products (one query) after the holds;
+    #   3. confirm: `reserving` -> `reserved` with the priced lines (with stock.depleted, in one transaction, when
+    #      a SKU reached 0);
+    #   4. tidy: pull the holds (a reserved reservation's own `lines` say what to give back from now on), in
+    #      batches of TIDY_AFTER, one update per SKU; sweep_holds (the catalog's timer) pulls what a batch lost
+    #      and gives back a hold that arrived after its order's release from a caller that died.
     # Claim, hold and confirm are what stock correctness rests on: each is acknowledged by a majority of the
     # catalog's replica set before the next step (MAJORITY, said explicitly rather than left to the client's
     # default). Nothing else may vouch for them: the orders service's later writes go to its own database, which
     # may live on another cluster (deploy/), so they make nothing of ours durable. Only the tidy is w=1 (TIDY).
     # release() stops a `reserving` reservation and gives back its holds (each hold once: its `$inc` and its
     # `$pull` are one update), or gives back the lines of a `reserved` one; a crash between any two steps is
-    # undone by it (the orders saga's undo and its sweep call it; tests/catalog/test_stock_recovery.py).
+    # undone by it (the orders saga's undo and its sweep call it; tests/catalog/test_stock_recovery.py). A line
+    # refused (sold out, no such SKU, a product not on sale) releases the reservation: what was held goes back.
     CLAIM_LEASE = timedelta(seconds=15)  # a claim whose owner died may be taken over after this
     # A claim's owner sends no hold later than this after taking its claim (it answers Unavailable instead: the
     # outcome is then the business of whoever takes the claim over, or of the release). Once a caller that took
@@ -194,31 +200,39 @@ class CatalogStore(BaseStore):
     # (pymongo's one retry of a write after a failed attempt included).
     HOLD_WITHIN = 5.0
     WAIT_SECONDS = 10  # how long a concurrent reserve of the same order waits for the first one's outcome
+    TIDY_AFTER = 0.05  # seconds from a confirmed reservation to the batch that pulls its holds
+    # A hold this old is no caller's work in progress any more (a hold is placed within HOLD_WITHIN of its claim,
+    # and a caller gives back what it placed before it answers): sweep_holds may tidy or give it back.
+    STALE_HOLD = timedelta(seconds=60)
+    # what a hold returns of its SKU: what pricing the line needs, and the stock left (0: announce the depletion)
+    HELD_FIELDS = {"stock": 1, "product_id": 1, "price_fen": 1}
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.skus_majority = self.skus.with_options(write_concern=MAJORITY)
         self.reservations_majority = self.reservations.with_options(write_concern=MAJORITY)
         self.skus_tidy = self.skus.with_options(write_concern=TIDY)
+        self._untidy, self._tidy_scheduled = [], False  # [(order id, its SKU ids)]: confirmed holds to pull
 
-    def price(self, lines, group):
-        """The order's lines (in SKU order) priced from the SKUs and products as they are now (reads only)."""
-        skus = {s["_id"]: s for s in self.skus.find({"_id": {"$in": [l["sku_id"] for l in lines]}},
-                                                     {"holds": 0})}
-        missing = [l["sku_id"] for l in lines if l["sku_id"] not in skus]
-        if missing:
-            raise NotFound(f"SKU {missing[0]} not found")
-        products = {p["_id"]: p for p in self.products.find(
-            {"_id": {"$in": list({s["product_id"] for s in skus.values()})}}, {"terms": 0, "description": 0})}
+    def products_of(self, skus):
+        """{product id: product} of these SKUs, as the products are now (one read)."""
+        return {p["_id"]: p for p in self.products.find(
+            {"_id": {"$in": list({sku["product_id"] for sku in skus})}}, {"terms": 0, "description": 0})}
+
+    def price(self, held, group, products=None):
+        """The order's lines priced from the SKUs as their holds returned them (in SKU order) and their products
+        as they are now (one read, or `products` read for a whole batch). Raises when a product is not on sale
+        (or has no group offer for a group)."""
+        if products is None:
+            products = self.products_of([sku for sku, _ in held])
         priced = []
-        for line in sorted(lines, key=lambda line: line["sku_id"]):
-            sku = skus[line["sku_id"]]
+        for sku, qty in held:
             product = products[sku["product_id"]]
             if not product.get("visible"):
                 raise Conflict("product not available", {"sku_id": [f"{sku['_id']} is not on sale"]})
             priced.append({
                 "sku_id": sku["_id"], "product_id": product["_id"], "merchant_id": product["merchant_id"],
-                "title": product["title"], "qty": line["qty"],
+                "title": product["title"], "qty": qty,
                 "unit_price_fen": domain.unit_price(product, sku, group),
                 "level1_bp": product["commission"]["level1_bp"], "level2_bp": product["commission"]["level2_bp"],
                 "group_buy": product.get("group_buy"),
@@ -229,45 +243,141 @@ class CatalogStore(BaseStore):
         """All-or-nothing reservation of an order's lines; reserving the same order again returns the first
         outcome (a released order's reservation is refused). `crash(step)` is the recovery tests' hook (a no-op
         in production): the process dies there."""
-        existing = self.reservations.find_one({"_id": order_id})
-        if existing is None:
-            result = {"order_id": order_id, "lines": self.price(lines, group)}
-            claimed_at = time.monotonic()  # read before the claim is written: its lease runs from later than this
-            existing = self._claim(order_id, result)
+        lines = sorted(({"sku_id": l["sku_id"], "qty": l["qty"]} for l in lines), key=lambda l: l["sku_id"])
+        claimed_at = time.monotonic()  # read before the claim is written: its lease runs from later than this
+        existing = self._claim(order_id, lines)
         if existing is not None:
             outcome, claimed_at = self._outcome_of(existing)
             if outcome is not None:
                 return outcome
-            result = self.reservations.find_one({"_id": order_id})["result"]  # took over a dead owner's claim
+            lines = existing["lines"]  # took over a dead owner's claim: its lines, as it wrote them
         hold_until = claimed_at + self.HOLD_WITHIN  # counted from before the claim: a slow claim write eats into it
         crash("claimed")
-        depleted = []
-        for line in result["lines"]:
+        held, depleted = [], []
+        for line in lines:
             if time.monotonic() > hold_until:
                 raise Unavailable("reserving the stock took too long; its outcome is not known yet")
             sku = self._hold(order_id, line)
             if sku is None:
                 self.release(order_id)  # the lines held before this one go back
-                raise Conflict("sold out", {"sku_id": [f"{line['sku_id']} has fewer than {line['qty']} left"]})
+                raise self._refusal(line)
+            held.append((sku, line["qty"]))
             if sku["stock"] == 0:
                 depleted.append(sku)
             crash("held")
-        if not self._confirm(order_id, depleted):
+        try:
+            result = {"order_id": order_id, "lines": self.price(held, group)}
+        except (Conflict, NotFound):
+            self.release(order_id)  # not on sale (or no group offer): everything held goes back
+            raise
+        if not self._confirm(order_id, result, depleted):
             # released while this call was holding (the order gave up): a hold placed after that release is
             # given back here, once (a hold the release already gave back is gone: nothing happens twice)
-            self._give_back_holds(order_id, result["lines"])
+            self._give_back_holds(order_id, lines)
             raise Conflict("this order's reservation was already released")
         crash("confirmed")
-        self._tidy(order_id, result["lines"])
+        self._tidy_later(order_id, lines)
         return result
 
-    def _claim(self, order_id, result):
+    def reserve_many(self, requests, crash=lambda step: None):
+        """Group commit of single-line reservations that arrived together (catalog.group_commit): the same four
+        steps as `reserve`, each done for the whole batch at once: one insert of every claim, one conditional
+        update per SKU holding every order's line (`stock >= the sum`, none of these orders held yet; each order
+        still gets its own hold), one read of the products, one bulk confirm. A batch hold the SKU cannot cover
+        falls back to holding order by order (some fit, the rest are sold out). A crash between any two steps
+        leaves what `reserve` leaves at the same step, and the release undoes it the same way.
+
+        requests: [(order_id, line, group)]. Returns one outcome per request, in order: the result, an exception
+        to raise to that caller, or None for a request whose claim existed already (the caller goes through
+        `reserve`, which waits for it or takes it over)."""
+        now, claimed_at = utcnow(), time.monotonic()
+        outcomes = [None] * len(requests)
+        claims_of = [{"_id": order_id, "status": RESERVING, "lines": [{"sku_id": line["sku_id"], "qty": line["qty"]}],
+                      "created_at": now, **claims.held(now, self.CLAIM_LEASE)} for order_id, line, _ in requests]
+        mine = set(range(len(requests)))
+        try:
+            self.reservations_majority.insert_many(claims_of, ordered=False)
+        except BulkWriteError as exc:
+            errors = exc.details["writeErrors"]
+            if any(error["code"] != 11000 for error in errors):
+                raise
+            mine -= {error["index"] for error in errors}  # someone else's claim: `reserve` sorts it out
+        crash("claimed")
+        by_sku = {}
+        for i in sorted(mine):
+            by_sku.setdefault(requests[i][1]["sku_id"], []).append(i)
+        held, depleted_by = {}, {}
+        for sku_id, batch in by_sku.items():
+            if time.monotonic() > claimed_at + self.HOLD_WITHIN:
+                raise Unavailable("reserving the stock took too long; its outcome is not known yet")
+            last = self._hold_together(sku_id, [(requests[i][0], requests[i][1]["qty"]) for i in batch], now)
+            if last is not None:
+                held.update((i, last) for i in batch)
+            else:  # not enough for all of them: one by one, in arrival order
+                for i in batch:
+                    sku = self._hold(requests[i][0], requests[i][1])
+                    if sku is None:
+                        self.release(requests[i][0])
+                        outcomes[i] = self._refusal(requests[i][1])
+                    else:
+                        held[i] = last = sku
+            if last is not None and last["stock"] == 0:
+                depleted_by[max(i for i in batch if i in held)] = last  # announced with the last order that held
+            crash("held")
+        products = self.products_of(held.values()) if held else {}
+        priced = {}
+        for i, sku in held.items():
+            order_id, line, group = requests[i]
+            try:
+                priced[i] = {"order_id": order_id, "lines": self.price([(sku, line["qty"])], group, products)}
+            except (Conflict, NotFound) as refusal:
+                self.release(order_id)
+                outcomes[i] = refusal
+        plain = [i for i in priced if i not in depleted_by]
+        if plain:
+            confirmed = self.reservations_majority.bulk_write(
+                [UpdateOne({"_id": requests[i][0], "status": RESERVING},
+                           {"$set": {"status": RESERVED, "result": priced[i]}, "$unset": {claims.FIELD: ""}})
+                 for i in plain], ordered=False).matched_count
+            if confirmed < len(plain):  # some were released meanwhile (or taken over and confirmed by another)
+                status = {r["_id"]: r["status"] for r in self.reservations.find(
+                    {"_id": {"$in": [requests[i][0] for i in plain]}}, {"status": 1})}
+                for i in plain:
+                    if status.get(requests[i][0]) != RESERVED:
+                        self._give_back_holds(requests[i][0], [requests[i][1]])
+                        outcomes[i] = Conflict("this order's reservation was already released")
+        for i, sku in depleted_by.items():
+            if i in priced and not self._confirm(requests[i][0], priced[i], [sku]):
+                self._give_back_holds(requests[i][0], [requests[i][1]])
+                outcomes[i] = Conflict("this order's reservation was already released")
+        crash("confirmed")
+        for i in priced:
+            if outcomes[i] is None:
+                outcomes[i] = priced[i]
+                self._tidy_later(requests[i][0], [requests[i][1]])
+        return outcomes
+
+    def _hold_together(self, sku_id, holds, now):
+        """One conditional update holding every (order, qty) of `holds` on the SKU, or None (not enough stock for
+        all of them, one of them held already, no such SKU)."""
+        return self.skus_majority.find_one_and_update(
+            {"_id": sku_id, "stock": {"$gte": sum(qty for _, qty in holds)},
+             "holds.o": {"$nin": [order_id for order_id, _ in holds]}},
+            {"$inc": {"stock": -sum(qty for _, qty in holds)},
+             "$push": {"holds": {"$each": [{"o": order_id, "q": qty, "at": now} for order_id, qty in holds]}}},
+            projection=self.HELD_FIELDS, return_document=ReturnDocument.AFTER)
+
+    def _refusal(self, line):
+        if self.skus.find_one({"_id": line["sku_id"]}, {"_id": 1}) is None:
+            return NotFound(f"SKU {line['sku_id']} not found")
+        return Conflict("sold out", {"sku_id": [f"{line['sku_id']} has fewer than {line['qty']} left"]})
+
+    def _claim(self, order_id, lines):
         """None when this call owns the reservation now; otherwise the reservation someone else wrote."""
         now = utcnow()
         try:
             self.reservations_majority.insert_one({
-                "_id": order_id, "status": RESERVING, "result": result,
-                "lines": [{"sku_id": l["sku_id"], "qty": l["qty"]} for l in result["lines"]],
+                "_id": order_id, "status": RESERVING, "lines": lines,
                 "created_at": now, **claims.held(now, self.CLAIM_LEASE)})
             return None
         except DuplicateKeyError:
@@ -298,19 +408,21 @@ class CatalogStore(BaseStore):
         there is not enough. A line this order already holds (a dead owner's work, taken over) counts as held."""
         sku = self.skus_majority.find_one_and_update(
             {"_id": line["sku_id"], "stock": {"$gte": line["qty"]}, "holds.o": {"$ne": order_id}},
-            {"$inc": {"stock": -line["qty"]}, "$push": {"holds": {"o": order_id, "q": line["qty"]}}},
-            projection={"stock": 1, "product_id": 1}, return_document=ReturnDocument.AFTER)
+            {"$inc": {"stock": -line["qty"]}, "$push": {"holds": {"o": order_id, "q": line["qty"], "at": utcnow()}}},
+            projection=self.HELD_FIELDS, return_document=ReturnDocument.AFTER)
         if sku is None:
-            sku = self.skus.find_one({"_id": line["sku_id"], "holds.o": order_id}, {"stock": 1, "product_id": 1})
+            sku = self.skus.find_one({"_id": line["sku_id"], "holds.o": order_id}, self.HELD_FIELDS)
         return sku
 
-    def _confirm(self, order_id, depleted):
-        """reserving -> reserved (majority); False when the reservation was released meanwhile. A SKU that
-        reached 0 announces it (stock.depleted, through the outbox) in one transaction with this change."""
+    def _confirm(self, order_id, result, depleted):
+        """reserving -> reserved with its priced result (majority); False when the reservation was released
+        meanwhile. A SKU that reached 0 announces it (stock.depleted, through the outbox) in one transaction with
+        this change."""
         def mark(session=None):
             return self.reservations_majority.update_one(
                 {"_id": order_id, "status": RESERVING},
-                {"$set": {"status": RESERVED}, "$unset": {claims.FIELD: ""}}, session=session).matched_count == 1
+                {"$set": {"status": RESERVED, "result": result}, "$unset": {claims.FIELD: ""}},
+                session=session).matched_count == 1
 
         def txn(session):
             if not mark(session):
@@ -325,19 +437,56 @@ class CatalogStore(BaseStore):
         # released
         return self.reservations.find_one({"_id": order_id}, {"status": 1})["status"] == RESERVED
 
-    def _tidy(self, order_id, lines):
-        """Pull a confirmed reservation's holds off its SKUs. w=1 and a failure only logged: a hold left on a SKU
-        by a lost tidy is harmless, because a `reserved` reservation is given back by its own `lines` (release
-        pulls the hold in that same update), the order never holds again (the hold filter is per order and the
-        reservation is final), and nothing counts holds of a reserved reservation as stock taken (the chaos
-        accounting counts holds only of `reserving` ones): it costs a few bytes in the SKU document, nothing
-        more."""
+    def _tidy_later(self, order_id, lines):
+        """Queue a confirmed reservation's holds for the next batch (tidy_holds, TIDY_AFTER from the first queued):
+        holds then cost one update per batch rather than one per order and SKU."""
+        self._untidy.append((order_id, [line["sku_id"] for line in lines]))
+        if not self._tidy_scheduled:
+            self._tidy_scheduled = True
+            eventlet.spawn_after(self.TIDY_AFTER, self.tidy_holds)
+
+    def tidy_holds(self):
+        """Pull the queued holds off their SKUs in one update. w=1 and a failure only logged: a hold left on a SKU
+        (a lost batch, a process that died with its queue) is harmless, because a `reserved` reservation is given
+        back by its own `lines` (release pulls the hold in that same update), the order never holds again (the
+        claim is final), and nothing counts holds of a reserved reservation as stock taken (the chaos accounting
+        counts holds only of `reserving` ones); sweep_holds pulls what is left later."""
+        self._tidy_scheduled = False
+        batch, self._untidy = self._untidy, []
+        if not batch:
+            return
+        order_ids = [order_id for order_id, _ in batch]
+        sku_ids = sorted({sku_id for _, skus in batch for sku_id in skus})
         try:
-            for line in lines:
-                self.skus_tidy.update_one({"_id": line["sku_id"], "holds.o": order_id},
-                                          {"$pull": {"holds": {"o": order_id}}})
+            self.skus_tidy.update_many({"_id": {"$in": sku_ids}}, {"$pull": {"holds": {"o": {"$in": order_ids}}}})
         except PyMongoError as exc:
-            log.warning("reservation %s: holds left on its SKUs (harmless): %s", order_id, exc)
+            log.warning("%d confirmed holds left on their SKUs for the sweep: %s", len(order_ids), exc)
+
+    def sweep_holds(self, now, limit=200):
+        """Holds older than STALE_HOLD that no batch tidied: a reserved reservation's are pulled (w=1, cosmetic); a
+        released one's are given back, once: a hold placed after its order's release by a caller that died before
+        giving it back itself. A `reserving` one's are left to its release or to the caller that takes it over.
+        Returns how many holds were pulled or given back."""
+        cutoff = now - self.STALE_HOLD
+        done = 0
+        for sku in self.skus.find({"holds.at": {"$lt": cutoff}}, {"holds": 1}).limit(limit):
+            stale = [h for h in sku["holds"] if h.get("at") is not None and h["at"] < cutoff]
+            status = {r["_id"]: r["status"] for r in self.reservations.find(
+                {"_id": {"$in": [h["o"] for h in stale]}}, {"status": 1})}
+            confirmed = [h["o"] for h in stale if status.get(h["o"]) == RESERVED]
+            if confirmed:
+                done += len(confirmed)
+                self.skus_tidy.update_one({"_id": sku["_id"]}, {"$pull": {"holds": {"o": {"$in": confirmed}}}})
+            for hold in stale:
+                if status.get(hold["o"]) == RELEASED:
+                    given = self.skus_majority.update_one(
+                        {"_id": sku["_id"], "holds": {"$elemMatch": {"o": hold["o"], "q": hold["q"]}}},
+                        {"$inc": {"stock": hold["q"]}, "$pull": {"holds": {"o": hold["o"]}}}).modified_count
+                    if given:
+                        done += 1
+                        log.warning("SKU %s: a hold of released order %s given back by the sweep (%d)",
+                                    sku["_id"], hold["o"], hold["q"])
+        return done
 
     def _give_back_holds(self, order_id, lines):
         """Give back every hold this order has on these lines' SKUs, each once: a hold's `$inc` and its `$pull`

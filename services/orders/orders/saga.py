@@ -9,12 +9,14 @@ idempotent by its business key (order, refund or group id), so a retried or resu
 The service's entrypoints validate and check who may act, then call these steps."""
 import logging
 import time
+import weakref
 from datetime import timedelta
 
 import eventlet
 from prometheus_client import Counter
 
-from kit.errors import Conflict, InProgress, InvalidInput, QuanziError
+from kit.batching import ALONE, GroupCommit
+from kit.errors import Conflict, InProgress, InvalidInput, QuanziError, from_outcome
 from kit.rpc import call as rpc_call
 from kit.validation import new_id, utcnow
 from orders import domain, faults
@@ -38,6 +40,19 @@ RETURNS_TIMED_OUT = Counter("quanzi_returns_timed_out_total", "Returns the timer
 
 def call(method, *args, timeout=RPC_TIMEOUT):
     return rpc_call(method, *args, timeout=timeout)
+
+
+_batchers = weakref.WeakKeyDictionary()
+
+
+def _batcher_of(store):
+    """The process's GroupCommit of plain orders (one per store: the service's store lives as long as its
+    container). A batch is written with the saga of its first request (its worker's catalog proxy)."""
+    batcher = _batchers.get(store)
+    if batcher is None:
+        batcher = _batchers[store] = GroupCommit(
+            lambda batch: batch[0][0].place_together([request[1:] for request in batch]))
+    return batcher
 
 
 class OrderSaga:
@@ -68,7 +83,82 @@ class OrderSaga:
                 log.exception("sweep: %s %s failed; it is retried when its claim expires", kind, item["_id"])
 
     def place(self, buyer_id, key, data, items, group=None):
-        """group: None, "open" (a new group led by the buyer) or the id of the group to join."""
+        """group: None, "open" (a new group led by the buyer) or the id of the group to join. A plain order that
+        arrives while others are being placed is placed together with them (place_together)."""
+        if group is not None:
+            return self.place_alone(buyer_id, key, data, items, group)
+        return _batcher_of(self.store).submit((self, buyer_id, key, data, items),
+                                              alone=lambda: self.place_alone(buyer_id, key, data, items))
+
+    def place_together(self, requests):
+        """Group commit of plain orders [(buyer_id, key, data, items)] that arrived together: the saga's steps,
+        each once for the whole batch: one insert of the intents, one catalog call reserving every order's stock
+        (catalog.reserve_stock_many, one outcome per order), one transaction confirming the reserved orders with
+        their `order.created`. A crash between any two steps leaves `creating` intents, which the sweep undoes as
+        for a single order (and a retry with the same Idempotency-Key takes over). One outcome per request: the
+        order, the error to raise, or ALONE for a key that names an order already (placed through place_alone,
+        which finds it)."""
+        intents = self.store.insert_intents([(buyer_id, key) for buyer_id, key, _, _ in requests], utcnow())
+        outcomes = [ALONE if intent is None else None for intent in intents]
+        live = [i for i, intent in enumerate(intents) if intent is not None]
+        if not live:
+            return outcomes
+        try:
+            reserved = call(self.catalog.reserve_stock_many, {"requests": [
+                {"order_id": intents[i]["_id"], "lines": requests[i][3], "group": False} for i in live]})
+        except Exception as exc:  # no answer: each reservation may or may not have happened
+            self._undo_all([intents[i]["_id"] for i in live], release=True)
+            for i in live:
+                outcomes[i] = exc
+            return outcomes
+        faults.reached("batch_reserved")
+        orders = {}
+        for i, outcome in zip(live, reserved):
+            try:
+                lines = from_outcome(outcome)["lines"]
+                merchant_id, lines = domain.price_lines(lines)
+            except Exception as exc:
+                # refused (nothing reserved), or reserved but not an order we take (a cart of two merchants),
+                # or its outcome unknown (Unavailable): each given back as place_alone does
+                self._undo_all([intents[i]["_id"]], release="result" in outcome or not isinstance(exc, QuanziError))
+                outcomes[i] = exc
+                continue
+            data = requests[i][2]
+            order = dict(intents[i], merchant_id=merchant_id, lines=lines, **domain.totals(lines, False),
+                         address=data["address"], share_code=data.get("share_code"), refunded_fen=0,
+                         status=domain.transition(intents[i], "create"))
+            order["due_at"] = domain.due_at(order, self.config)
+            orders[i] = order
+        if orders:
+            try:
+                confirmed = self.store.confirm_many(list(orders.values()))
+            except Exception as exc:
+                self._undo_all([order["_id"] for order in orders.values()], release=True)
+                for i in orders:
+                    outcomes[i] = exc
+                return outcomes
+            for i, order in orders.items():
+                if not confirmed:  # one was abandoned meanwhile: one by one, giving back the abandoned one's
+                    try:
+                        self.store.confirm(order)
+                    except Exception as exc:
+                        self._undo_all([order["_id"]], release=True)
+                        outcomes[i] = exc
+                        continue
+                outcomes[i] = order
+                ORDERS_PLACED.labels("single").inc()
+        return outcomes
+
+    def _undo_all(self, order_ids, release):
+        """undo_intent for each; one that cannot be undone now is left `creating`/`abandoned` for the sweep."""
+        for order_id in order_ids:
+            try:
+                self.undo_intent(order_id, release=release)
+            except Exception:
+                log.exception("order %s: its undo is left to the sweep", order_id)
+
+    def place_alone(self, buyer_id, key, data, items, group=None):
+        """One order, placed on its own (group buys, and a plain order when nothing else is in flight)."""
         group_id = new_id("grp") if group == "open" else group
         deadline = time.monotonic() + IDEMPOTENT_WAIT
         while True:

@@ -12,8 +12,8 @@ its event (outbox), so two racing actions cannot both win and no change goes una
 """
 from datetime import timedelta
 
-from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
-from pymongo.errors import DuplicateKeyError
+from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument, UpdateOne
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 from pymongo.write_concern import WriteConcern
 
 from kit import claims, paging
@@ -22,6 +22,10 @@ from kit.mongo import BaseStore
 from kit.validation import new_id, utcnow
 from orders import domain
 from orders.domain import ABANDONED, CREATING
+
+class _Abandoned(Exception):
+    """A batch's transaction found an intent abandoned: abort it all (confirm_many)."""
+
 
 CLAIM_LEASE = timedelta(seconds=15)  # lease of a claimed due item; a crashed replica's items are picked up after it
 REFUND_RETRY_SECONDS = 10  # a refund not confirmed inline by then is retried by the sweep
@@ -112,6 +116,28 @@ class OrdersStore(BaseStore):
         except DuplicateKeyError:
             return None, self.orders.find_one({"buyer_id": buyer_id, "idempotency_key": key})
 
+    def insert_intents(self, requests, now):
+        """insert_intent for a batch [(buyer_id, key)] in one insert (majority, for the same reason); one intent per
+        request, or None where the buyer's Idempotency-Key names an intent or order already (the caller then
+        goes through insert_intent, which finds it)."""
+        intents = []
+        for buyer_id, key in requests:
+            intent = {"_id": new_id("ord"), "buyer_id": buyer_id, "status": CREATING, "group_id": None,
+                      "created_at": now, **claims.free()}
+            if key is not None:
+                intent["idempotency_key"] = key
+            intent["due_at"] = domain.due_at(intent, self.settings)
+            intents.append(intent)
+        try:
+            self.orders.with_options(write_concern=WriteConcern("majority")).insert_many(intents, ordered=False)
+        except BulkWriteError as exc:
+            errors = exc.details["writeErrors"]
+            if any(error["code"] != 11000 for error in errors):
+                raise
+            for error in errors:
+                intents[error["index"]] = None
+        return intents
+
     def by_key(self, buyer_id, key):
         return self.orders.find_one({"buyer_id": buyer_id, "idempotency_key": key})
 
@@ -139,6 +165,25 @@ class OrdersStore(BaseStore):
             # the order's first event (a `creating` intent emits none): no earlier event of it to look up
             self.emit(session, "order.created", domain.event_data(order), subject=order["_id"], first=True)
         self.transaction(txn)
+
+    def confirm_many(self, orders):
+        """confirm() of a batch of single orders in one transaction (one bulk update, one insert of their
+        `order.created`). False, with nothing written, when any of them was abandoned meanwhile (the caller then
+        confirms them one by one, and gives back what belongs to the abandoned ones)."""
+        def txn(session):
+            updates = [UpdateOne({"_id": order["_id"], "status": CREATING},
+                                 {"$set": {k: v for k, v in order.items()
+                                           if k not in ("_id", "buyer_id", "created_at", "idempotency_key")}})
+                       for order in orders]
+            if self.orders.bulk_write(updates, ordered=True, session=session).matched_count != len(orders):
+                raise _Abandoned()
+            self.emit_many(session, [("order.created", domain.event_data(order), order["_id"]) for order in orders],
+                           first=True)
+        try:
+            self.transaction(txn)
+            return True
+        except _Abandoned:
+            return False
 
     def mark_abandoned(self, order_id):
         """Claim an unfinished intent for undoing; None when it became an order after all."""
