@@ -2,8 +2,9 @@
 request) on one hot SKU and spread over many SKUs, and taking payments (the provider's signed callback; the whole
 pay round trip). Each row carries the stack's CPU per request (every process, from /proc) and the load average.
 
-BENCH_PROFILE=<dir>: py-spy records every Python process of the stack during the hot-SKU row (flame-graph SVGs
-and raw collapsed stacks in <dir>); profiling slows the services, so use it in a run of its own."""
+BENCH_PROFILE=<dir>: py-spy records every Python process of the stack during the hot-SKU row (raw collapsed stacks
+in <dir>), or during the pay row with BENCH_PROFILE_ROW=pay; profiling slows the services, so use it in a run of
+its own."""
 import json
 import os
 import subprocess
@@ -54,7 +55,9 @@ def run(ctx):
     # warm up both paths (connections, caches) before measuring
     ctx.wrk_post("warm-up", "/api/v1/orders", [{"items": [{"sku_id": s, "qty": 1}], "address": ADDRESS} for s in skus],
                  [b["token"] for b in buyers], seconds=2)
-    spies = profile(ctx, seconds, os.environ["BENCH_PROFILE"]) if os.environ.get("BENCH_PROFILE") else []
+    profiling = os.environ.get("BENCH_PROFILE")
+    pay_profiled = os.environ.get("BENCH_PROFILE_ROW") == "pay"
+    spies = profile(ctx, seconds, profiling) if profiling and not pay_profiled else []
     rows = [order_row(ctx, "POST /orders, one hot SKU (wrk)", skus[:1], buyers, seconds)]
     for spy in spies:
         spy.wait()
@@ -89,9 +92,12 @@ def run(ctx):
 
     half = max(1, seconds // 2)
     rows.append(ctx.measure("POST /payments/notify (signed, applied)", notify, seconds=half))
+    spies = profile(ctx, seconds, profiling) if profiling and pay_profiled else []
     rows.append(ctx.with_cpu(lambda: ctx.wrk_each(
         "POST /orders/{id}/pay (provider round trip, wrk)",
         [(f"/api/v1/orders/{o['_id']}/pay", tokens[o["buyer_id"]]) for o in pay_pool], seconds=seconds)))
+    for spy in spies:
+        spy.wait()
     if rows[-1]["errors"]:
         rows[-1]["note"] = f"{rows[-1]['errors']} non-2xx answers ({len(pay_pool)} orders to pay)"
     return rows

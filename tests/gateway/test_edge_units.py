@@ -229,3 +229,4 @@ def test_an_answer_that_could_not_be_recorded_is_recorded_once_mongodb_is_back(s
     assert [w[0] for w in records.writes] == [written]
     if written == "update":
         assert records.writes[0][2]["$set"] == {"state": "done", "status": 201, "body": '{"order_id": "ord_1"}'}
+

@@ -125,7 +125,7 @@ def test_a_crash_between_a_batchs_reservation_and_its_confirmation_is_undone_and
     until(lambda: not stack.services["orders"].is_running(), timeout=20)
     stuck = list(mongo["quanzi_orders"]["orders"].find({"buyer_id": {"$in": [b["user_id"] for b in buyers]},
                                                         "status": "creating"}, {"_id": 1}))
-    assert len(stuck) >= 2  # a batch was cut short with its stock reserved
+    assert stuck  # a batch was cut short with its stock reserved (how many it held depends on timing)
     reserved = mongo["quanzi_catalog"]["reservations"].count_documents(
         {"_id": {"$in": [o["_id"] for o in stuck]}, "status": "reserved"})
     assert reserved == len(stuck)

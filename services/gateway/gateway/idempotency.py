@@ -14,10 +14,12 @@ from datetime import timedelta
 import logging
 
 import eventlet
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo import DeleteOne, UpdateOne
+from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 from werkzeug.wrappers import Response
 
 from kit import claims
+from kit.batching import ALONE, GroupCommit
 from kit.errors import InProgress, RuleRefused
 from kit.validation import utcnow
 
@@ -28,8 +30,35 @@ log = logging.getLogger(__name__)
 
 
 class IdempotencyKeys:
+    """Claims and answers of concurrent requests are written in batches (kit.batching): under load, one insert
+    claims every key that arrived meanwhile and one bulk update stores their answers."""
+
     def __init__(self, collection):
         self.records = collection
+        self._claims = GroupCommit(self._claim_all)
+        self._answers = GroupCommit(self._finish_all)
+
+    def _claim_all(self, records):
+        """Insert the claims; ALONE for a key claimed before (its request then waits for or replays it)."""
+        try:
+            self.records.insert_many(records, ordered=False)
+            return [None] * len(records)
+        except BulkWriteError as exc:
+            errors = exc.details["writeErrors"]
+            if any(error["code"] != 11000 for error in errors):
+                raise
+            taken = {error["index"] for error in errors}
+            return [ALONE if i in taken else None for i in range(len(records))]
+
+    def _finish_all(self, answers):
+        self.records.bulk_write([self._finish_op(*answer) for answer in answers], ordered=False)
+        return [None] * len(answers)
+
+    @staticmethod
+    def _finish_op(record_id, final, status, body):
+        if not final:
+            return DeleteOne({"_id": record_id, "state": "running"})
+        return UpdateOne({"_id": record_id}, {"$set": {"state": "done", "status": status, "body": body}})
 
     @staticmethod
     def record_id(user_id, method, path, key):
@@ -39,12 +68,19 @@ class IdempotencyKeys:
         """None when this request owns the key and should run; otherwise the stored Response to replay.
         `user_id` is kept with the record so an erased account's stored answers can be deleted."""
         now = utcnow()
+        record = {"_id": record_id, "state": "running", "body_hash": body_hash, "user_id": user_id,
+                  **claims.held(now, CLAIM_LEASE), "created_at": now}
+        return self._claims.submit(record, alone=lambda: self._claim(record))
+
+    def _claim(self, record):
         try:
-            self.records.insert_one({"_id": record_id, "state": "running", "body_hash": body_hash, "user_id": user_id,
-                                     **claims.held(now, CLAIM_LEASE), "created_at": now})
+            self.records.insert_one(record)
             return None
         except DuplicateKeyError:
-            pass
+            return self._wait_for(record["_id"], record["body_hash"], record["user_id"])
+
+    def _wait_for(self, record_id, body_hash, user_id):
+        """The key was claimed before: replay its answer, wait for it, or take a dead owner's claim over."""
         deadline = time.monotonic() + WAIT_SECONDS
         while True:
             record = self.records.find_one({"_id": record_id})
@@ -78,10 +114,14 @@ class IdempotencyKeys:
             eventlet.spawn_n(self._finish_later, record_id, final, status, body)
 
     def _finish(self, record_id, final, status, body):
+        self._answers.submit((record_id, final, status, body),
+                             alone=lambda: self._finish_one(record_id, final, status, body))
+
+    def _finish_one(self, record_id, final, status, body):
         if not final:
             self.records.delete_one({"_id": record_id, "state": "running"})
-            return
-        self.records.update_one({"_id": record_id}, {"$set": {"state": "done", "status": status, "body": body}})
+        else:
+            self.records.update_one({"_id": record_id}, {"$set": {"state": "done", "status": status, "body": body}})
 
     def _finish_later(self, record_id, final, status, body):
         deadline = time.monotonic() + CLAIM_LEASE.total_seconds()  # after that, the claim has expired anyway
