@@ -30,6 +30,9 @@ def test_ten_identical_notifications_make_one_payment(api, stack, mongo, kombu_l
     listener.wait_for(lambda m: m["data"]["order_id"] == order["order_id"])
     again = notify(api, stack.env["PAYMENT_HMAC_SECRET"], body)
     assert again.json()["outcome"] == "duplicate"
+    # a repeat of the trade_no changes nothing whatever it says now (here: another amount)
+    altered = notify(api, stack.env["PAYMENT_HMAC_SECRET"], dict(body, amount_fen=body["amount_fen"] + 1))
+    assert (altered.status_code, altered.json()["outcome"]) == (200, "duplicate")
     time.sleep(0.5)  # room for a second order.paid to show up, were there one
     assert [m["data"]["order_id"] for m in distinct(listener.messages)].count(order["order_id"]) == 1
 

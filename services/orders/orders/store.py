@@ -17,7 +17,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 from pymongo.write_concern import WriteConcern
 
 from kit import claims, paging
-from kit.errors import Conflict, NotFound
+from kit.errors import Conflict, NotFound, QuanziError
 from kit.mongo import BaseStore
 from kit.validation import new_id, utcnow
 from orders import domain
@@ -238,10 +238,15 @@ class OrdersStore(BaseStore):
         """Apply a provider notification once per trade_no. Returns (outcome, refund_id): "duplicate" (seen
         before: nothing changes), "applied", or "refund" (late or not applicable: the money goes back)."""
         def txn(session):
-            if self.payments.find_one({"_id": note["trade_no"]}, {"_id": 1}, session=session):
-                return "duplicate", None
-            order = self.order(note["order_id"], session)
-            domain.check_amount(order, note)
+            # no look-up of the trade_no first: its payment insert below fails on a repeat (DuplicateKeyError,
+            # the transaction aborted, nothing written), which answers "duplicate"
+            try:
+                order = self.order(note["order_id"], session)
+                domain.check_amount(order, note)
+            except QuanziError:
+                if self.payments.find_one({"_id": note["trade_no"]}, {"_id": 1}, session=session):
+                    return "duplicate", None  # a repeat changes nothing, whatever it says now
+                raise
             group = self.group(order["group_id"], session) if order.get("group_id") else None
             payment = {"_id": note["trade_no"], "order_id": order["_id"], "amount_fen": note["amount_fen"],
                        "received_at": now}
@@ -261,7 +266,7 @@ class OrdersStore(BaseStore):
             return "applied", None
         try:
             return self.transaction(txn)
-        except DuplicateKeyError:  # a concurrent copy of this notification committed first
+        except DuplicateKeyError:  # this notification was applied before (or a concurrent copy committed first)
             return "duplicate", None
 
     def _pay_seat(self, session, order, group, paid, now):
