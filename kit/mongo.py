@@ -128,14 +128,15 @@ class BaseStore:
     def apply_once(self, key, fn):
         """Apply fn(session) and remember `key` in one transaction; a key seen before returns DUPLICATE."""
         def attempt(session):
-            if self.processed.find_one({"_id": key}, session=session, projection={"_id": 1}):
-                return DUPLICATE
+            # the marker first, without looking it up: a key seen before fails this insert (and aborts the
+            # transaction before anything else was written), which is rarer than a first delivery
             self.processed.insert_one({"_id": key, "at": utcnow()}, session=session)
             return fn(session)
         try:
             return self.transaction(attempt)
         except DuplicateKeyError:
-            # A concurrent delivery of the same event committed first: nothing of ours was written.
+            # Applied before (a redelivery), or a concurrent delivery of it committed first: nothing of ours was
+            # written. (A DuplicateKeyError of the handler's own writes leaves no marker: it is raised as it is.)
             if self.processed.find_one({"_id": key}):
                 return DUPLICATE
             raise
