@@ -80,3 +80,11 @@ def from_outcome(outcome):
         cls = next((c for c in ALL if c.code == error["code"]), QuanziError)
         raise cls(error["message"], error["fields"])
     return outcome["result"]
+
+
+def outcome_or_error(outcome):
+    """from_outcome, with the error returned instead of raised (to hand each caller of a batch its own)."""
+    try:
+        return from_outcome(outcome)
+    except CallerError as exc:
+        return exc

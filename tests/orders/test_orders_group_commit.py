@@ -145,3 +145,51 @@ def test_a_crash_between_a_batchs_reservation_and_its_confirmation_is_undone_and
         {"buyer_id": {"$in": [b["user_id"] for b in buyers]}, "status": "pending_payment"}), timeout=10)
     assert {r["status"] for r in mongo["quanzi_catalog"]["reservations"].find(
         {"_id": {"$in": [o["_id"] for o in stuck]}})} == {"released"}
+
+
+def test_the_gateways_batch_call_answers_each_order_on_its_own():
+    from unittest.mock import patch
+
+    from nameko.testing.services import worker_factory
+
+    from orders.service import OrdersService
+
+    def placed(requests):
+        return [{"_id": f"ord_{i}", "buyer_id": buyer, "status": "pending_payment", "merchant_id": "mch_a",
+                 "lines": [], "goods_fen": 5000, "shipping_fen": 800, "discount_fen": 0, "total_fen": 5800,
+                 "refunded_fen": 0, "created_at": NOW, "address": data["address"], "share_code": None,
+                 "group_id": None} for i, (buyer, _, data, _) in enumerate(requests)]
+    good = {"items": [{"sku_id": "sku_a", "qty": 1}],
+            "address": {"recipient": "Li", "phone": "13900000000", "region": "杭州", "detail": "1 Road"}}
+    # given a batch from the gateway of two valid orders and one without items
+    with patch.object(OrderSaga, "place_batch", side_effect=placed) as place_batch:
+        outcomes = worker_factory(OrdersService, config=load_settings({})).create_orders([
+            {"buyer_id": "usr_1", "payload": good, "idempotency_key": "k1", "request_id": "req-1"},
+            {"buyer_id": "usr_2", "payload": dict(good, items=[]), "idempotency_key": None, "request_id": "req-2"},
+            {"buyer_id": "usr_3", "payload": good, "idempotency_key": "k3", "request_id": None}])
+    # then the invalid one is refused with its field errors, and only the two valid ones were placed
+    assert outcomes[0]["result"]["order_id"] == "ord_0" and outcomes[2]["result"]["order_id"] == "ord_1"
+    assert outcomes[1]["error"]["code"] == "invalid_input" and "items" in outcomes[1]["error"]["fields"]
+    assert [request[0] for request in place_batch.call_args.args[0]] == ["usr_1", "usr_3"]
+
+
+def test_every_order_placed_under_load_is_logged_with_its_own_request_id(api, stack):
+    _, _, _, sku = open_shop(api, stock=100)
+    buyers = [api.register_user() for _ in range(8)]
+    request_ids = [f"trace-{uuid.uuid4().hex[:12]}" for _ in buyers]
+
+    def order(i):
+        return requests.post(f"{stack.gateway_url}/api/v1/orders", json=order_body(sku), timeout=15, headers={
+            "Authorization": f"Bearer {buyers[i]['token']}", "X-Request-Id": request_ids[i]}).json()["order_id"]
+    # when eight shoppers order at once (most of them are placed in batches)
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        order_ids = list(pool.map(order, range(8)))
+
+    # then the orders service's log names each order's request: its own RPC, or its line in a batch
+    def logged():
+        lines = (stack.logs_dir / "orders.log").read_text().splitlines()
+        for request_id, order_id in zip(request_ids, order_ids):
+            mine = [line for line in lines if request_id in line]
+            assert any("rpc orders.create_order ok" in line or f"order {order_id} placed" in line
+                       for line in mine), (request_id, order_id)
+    eventually(logged, timeout=5)

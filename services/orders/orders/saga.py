@@ -16,7 +16,8 @@ import eventlet
 from prometheus_client import Counter
 
 from kit.batching import ALONE, GroupCommit
-from kit.errors import Conflict, InProgress, InvalidInput, QuanziError, from_outcome
+from kit.amqp import is_transient
+from kit.errors import CallerError, Conflict, InProgress, InvalidInput, QuanziError, Unavailable, from_outcome
 from kit.rpc import call as rpc_call
 from kit.validation import new_id, utcnow
 from orders import domain, faults
@@ -147,6 +148,23 @@ class OrderSaga:
                         continue
                 outcomes[i] = order
                 ORDERS_PLACED.labels("single").inc()
+        return outcomes
+
+    def place_batch(self, requests):
+        """place_together, with every outcome final: the order, or the CallerError its request answers (a key
+        that names an order already is placed through place_alone; a failure of the infrastructure is
+        Unavailable, as kit.amqp answers it for a single order). A bug is raised."""
+        outcomes = self.place_together(requests)
+        for i, outcome in enumerate(outcomes):
+            if outcome is ALONE:
+                try:
+                    outcomes[i] = self.place_alone(*requests[i])
+                except CallerError as exc:
+                    outcomes[i] = exc
+            elif isinstance(outcome, BaseException) and not isinstance(outcome, CallerError):
+                if not is_transient(outcome):
+                    raise outcome
+                outcomes[i] = Unavailable("a backing store is unreachable; retry shortly")
         return outcomes
 
     def _undo_all(self, order_ids, release):

@@ -1,5 +1,5 @@
 """RPC payload schemas the orders service uses internally (what the gateway passes: contracts.api.orders)."""
-from marshmallow import fields
+from marshmallow import fields, validate
 
 from kit.validation import Id, StrictSchema
 
@@ -12,3 +12,15 @@ class Viewer(StrictSchema):
 
 class Ref(StrictSchema):
     id = Id(required=True)
+
+
+class BatchedOrder(StrictSchema):
+    """One order of a batch the gateway sends (its payload is validated on its own: contracts.api.orders)."""
+    buyer_id = Id(required=True)
+    payload = fields.Dict(required=True)
+    idempotency_key = fields.String(load_default=None, allow_none=True, validate=validate.Length(1, 255))
+    request_id = fields.String(load_default=None, allow_none=True, validate=validate.Length(1, 200))
+
+
+class OrderBatch(StrictSchema):
+    orders = fields.List(fields.Nested(BatchedOrder), required=True, validate=validate.Length(1, 64))

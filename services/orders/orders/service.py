@@ -12,7 +12,7 @@ from prometheus_client import Counter
 from contracts.api import orders as api
 from kit.amqp import RpcProxy, rpc
 from kit.config import load_settings
-from kit.errors import Conflict, Forbidden, NotFound, RuleRefused
+from kit.errors import CallerError, Conflict, Forbidden, NotFound, RuleRefused, as_outcome
 from kit.events import on_event
 from kit.mongo import MongoStore
 from kit.service import ServiceBase
@@ -55,6 +55,33 @@ class OrdersService(ServiceBase):
         data = load(api.OrderInput, payload)
         order = self.saga.place(self._id(buyer_id), idempotency_key, data, domain.merge_items(data["items"]))
         return domain.order_view(order, with_address=True)
+
+    @rpc
+    def create_orders(self, orders):
+        """Plain orders that arrived at the gateway together (its group commit), placed as one batch
+        (OrderSaga.place_together): one outcome each, {"result": view} or {"error": ...} (kit.errors.as_outcome).
+        Each order is logged with the request id it came with."""
+        batch = load(schemas.OrderBatch, {"orders": orders})["orders"]
+        outcomes, valid = [None] * len(batch), []
+        for i, order in enumerate(batch):
+            try:
+                data = load(api.OrderInput, order["payload"])
+                valid.append((i, (self._id(order["buyer_id"]), order["idempotency_key"], data,
+                                  domain.merge_items(data["items"]))))
+            except CallerError as exc:
+                outcomes[i] = exc
+        placed = self.saga.place_batch([request for _, request in valid]) if valid else []
+        for (i, _), outcome in zip(valid, placed):
+            outcomes[i] = outcome
+        for order, outcome in zip(batch, outcomes):
+            extra = {"request_id": order["request_id"]} if order["request_id"] else {}
+            if isinstance(outcome, CallerError):
+                log.info("order refused (batch of %d): %s", len(batch), outcome, extra=extra)
+            else:
+                log.info("order %s placed (batch of %d)", outcome["_id"], len(batch),
+                         extra=dict(extra, order_id=outcome["_id"]))
+        return [as_outcome(o if isinstance(o, CallerError) else domain.order_view(o, with_address=True))
+                for o in outcomes]
 
     @rpc
     def open_group(self, buyer_id, payload, idempotency_key=None):

@@ -10,8 +10,21 @@ from gateway.errors import Unauthorized
 from gateway.http import api
 from gateway.rpc import call
 from kit.amqp import RpcProxy
+from kit.batching import GroupCommit
+from kit.errors import outcome_or_error
 
 PAY_TIMEOUT = 20.0  # paying waits for the provider's notification round trip
+
+
+def place_orders(batch):
+    """Orders that arrived together, placed with one orders.create_orders call (through the proxy of the batch's
+    first request): one message each way per batch instead of per order. One outcome each: its order view, or
+    the error its request answers."""
+    answers = call(batch[0][0].create_orders, [order for _, order in batch])
+    return [outcome_or_error(answer) for answer in answers]
+
+
+ORDER_BATCHES = GroupCommit(place_orders)  # this process's: POST /orders arriving while others are in flight
 
 
 def viewer(c):
@@ -28,7 +41,10 @@ class OrderRoutes:
          summary="Place an order (stock reserved now, price captured). Header Idempotency-Key: the same key "
                  "from the same user returns the same order")
     def create_order(self, c):
-        return call(self.orders.create_order, c.user_id, c.body, c.idempotency_key)
+        order = {"buyer_id": c.user_id, "payload": c.body, "idempotency_key": c.idempotency_key,
+                 "request_id": c.request_id}
+        return ORDER_BATCHES.submit((self.orders, order),
+                                    alone=lambda: call(self.orders.create_order, c.user_id, c.body, c.idempotency_key))
 
     @api("GET", "/orders", query=OrderQuery, response=views.OrderPage, tags=["orders"], errors=[403, 404],
          summary="Your purchases, newest first; with merchant_id, that merchant's orders (its owner or an admin)")
