@@ -11,6 +11,8 @@ never stalls the ones behind it.
 that caller, or ALONE: the caller handles its request by itself after all (e.g. a retry of a request already
 being handled elsewhere, which may have to wait). An exception raised by write_batch reaches every caller of the
 batch."""
+import weakref
+
 import eventlet
 from eventlet.event import Event
 
@@ -58,3 +60,15 @@ class GroupCommit:
                     done.send(outcome)
         finally:
             self._writing = False
+
+
+_owned = weakref.WeakKeyDictionary()  # {owner: {name: GroupCommit}}
+
+
+def group_commit_of(owner, name, write_batch):
+    """The GroupCommit `name` of `owner` (a service's store: one per process, living as long as its container),
+    made with `write_batch` on first use."""
+    batchers = _owned.setdefault(owner, {})
+    if name not in batchers:
+        batchers[name] = GroupCommit(write_batch)
+    return batchers[name]

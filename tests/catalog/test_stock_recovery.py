@@ -64,6 +64,24 @@ def lines(skus):
     return [{"sku_id": skus[0], "qty": 2}, {"sku_id": skus[1], "qty": 3}]
 
 
+def late_hold_after_release(store, skus):
+    """An order released after its first line's hold, whose second line was held after that release by a process
+    that then died before its confirm (so it never gave that late hold back itself). Returns the order id."""
+    order = order_id()
+    steps = []
+
+    def released_then_died(step):
+        steps.append(step)
+        if steps == ["claimed", "held"]:
+            assert store.release(order) is True  # the order gave up after the first hold
+        elif len(steps) == 3:
+            raise Died(step)
+    with pytest.raises(Died):
+        store.reserve(order, lines(skus), False, crash=released_then_died)
+    assert stock(store, skus) == [10, 7]
+    return order
+
+
 # every point between two steps: claim | hold line 1 | hold line 2 | confirm | tidy
 STEPS = [("claimed", 1), ("held", 1), ("held", 2), ("confirmed", 1)]
 TAKEN = {("claimed", 1): [10, 10], ("held", 1): [8, 10], ("held", 2): [8, 7], ("confirmed", 1): [8, 7]}
@@ -153,18 +171,7 @@ def test_a_release_while_the_reservation_is_holding_gets_every_unit_back_once(st
 
 def test_a_hold_placed_after_the_release_by_a_process_that_then_died_is_given_back_by_the_next_release(store,
                                                                                                       two_skus):
-    order = order_id()
-    steps = []
-
-    def released_then_died(step):
-        steps.append(step)
-        if steps == ["claimed", "held"]:
-            assert store.release(order) is True  # the order gave up after the first hold
-        elif len(steps) == 3:
-            raise Died(step)  # the second line was held after that release; the process dies before the confirm
-    with pytest.raises(Died):
-        store.reserve(order, lines(two_skus), False, crash=released_then_died)
-    assert stock(store, two_skus) == [10, 7]
+    order = late_hold_after_release(store, two_skus)
     # when the order's undo releases it again (the sweep retries), then the late hold comes back, once
     assert store.release(order) is False
     assert store.release(order) is False
@@ -237,18 +244,7 @@ def backdate_holds(store, skus, seconds=120):
 
 
 def test_a_late_hold_of_a_released_order_whose_caller_died_is_given_back_by_the_sweep_once(store, two_skus):
-    order = order_id()
-    steps = []
-
-    def released_then_died(step):
-        steps.append(step)
-        if steps == ["claimed", "held"]:
-            assert store.release(order) is True  # the order gave up after the first hold
-        elif len(steps) == 3:
-            raise Died(step)  # the second line was held after that release; the process died before the confirm
-    with pytest.raises(Died):
-        store.reserve(order, lines(two_skus), False, crash=released_then_died)
-    assert stock(store, two_skus) == [10, 7]
+    order = late_hold_after_release(store, two_skus)
     # given nobody releases the order again: a fresh hold is some caller's work in progress, left alone
     assert store.sweep_holds(utcnow()) == 0
     assert stock(store, two_skus) == [10, 7]

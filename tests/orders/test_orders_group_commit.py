@@ -7,14 +7,12 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from unittest.mock import MagicMock
 
-import pytest
 import requests
 
+from kit.batching import ALONE
 from kit.config import load_settings
 from kit.errors import Conflict, Unavailable, as_outcome
-from kit.batching import ALONE
 from orders.saga import OrderSaga
-from tests.flows import expect
 from tests.helpers import eventually
 from tests.orders.shop import open_shop, order_body, stock_of
 
@@ -93,15 +91,6 @@ def until(condition, timeout):
     def check():
         assert condition()
     eventually(check, timeout=timeout, interval=0.3)
-
-
-@pytest.fixture
-def crashing_orders(stack):
-    def arm(point):
-        stack.restart_service("orders", {"ORDERS_CRASH_AT": point})
-    yield arm
-    if stack.services["orders"].env.get("ORDERS_CRASH_AT") or not stack.services["orders"].is_running():
-        stack.restart_service("orders")
 
 
 def test_a_crash_between_a_batchs_reservation_and_its_confirmation_is_undone_and_the_retries_place_once(

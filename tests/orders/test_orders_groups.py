@@ -3,8 +3,6 @@ window's end with every paid member refunded once, also across a crash half-way.
 import concurrent.futures
 import time
 
-import pytest
-
 from tests.flows import expect
 from tests.helpers import Api, eventually
 from tests.orders.shop import ADDRESS, events_of, open_shop, pay, ship, stock_of
@@ -116,16 +114,6 @@ def test_an_expired_group_refunds_paid_members_once_cancels_the_unpaid_and_retur
         assert (event["data"]["status"], event["data"]["refunded_fen"], event["data"]["cause"], event["data"]["full"]) \
             == ("refunded", 3900, "group_failed", True)
     assert [t for t, _ in events_of(listener, order_id=idle["order_id"])] == ["order.cancelled"]
-
-
-@pytest.fixture
-def crashing_orders(stack):
-    """Runs the orders service with a crash point; the test restarts it normally, and so does the teardown."""
-    def arm(point):
-        stack.restart_service("orders", {"ORDERS_CRASH_AT": point})
-    yield arm
-    if stack.services["orders"].env.get("ORDERS_CRASH_AT") or not stack.services["orders"].is_running():
-        stack.restart_service("orders")
 
 
 def test_a_crash_half_way_through_a_failed_group_resumes_and_refunds_nobody_twice(

@@ -2,22 +2,14 @@
 are written together by CatalogStore.reserve_many, so a hot SKU's orders cost a few database round trips per batch
 instead of four per order. Multi-line reservations, and one whose order already has a claim (a retry of a
 reservation in progress elsewhere), go through CatalogStore.reserve on their own."""
-import weakref
-
-from kit.batching import ALONE, GroupCommit
+from kit.batching import ALONE, group_commit_of
 from kit.errors import CallerError, as_outcome
-
-_batchers = weakref.WeakKeyDictionary()
 
 
 def batcher_of(store):
-    """The store's GroupCommit of reservations (one per store: the service's store lives as long as its
-    container)."""
-    batcher = _batchers.get(store)
-    if batcher is None:
-        batcher = _batchers[store] = GroupCommit(lambda batch: [ALONE if outcome is None else outcome
-                                                                for outcome in store.reserve_many(batch)])
-    return batcher
+    """The store's GroupCommit of reservations."""
+    return group_commit_of(store, "reservations", lambda batch: [
+        ALONE if outcome is None else outcome for outcome in store.reserve_many(batch)])
 
 
 def reserve(store, order_id, lines, group):

@@ -292,8 +292,8 @@ class CatalogStore(BaseStore):
         `reserve`, which waits for it or takes it over)."""
         now, claimed_at = utcnow(), time.monotonic()
         outcomes = [None] * len(requests)
-        claims_of = [{"_id": order_id, "status": RESERVING, "lines": [{"sku_id": line["sku_id"], "qty": line["qty"]}],
-                      "created_at": now, **claims.held(now, self.CLAIM_LEASE)} for order_id, line, _ in requests]
+        claims_of = [self._claim_doc(order_id, [{"sku_id": line["sku_id"], "qty": line["qty"]}], now)
+                     for order_id, line, _ in requests]
         mine = set(range(len(requests)))
         try:
             self.reservations_majority.insert_many(claims_of, ordered=False)
@@ -374,14 +374,15 @@ class CatalogStore(BaseStore):
 
     def _claim(self, order_id, lines):
         """None when this call owns the reservation now; otherwise the reservation someone else wrote."""
-        now = utcnow()
         try:
-            self.reservations_majority.insert_one({
-                "_id": order_id, "status": RESERVING, "lines": lines,
-                "created_at": now, **claims.held(now, self.CLAIM_LEASE)})
+            self.reservations_majority.insert_one(self._claim_doc(order_id, lines, utcnow()))
             return None
         except DuplicateKeyError:
             return self.reservations.find_one({"_id": order_id})
+
+    def _claim_doc(self, order_id, lines, now):
+        return {"_id": order_id, "status": RESERVING, "lines": lines, "created_at": now,
+                **claims.held(now, self.CLAIM_LEASE)}
 
     def _outcome_of(self, reservation):
         """(the result of a reservation made by another call, None), or (None, when this call asked for the claim

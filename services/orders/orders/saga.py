@@ -9,13 +9,12 @@ idempotent by its business key (order, refund or group id), so a retried or resu
 The service's entrypoints validate and check who may act, then call these steps."""
 import logging
 import time
-import weakref
 from datetime import timedelta
 
 import eventlet
 from prometheus_client import Counter
 
-from kit.batching import ALONE, GroupCommit
+from kit.batching import ALONE, group_commit_of
 from kit.amqp import is_transient
 from kit.errors import CallerError, Conflict, InProgress, InvalidInput, QuanziError, Unavailable, from_outcome
 from kit.rpc import call as rpc_call
@@ -43,17 +42,11 @@ def call(method, *args, timeout=RPC_TIMEOUT):
     return rpc_call(method, *args, timeout=timeout)
 
 
-_batchers = weakref.WeakKeyDictionary()
-
-
 def _batcher_of(store):
-    """The process's GroupCommit of plain orders (one per store: the service's store lives as long as its
-    container). A batch is written with the saga of its first request (its worker's catalog proxy)."""
-    batcher = _batchers.get(store)
-    if batcher is None:
-        batcher = _batchers[store] = GroupCommit(
-            lambda batch: batch[0][0].place_together([request[1:] for request in batch]))
-    return batcher
+    """The process's GroupCommit of plain orders. A batch is written with the saga of its first request (its
+    worker's catalog proxy)."""
+    return group_commit_of(store, "orders", lambda batch: batch[0][0].place_together(
+        [request[1:] for request in batch]))
 
 
 class OrderSaga:

@@ -105,11 +105,7 @@ class OrdersStore(BaseStore):
         the sweep gives back a reservation whose order never got confirmed, so it must not be lost in a failover
         while that reservation survives. (The catalog's own majority writes do not vouch for it: they go to the
         catalog's database, which may live on another replica set; deploy/.)"""
-        intent = {"_id": new_id("ord"), "buyer_id": buyer_id, "status": CREATING, "group_id": group_id,
-                  "created_at": now, **claims.free()}
-        if key is not None:
-            intent["idempotency_key"] = key
-        intent["due_at"] = domain.due_at(intent, self.settings)
+        intent = self._new_intent(buyer_id, key, group_id, now)
         try:
             self.orders.with_options(write_concern=WriteConcern("majority")).insert_one(intent)
             return intent, None
@@ -120,14 +116,7 @@ class OrdersStore(BaseStore):
         """insert_intent for a batch [(buyer_id, key)] in one insert (majority, for the same reason); one intent per
         request, or None where the buyer's Idempotency-Key names an intent or order already (the caller then
         goes through insert_intent, which finds it)."""
-        intents = []
-        for buyer_id, key in requests:
-            intent = {"_id": new_id("ord"), "buyer_id": buyer_id, "status": CREATING, "group_id": None,
-                      "created_at": now, **claims.free()}
-            if key is not None:
-                intent["idempotency_key"] = key
-            intent["due_at"] = domain.due_at(intent, self.settings)
-            intents.append(intent)
+        intents = [self._new_intent(buyer_id, key, None, now) for buyer_id, key in requests]
         try:
             self.orders.with_options(write_concern=WriteConcern("majority")).insert_many(intents, ordered=False)
         except BulkWriteError as exc:
@@ -137,6 +126,19 @@ class OrdersStore(BaseStore):
             for error in errors:
                 intents[error["index"]] = None
         return intents
+
+    def _new_intent(self, buyer_id, key, group_id, now):
+        intent = {"_id": new_id("ord"), "buyer_id": buyer_id, "status": CREATING, "group_id": group_id,
+                  "created_at": now, **claims.free()}
+        if key is not None:
+            intent["idempotency_key"] = key
+        intent["due_at"] = domain.due_at(intent, self.settings)
+        return intent
+
+    @staticmethod
+    def _confirmed_fields(order):
+        """What confirming writes over the intent: everything but what the intent was created with."""
+        return {k: v for k, v in order.items() if k not in ("_id", "buyer_id", "created_at", "idempotency_key")}
 
     def by_key(self, buyer_id, key):
         return self.orders.find_one({"buyer_id": buyer_id, "idempotency_key": key})
@@ -153,7 +155,7 @@ class OrdersStore(BaseStore):
     def confirm(self, order, group=None):
         """The intent becomes a pending_payment order (and opens its group) with `order.created`, unless the
         sweep abandoned it meanwhile (then Conflict: the caller gives everything back)."""
-        fields = {k: v for k, v in order.items() if k not in ("_id", "buyer_id", "created_at", "idempotency_key")}
+        fields = self._confirmed_fields(order)
 
         def txn(session):
             result = self.orders.update_one({"_id": order["_id"], "status": CREATING}, {"$set": fields},
@@ -171,9 +173,7 @@ class OrdersStore(BaseStore):
         `order.created`). False, with nothing written, when any of them was abandoned meanwhile (the caller then
         confirms them one by one, and gives back what belongs to the abandoned ones)."""
         def txn(session):
-            updates = [UpdateOne({"_id": order["_id"], "status": CREATING},
-                                 {"$set": {k: v for k, v in order.items()
-                                           if k not in ("_id", "buyer_id", "created_at", "idempotency_key")}})
+            updates = [UpdateOne({"_id": order["_id"], "status": CREATING}, {"$set": self._confirmed_fields(order)})
                        for order in orders]
             if self.orders.bulk_write(updates, ordered=True, session=session).matched_count != len(orders):
                 raise _Abandoned()
