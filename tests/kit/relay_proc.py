@@ -2,7 +2,7 @@
 
     python -m tests.kit.relay_proc --mongo URI --db NAME --service NAME --amqp URI --relay-id ID [--delay S]
 
-Prints `published <event id>` (flushed) after each publish the broker confirmed; `--delay` slows each
+Prints `published <event id>` (flushed, one write for each chunk the broker confirmed); `--delay` slows each
 confirm down so a test can kill the relay half-way through a batch.
 """
 import argparse
@@ -23,10 +23,10 @@ def main():
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
 
-    def on_published(doc):
-        print(f"published {doc['_id']}", flush=True)
+    def on_published(docs):
+        print("\n".join(f"published {doc['_id']}" for doc in docs), flush=True)
         if args.delay:
-            time.sleep(args.delay)
+            time.sleep(args.delay * len(docs))
 
     outbox = Outbox(connect(args.mongo)[args.db], args.service, args.partitions)
     relay = OutboxRelay(outbox, args.amqp, idle_wait=0.2, relay_id=args.relay_id, on_published=on_published)
