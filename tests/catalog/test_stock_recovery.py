@@ -303,7 +303,8 @@ def one_line(skus, qty=1, at=0):
     return {"sku_id": skus[at], "qty": qty}
 
 
-BATCH_TAKEN = {("claimed", 1): [10, 10], ("held", 1): [5, 10], ("held", 2): [5, 6], ("confirmed", 1): [5, 6]}
+# the batch's holds on both SKUs are one bulk: "held" is reached once, with both held
+BATCH_TAKEN = {("claimed", 1): [10, 10], ("held", 1): [5, 6], ("confirmed", 1): [5, 6]}
 
 
 @pytest.mark.parametrize("point,nth", BATCH_TAKEN)
@@ -374,3 +375,58 @@ def test_concurrent_reservations_of_a_hot_sku_never_oversell_and_announce_the_de
     for order in orders:
         store.release(order)
     assert stock(store, two_skus)[0] == 10
+
+
+def test_a_batch_over_several_skus_holds_them_in_one_bulk_and_falls_back_only_where_stock_is_short(store, two_skus):
+    # given a batch of orders on two SKUs (10 left each): 2 + 3 on the first, 4 + 7 on the second (11 > 10)
+    orders = [order_id() for _ in range(4)]
+    requests = [(orders[0], one_line(two_skus, 2), False), (orders[1], one_line(two_skus, 3), False),
+                (orders[2], one_line(two_skus, 4, at=1), False), (orders[3], one_line(two_skus, 7, at=1), False)]
+    # when they are written as one batch
+    outcomes = store.reserve_many(requests)
+    # then the first SKU's orders held together, the second SKU's went one by one: 4 fits, 7 no longer does
+    assert [o["lines"][0]["qty"] for o in outcomes[:3]] == [2, 3, 4]
+    assert isinstance(outcomes[3], Conflict)
+    assert store.reservations.find_one({"_id": orders[3]})["status"] == "released"
+    assert stock(store, two_skus) == [5, 6]
+    store.tidy_holds()
+    assert holds(store, two_skus) == [0, 0]
+
+
+def test_concurrent_orders_spread_over_skus_never_oversell_and_announce_each_depletion_once(store, two_skus,
+                                                                                           monkeypatch):
+    import eventlet
+    from catalog import group_commit
+    answers = {}
+    one_by_one = []
+    hold = store._hold
+    monkeypatch.setattr(store, "_hold", lambda *args: one_by_one.append(args) or hold(*args))
+
+    def buy(at, order):
+        try:
+            answers[order] = group_commit.reserve(store, order, [one_line(two_skus, at=at % 2)], False)["lines"][0]["qty"]
+        except Conflict:
+            answers[order] = "sold out"
+
+    def rush(shoppers):
+        batcher = group_commit.batcher_of(store)
+        batcher._alone += 1  # given a reservation in flight: what arrives now waits for the next batch
+        pool = eventlet.GreenPool(shoppers)
+        for at in range(shoppers):
+            pool.spawn_n(buy, at, order_id())
+        pool.waitall()
+        batcher._alone -= 1
+    # when 20 shoppers buy one each, alternating between two SKUs with 10 left each, all at once
+    rush(20)
+    # then every one got one, in one bulk hold over both SKUs (no order held on its own), both SKUs are at 0, and
+    # each depletion was announced once, by the batch that caused it
+    assert list(answers.values()) == [1] * 20 and one_by_one == []
+    assert stock(store, two_skus) == [0, 0]
+    # and when 6 more come, they are told it sold out, and nothing is announced again
+    rush(6)
+    assert sorted(answers.values(), key=str) == [1] * 20 + ["sold out"] * 6
+    assert stock(store, two_skus) == [0, 0]
+    for sku in two_skus:
+        assert store.outbox.events.count_documents({"type": "stock.depleted", "envelope.data.sku_id": sku}) == 1
+    store.tidy_holds()
+    assert holds(store, two_skus) == [0, 0]

@@ -283,9 +283,10 @@ class CatalogStore(BaseStore):
         """Group commit of single-line reservations that arrived together (catalog.group_commit): the same four
         steps as `reserve`, each done for the whole batch at once: one insert of every claim, one conditional
         update per SKU holding every order's line (`stock >= the sum`, none of these orders held yet; each order
-        still gets its own hold), one read of the products, one bulk confirm. A batch hold the SKU cannot cover
-        falls back to holding order by order (some fit, the rest are sold out). A crash between any two steps
-        leaves what `reserve` leaves at the same step, and the release undoes it the same way.
+        still gets its own hold), sent as one bulk when the batch spans several SKUs (_hold_batches), one read of
+        the products, one bulk confirm. A batch hold the SKU cannot cover falls back to holding order by order
+        (some fit, the rest are sold out). A crash between any two steps leaves what `reserve` leaves at the same
+        step, and the release undoes it the same way.
 
         requests: [(order_id, line, group)]. Returns one outcome per request, in order: the result, an exception
         to raise to that caller, or None for a request whose claim existed already (the caller goes through
@@ -307,13 +308,20 @@ class CatalogStore(BaseStore):
         for i in sorted(mine):
             by_sku.setdefault(requests[i][1]["sku_id"], []).append(i)
         held, depleted_by = {}, {}
+        if by_sku and time.monotonic() > claimed_at + self.HOLD_WITHIN:
+            raise Unavailable("reserving the stock took too long; its outcome is not known yet")
+        held_together = self._hold_batches(
+            {sku_id: [(requests[i][0], requests[i][1]["qty"]) for i in batch] for sku_id, batch in by_sku.items()},
+            now)
+        if held_together:
+            crash("held")
         for sku_id, batch in by_sku.items():
-            if time.monotonic() > claimed_at + self.HOLD_WITHIN:
-                raise Unavailable("reserving the stock took too long; its outcome is not known yet")
-            last = self._hold_together(sku_id, [(requests[i][0], requests[i][1]["qty"]) for i in batch], now)
+            last = held_together.get(sku_id)
             if last is not None:
                 held.update((i, last) for i in batch)
             else:  # not enough for all of them: one by one, in arrival order
+                if time.monotonic() > claimed_at + self.HOLD_WITHIN:
+                    raise Unavailable("reserving the stock took too long; its outcome is not known yet")
                 for i in batch:
                     sku = self._hold(requests[i][0], requests[i][1])
                     if sku is None:
@@ -321,9 +329,9 @@ class CatalogStore(BaseStore):
                         outcomes[i] = self._refusal(requests[i][1])
                     else:
                         held[i] = last = sku
+                crash("held")
             if last is not None and last["stock"] == 0:
                 depleted_by[max(i for i in batch if i in held)] = last  # announced with the last order that held
-            crash("held")
         products = self.products_of(held.values()) if held else {}
         priced = {}
         for i, sku in held.items():
@@ -356,6 +364,39 @@ class CatalogStore(BaseStore):
                 outcomes[i] = priced[i]
                 self._tidy_later(requests[i][0], [requests[i][1]])
         return outcomes
+
+    def _hold_batches(self, batches, now):
+        """{sku_id: [(order, qty)]} -> {sku_id: the SKU as its batch hold left it} for the SKUs whose batch went
+        through; a SKU missing could not cover its batch (or one of its orders held it already). One SKU: one
+        conditional update returning the SKU. Several (load spread over many SKUs): one bulk of conditional
+        updates, acknowledged once, then one read. Each batch's hold entries record the stock the hold left
+        (`left`, computed by the update itself), so that read knows exactly which hold emptied a SKU, whatever
+        happened to the SKU since: the depletion is announced once, by the batch that caused it."""
+        if len(batches) == 1:
+            (sku_id, holds), = batches.items()
+            sku = self._hold_together(sku_id, holds, now)
+            return {} if sku is None else {sku_id: sku}
+        self.skus_majority.bulk_write([UpdateOne(*self._batch_hold(sku_id, holds, now))
+                                       for sku_id, holds in batches.items()], ordered=False)
+        mine = [order_id for holds in batches.values() for order_id, _ in holds]
+        held = {}
+        for sku in self.skus.find({"_id": {"$in": list(batches)}},
+                                  {**self.HELD_FIELDS, "holds": {"$elemMatch": {"o": {"$in": mine}}}}):
+            hold = (sku.pop("holds", None) or [{}])[0]
+            if "left" in hold and hold["o"] in {order_id for order_id, _ in batches[sku["_id"]]}:
+                held[sku["_id"]] = dict(sku, stock=hold["left"])
+        return held
+
+    @staticmethod
+    def _batch_hold(sku_id, holds, now):
+        """(filter, pipeline update) holding every (order, qty) of `holds` on the SKU if it can cover them all and
+        none of them holds it yet; each hold entry carries the stock left after this update."""
+        total = sum(qty for _, qty in holds)
+        left = {"$subtract": ["$stock", total]}
+        return ({"_id": sku_id, "stock": {"$gte": total}, "holds.o": {"$nin": [order_id for order_id, _ in holds]}},
+                [{"$set": {"stock": left, "holds": {"$concatArrays": [
+                    {"$ifNull": ["$holds", []]},
+                    [{"o": {"$literal": order_id}, "q": qty, "at": now, "left": left} for order_id, qty in holds]]}}}])
 
     def _hold_together(self, sku_id, holds, now):
         """One conditional update holding every (order, qty) of `holds` on the SKU, or None (not enough stock for
