@@ -372,6 +372,8 @@ class CatalogStore(BaseStore):
         updates, acknowledged once, then one read. Each batch's hold entries record the stock the hold left
         (`left`, computed by the update itself), so that read knows exactly which hold emptied a SKU, whatever
         happened to the SKU since: the depletion is announced once, by the batch that caused it."""
+        if not batches:
+            return {}
         if len(batches) == 1:
             (sku_id, holds), = batches.items()
             sku = self._hold_together(sku_id, holds, now)
