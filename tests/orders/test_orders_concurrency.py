@@ -2,6 +2,7 @@
 import concurrent.futures
 import threading
 import time
+import uuid
 from collections import Counter
 
 import pytest
@@ -68,6 +69,27 @@ def test_20_concurrent_retries_of_one_idempotency_key_make_one_order(api, rpc, m
     other = api.register_user()
     theirs = expect(api.post("/orders", json=order_body(sku), token=other["token"], headers=headers), 201)
     assert theirs["order_id"] != answers[0].json()["order_id"]
+
+
+def test_the_orders_service_keeps_the_idempotency_key_of_an_order_and_the_gateway_records_nothing(api, rpc, mongo):
+    # given an order placed with a key
+    _, _, product, sku = open_shop(api, stock=10)
+    buyer = api.register_user()
+    key = {"Idempotency-Key": f"checkout-{uuid.uuid4().hex[:8]}"}
+    first = api.post("/orders", json=order_body(sku, qty=2), token=buyer["token"], headers=key)
+    assert first.status_code == 201 and "Idempotent-Replayed" not in first.headers
+    # when the client retries it, then it gets the same order back, marked as a replay, and nothing is taken again
+    again = api.post("/orders", json=order_body(sku, qty=2), token=buyer["token"], headers=key)
+    assert (again.status_code, again.headers.get("Idempotent-Replayed")) == (201, "true")
+    assert again.json() == first.json()
+    assert stock_of(rpc, product["product_id"]) == 8
+    # when the same key comes with another request, then it is refused as a client's bug (422)
+    other = api.post("/orders", json=order_body(sku, qty=3), token=buyer["token"], headers=key)
+    assert other.status_code == 422 and "Idempotency-Key" in other.json()["error"]["fields"]
+    assert stock_of(rpc, product["product_id"]) == 8
+    # and the key lives with the order only: the gateway wrote no record of it (one write fewer each way)
+    assert mongo["quanzi_gateway"]["idempotency"].count_documents({"user_id": buyer["user_id"]}) == 0
+    assert mongo["quanzi_orders"]["orders"].count_documents({"buyer_id": buyer["user_id"]}) == 1
 
 
 def test_a_5_seat_group_with_40_concurrent_joiners_takes_exactly_4_of_them(api, stack, rpc, mongo):

@@ -29,7 +29,7 @@ def saga_with(outcomes=None, rpc_error=None, confirmed=True, taken=()):
     store, catalog = MagicMock(), MagicMock()
     store.insert_intents.side_effect = lambda requests, now: [
         None if i in taken else {"_id": f"ord_{i}", "buyer_id": buyer, "status": "creating", "group_id": None,
-                                 "created_at": NOW} for i, (buyer, _) in enumerate(requests)]
+                                 "created_at": NOW} for i, (buyer, _, _) in enumerate(requests)]
     store.mark_abandoned.side_effect = lambda order_id: {"_id": order_id, "status": "abandoned", "group_id": None}
     store.confirm_many.return_value = confirmed
     result = catalog.reserve_stock_many.call_async.return_value.result

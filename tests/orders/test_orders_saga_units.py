@@ -7,7 +7,8 @@ import pytest
 from nameko.testing.services import worker_factory
 
 from kit.config import load_settings
-from kit.errors import Conflict, InvalidInput
+from kit.errors import Conflict, InvalidInput, RuleRefused
+from orders import domain
 from orders.service import OrdersService
 from tests.orders.shop import order_body
 
@@ -24,7 +25,7 @@ def reserved(merchant="mch_a", product="prd_a", sku="sku_a"):
 def service(reserve=None, existing=None, seat=True):
     store, catalog = MagicMock(), MagicMock()
     intent = {"_id": "ord_new", "buyer_id": "usr_b", "status": "creating", "group_id": None, "created_at": NOW}
-    store.insert_intent.side_effect = lambda buyer, key, group_id, now: \
+    store.insert_intent.side_effect = lambda buyer, key, group_id, now, fingerprint=None: \
         (None, existing) if existing else (dict(intent, group_id=group_id), None)
     store.mark_abandoned.side_effect = lambda order_id: dict(intent, _id=order_id, status="abandoned",
                                                              group_id=store.insert_intent.call_args.args[2])
@@ -102,6 +103,29 @@ def test_the_same_idempotency_key_returns_the_order_it_made_without_reserving_ag
     worker, store, catalog = service(existing=made)
     assert worker.create_order("usr_b", order_body("sku_a"), "key-1")["order_id"] == "ord_old"
     catalog.reserve_stock.call_async.assert_not_called()
+
+
+def test_a_repeat_of_the_request_is_answered_as_a_replay_and_another_request_under_its_key_is_refused():
+    # given an order made under key-1 from this request (its digest kept with it)
+    made = {"_id": "ord_old", "buyer_id": "usr_b", "status": "pending_payment", "merchant_id": "mch_a", "lines": [],
+            "goods_fen": 1, "shipping_fen": 0, "discount_fen": 0, "total_fen": 1, "created_at": NOW,
+            "address": order_body("x")["address"], "group_id": None}
+    worker, store, catalog = service(existing=dict(made, request_hash=fingerprint_of(order_body("sku_a"))))
+    # when the same request comes again (its fields in another order), then it is the same order, marked replayed
+    again = dict(reversed(list(order_body("sku_a").items())))
+    answer = worker.create_order("usr_b", again, "key-1")
+    assert (answer["order_id"], answer["replayed"]) == ("ord_old", True)
+    # when another request comes with the same key, then it is refused (422), not answered with that order
+    with pytest.raises(RuleRefused) as err:
+        worker.create_order("usr_b", order_body("sku_b"), "key-1")
+    assert "Idempotency-Key" in err.value.fields
+    catalog.reserve_stock.call_async.assert_not_called()
+
+
+def fingerprint_of(payload):
+    from contracts.api.orders import OrderInput
+    from kit.validation import load
+    return domain.request_fingerprint(load(OrderInput, payload))
 
 
 def test_a_key_already_used_for_a_plain_order_cannot_open_a_group():

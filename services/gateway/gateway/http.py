@@ -162,14 +162,16 @@ class ApiRoute(HttpRequestHandler):
 
     def __init__(self, method, path, *, auth="user", body=None, query=None, response=None, status=200,
                  summary="", tags=(), errors=(), prefix=API_PREFIX, document=True, media_type=None, error_bodies=None,
-                 audit=None, audit_target=None, upload=None, **kwargs):
+                 audit=None, audit_target=None, upload=None, idempotency="edge", **kwargs):
         self.route = prefix + path
         super().__init__(method, self.route, **kwargs)
         self.auth, self.body_schema, self.query_schema = auth, body, query
         self.status = status
         self.audit, self.audit_target = audit, audit_target
         self.upload = upload  # {"media_types": [...], "limit": setting name}: the body is a file, not JSON
-        self.idempotent = method == "POST"  # every POST honours Idempotency-Key (see idempotency.py)
+        # every POST honours Idempotency-Key: here at the edge (idempotency.py), or, for a route declared with
+        # idempotency="service", by the service that keeps the key with what it makes (POST /orders)
+        self.idempotent = method == "POST" and idempotency == "edge"
 
     def handle_request(self, request):
         request.shallow = False

@@ -1,4 +1,5 @@
-"""Idempotency-Key for every POST of a signed-in user, at the edge (one mechanism for every route).
+"""Idempotency-Key for every POST of a signed-in user, at the edge (one mechanism for every route but those
+declared idempotency="service", whose service keeps the key with what it makes: POST /orders).
 
 The first request with a key claims it (a unique insert), runs, and stores its answer; a repeat (a client retry,
 a double tap) gets the stored answer back, byte for byte, without running the route again. A repeat that

@@ -55,9 +55,11 @@ def build_spec(routes, version="1.0.0"):
         if route["method"] == "POST" and auth in ("user", "admin", "optional"):
             # Every POST of a signed-in user honours Idempotency-Key (gateway/idempotency.py): a bad key is 400, a
             # key still in use by the first request 409, a key reused with another body 422.
+            replays = ("a retry with the same key and body replays the first answer"
+                       if route.get("idempotency", "edge") == "edge" else
+                       "a retry with the same key and body answers what the first made, as it is now")
             params.append({"name": "Idempotency-Key", "in": "header", "required": False,
-                           "schema": {"type": "string", "minLength": 1, "maxLength": 100},
-                           "description": "a retry with the same key and body replays the first answer"})
+                           "schema": {"type": "string", "minLength": 1, "maxLength": 100}, "description": replays})
             errors |= {400, 409, 422}
         if params:
             operation["parameters"] = params

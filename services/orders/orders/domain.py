@@ -1,5 +1,7 @@
 """Order rules: the status machine, totals, refunds, group-buy seats, payment amounts, views and event
 data. Pure functions over plain dicts; no nameko, no pymongo, no I/O (unit-tested directly)."""
+import hashlib
+import json
 from datetime import timedelta
 
 from contracts.api.orders import MAX_QTY, REFUND_KINDS, REFUND_STATUSES  # noqa: F401 (views show the contract's lists)
@@ -345,6 +347,30 @@ def event_data(order, **extra):
         "share_code": order.get("share_code"), "group_id": order.get("group_id"),
         "created_at": order["created_at"].isoformat(), **extra,
     }
+
+
+def request_fingerprint(data):
+    """A digest of a validated order request, kept with the order its Idempotency-Key made (the key is this
+    service's to keep: the gateway records nothing for POST /orders). Field order and spacing do not count."""
+    return hashlib.sha256(json.dumps(data, sort_keys=True, ensure_ascii=False, default=str).encode()).hexdigest()
+
+
+def replay_of(order, fingerprint):
+    """The order an Idempotency-Key made, answered again to a repeat of its request (marked `replayed`); the same
+    key with another request is a client's bug, refused (422). An order kept without a digest matches any."""
+    if order.get("request_hash", fingerprint) != fingerprint:
+        raise RuleRefused("this Idempotency-Key was already used with a different request",
+                          {"Idempotency-Key": ["reused with a different body"]})
+    return dict(order, replayed=True)
+
+
+def placed_view(order):
+    """What placing an order answers: its view (with the address: the buyer's own), and `replayed: true` when
+    the order was made before, under the same Idempotency-Key (the gateway turns it into Idempotent-Replayed)."""
+    view = order_view(order, with_address=True)
+    if order.get("replayed"):
+        view["replayed"] = True
+    return view
 
 
 def order_view(order, with_address):

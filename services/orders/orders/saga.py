@@ -92,7 +92,8 @@ class OrderSaga:
         for a single order (and a retry with the same Idempotency-Key takes over). One outcome per request: the
         order, the error to raise, or ALONE for a key that names an order already (placed through place_alone,
         which finds it)."""
-        intents = self.store.insert_intents([(buyer_id, key) for buyer_id, key, _, _ in requests], utcnow())
+        intents = self.store.insert_intents([(buyer_id, key, key and domain.request_fingerprint(data))
+                                             for buyer_id, key, data, _ in requests], utcnow())
         outcomes = [ALONE if intent is None else None for intent in intents]
         live = [i for i, intent in enumerate(intents) if intent is not None]
         if not live:
@@ -171,9 +172,10 @@ class OrderSaga:
     def place_alone(self, buyer_id, key, data, items, group=None):
         """One order, placed on its own (group buys, and a plain order when nothing else is in flight)."""
         group_id = new_id("grp") if group == "open" else group
+        fingerprint = key and domain.request_fingerprint(data)
         deadline = time.monotonic() + IDEMPOTENT_WAIT
         while True:
-            intent, existing = self.store.insert_intent(buyer_id, key, group_id, utcnow())
+            intent, existing = self.store.insert_intent(buyer_id, key, group_id, utcnow(), fingerprint)
             if intent is not None:
                 break
             if existing is not None and existing["status"] not in (CREATING, ABANDONED):
@@ -181,7 +183,7 @@ class OrderSaga:
                         (group not in (None, "open") and existing["group_id"] != group):
                     raise Conflict("this Idempotency-Key was used for another request",
                                    {"Idempotency-Key": ["already used for another order"]})
-                return existing  # the same key again: the same order
+                return domain.replay_of(existing, fingerprint)  # the same key again: the same order
             if existing is not None and domain.owner_gone(existing, utcnow()):
                 # The first request gave up on it and could not finish undoing it (the broker, the catalog or
                 # MongoDB was away), or died with it: finish that here (each step is idempotent; a live owner

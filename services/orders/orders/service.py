@@ -54,7 +54,7 @@ class OrdersService(ServiceBase):
     def create_order(self, buyer_id, payload, idempotency_key=None):
         data = load(api.OrderInput, payload)
         order = self.saga.place(self._id(buyer_id), idempotency_key, data, domain.merge_items(data["items"]))
-        return domain.order_view(order, with_address=True)
+        return domain.placed_view(order)
 
     @rpc
     def create_orders(self, orders):
@@ -80,8 +80,7 @@ class OrdersService(ServiceBase):
             else:
                 log.info("order %s placed (batch of %d)", outcome["_id"], len(batch),
                          extra=dict(extra, order_id=outcome["_id"]))
-        return [as_outcome(o if isinstance(o, CallerError) else domain.order_view(o, with_address=True))
-                for o in outcomes]
+        return [as_outcome(o if isinstance(o, CallerError) else domain.placed_view(o)) for o in outcomes]
 
     @rpc
     def open_group(self, buyer_id, payload, idempotency_key=None):

@@ -97,7 +97,7 @@ class OrdersStore(BaseStore):
         return paging.find_page(self.orders, query, limit, cursor, "created_at", projection={"address": 0})
 
     # -- creating an order: intent → (seat) → stock → confirm ----------------------------------------------
-    def insert_intent(self, buyer_id, key, group_id, now):
+    def insert_intent(self, buyer_id, key, group_id, now, fingerprint=None):
         """Write the order's intent before any stock is reserved, so a crash half-way leaves a trace the sweep
         can undo. Returns (intent, None), or (None, the order already made with this Idempotency-Key).
 
@@ -105,7 +105,7 @@ class OrdersStore(BaseStore):
         the sweep gives back a reservation whose order never got confirmed, so it must not be lost in a failover
         while that reservation survives. (The catalog's own majority writes do not vouch for it: they go to the
         catalog's database, which may live on another replica set; deploy/.)"""
-        intent = self._new_intent(buyer_id, key, group_id, now)
+        intent = self._new_intent(buyer_id, key, group_id, now, fingerprint)
         try:
             self.orders.with_options(write_concern=WriteConcern("majority")).insert_one(intent)
             return intent, None
@@ -113,10 +113,10 @@ class OrdersStore(BaseStore):
             return None, self.orders.find_one({"buyer_id": buyer_id, "idempotency_key": key})
 
     def insert_intents(self, requests, now):
-        """insert_intent for a batch [(buyer_id, key)] in one insert (majority, for the same reason); one intent per
+        """insert_intent for a batch [(buyer_id, key, fingerprint)] in one insert (majority, for the same reason); one intent per
         request, or None where the buyer's Idempotency-Key names an intent or order already (the caller then
         goes through insert_intent, which finds it)."""
-        intents = [self._new_intent(buyer_id, key, None, now) for buyer_id, key in requests]
+        intents = [self._new_intent(buyer_id, key, None, now, fingerprint) for buyer_id, key, fingerprint in requests]
         try:
             self.orders.with_options(write_concern=WriteConcern("majority")).insert_many(intents, ordered=False)
         except BulkWriteError as exc:
@@ -127,18 +127,23 @@ class OrdersStore(BaseStore):
                 intents[error["index"]] = None
         return intents
 
-    def _new_intent(self, buyer_id, key, group_id, now):
+    def _new_intent(self, buyer_id, key, group_id, now, fingerprint=None):
+        # to the millisecond MongoDB keeps: the answer to the request that places the order then shows the times a
+        # later read (or a replay of its Idempotency-Key) shows
+        now = now.replace(microsecond=now.microsecond // 1000 * 1000)
         intent = {"_id": new_id("ord"), "buyer_id": buyer_id, "status": CREATING, "group_id": group_id,
                   "created_at": now, **claims.free()}
         if key is not None:
             intent["idempotency_key"] = key
+            intent["request_hash"] = fingerprint  # domain.replay_of: the key's repeat must be the same request
         intent["due_at"] = domain.due_at(intent, self.settings)
         return intent
 
     @staticmethod
     def _confirmed_fields(order):
         """What confirming writes over the intent: everything but what the intent was created with."""
-        return {k: v for k, v in order.items() if k not in ("_id", "buyer_id", "created_at", "idempotency_key")}
+        return {k: v for k, v in order.items() if k not in ("_id", "buyer_id", "created_at", "idempotency_key",
+                                                          "request_hash")}
 
     def by_key(self, buyer_id, key):
         return self.orders.find_one({"buyer_id": buyer_id, "idempotency_key": key})

@@ -7,7 +7,7 @@ from contracts.api.orders import (DisputeDecision, DisputeQuery, EscalateInput, 
 from contracts.payment import SIGNATURE_HEADER, signature_ok
 from gateway import schemas_orders as views
 from gateway.errors import Unauthorized
-from gateway.http import api
+from gateway.http import api, json_response
 from gateway.rpc import call
 from kit.amqp import RpcProxy
 from kit.batching import GroupCommit
@@ -37,14 +37,20 @@ class OrderRoutes:
     social_feed = RpcProxy("social_feed")
 
     # -- orders ---------------------------------------------------------------------------------------------
-    @api("POST", "/orders", body=OrderInput, response=views.OrderView, status=201, tags=["orders"], errors=[404, 409],
+    @api("POST", "/orders", body=OrderInput, response=views.OrderView, status=201, tags=["orders"],
+         errors=[404, 409, 422], idempotency="service",
          summary="Place an order (stock reserved now, price captured). Header Idempotency-Key: the same key "
-                 "from the same user returns the same order")
+                 "from the same user returns the same order (Idempotent-Replayed: true), as it is now; with "
+                 "another body, 422. The orders service keeps the key, unique with the order it made")
     def create_order(self, c):
         order = {"buyer_id": c.user_id, "payload": c.body, "idempotency_key": c.idempotency_key,
                  "request_id": c.request_id}
-        return ORDER_BATCHES.submit((self.orders, order),
-                                    alone=lambda: call(self.orders.create_order, c.user_id, c.body, c.idempotency_key))
+        placed = ORDER_BATCHES.submit((self.orders, order),
+                                      alone=lambda: call(self.orders.create_order, c.user_id, c.body,
+                                                         c.idempotency_key))
+        if placed.pop("replayed", False):
+            return json_response(201, placed, {"Idempotent-Replayed": "true"})
+        return placed
 
     @api("GET", "/orders", query=OrderQuery, response=views.OrderPage, tags=["orders"], errors=[403, 404],
          summary="Your purchases, newest first; with merchant_id, that merchant's orders (its owner or an admin)")
