@@ -30,7 +30,7 @@ import amqp
 from kombu import Connection
 from kombu.serialization import dumps
 from nameko.standalone.events import get_event_exchange
-from pymongo import ASCENDING, DESCENDING, UpdateOne
+from pymongo import ASCENDING, DESCENDING
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from contracts import EVENTS, make_envelope, spec_for
@@ -235,9 +235,7 @@ class OutboxRelay:
     def _mark_sent(self, ids):
         if not ids:
             return
-        now = utcnow()
-        self.outbox.events.bulk_write(
-            [UpdateOne({"_id": i}, {"$set": {"status": "sent", "sent_at": now}}) for i in ids], ordered=False)
+        self.outbox.events.update_many({"_id": {"$in": ids}}, {"$set": {"status": "sent", "sent_at": utcnow()}})
 
     def _update_gauges(self):
         if time.monotonic() - self._last_gauge < 2:

@@ -258,7 +258,7 @@ class OrdersService(ServiceBase):
         can no longer take (cancelled, group closed) is refunded at once; a wrong amount is refused."""
         note = load(api.PaymentNotification, notification)
         try:
-            outcome, refund_id = self.store.apply_payment(note, utcnow())
+            outcome, refund_id, status = self.store.apply_payment(note, utcnow())
         except RuleRefused:
             PAYMENTS.labels("amount_mismatch").inc()
             log.warning("payment %s for order %s refused: amount %s does not match the order",
@@ -270,8 +270,9 @@ class OrdersService(ServiceBase):
         if refund_id is not None:
             log.info("payment %s for order %s arrived too late: refunding it", note["trade_no"], note["order_id"])
             self.saga.pay_back(self.store.refund(refund_id))
-        order = self.store.order(note["order_id"])
-        return {"outcome": outcome, "order_id": order["_id"], "status": order["status"], "refund_id": refund_id}
+        if status is None or refund_id is not None:  # a repeat, or a refund paid back since: as the order is now
+            status = self.store.order(note["order_id"])["status"]
+        return {"outcome": outcome, "order_id": note["order_id"], "status": status, "refund_id": refund_id}
 
     # -- timers --------------------------------------------------------------------------------------------
     @timer(interval=load_settings().sweep_interval)

@@ -240,8 +240,9 @@ class OrdersStore(BaseStore):
 
     # -- payments ------------------------------------------------------------------------------------------
     def apply_payment(self, note, now):
-        """Apply a provider notification once per trade_no. Returns (outcome, refund_id): "duplicate" (seen
-        before: nothing changes), "applied", or "refund" (late or not applicable: the money goes back)."""
+        """Apply a provider notification once per trade_no. Returns (outcome, refund_id, the order's status as
+        this left it, None for a repeat): "duplicate" (seen before: nothing changes), "applied", or "refund" (late
+        or not applicable: the money goes back)."""
         def txn(session):
             # no look-up of the trade_no first: its payment insert below fails on a repeat (DuplicateKeyError,
             # the transaction aborted, nothing written), which answers "duplicate"
@@ -250,7 +251,7 @@ class OrdersStore(BaseStore):
                 domain.check_amount(order, note)
             except QuanziError:
                 if self.payments.find_one({"_id": note["trade_no"]}, {"_id": 1}, session=session):
-                    return "duplicate", None  # a repeat changes nothing, whatever it says now
+                    return "duplicate", None, None  # a repeat changes nothing, whatever it says now
                 raise
             group = self.group(order["group_id"], session) if order.get("group_id") else None
             payment = {"_id": note["trade_no"], "order_id": order["_id"], "amount_fen": note["amount_fen"],
@@ -260,19 +261,19 @@ class OrdersStore(BaseStore):
                 self.payments.insert_one(dict(payment, outcome="refunded", refund_id=refund_id), session=session)
                 self.refunds.insert_one(self._new_refund(refund_id, order, "late_payment", note["amount_fen"],
                                                          note["trade_no"], now, "processing"), session=session)
-                return "refund", refund_id
+                return "refund", refund_id, order["status"]
             self.payments.insert_one(dict(payment, outcome="applied"), session=session)
             paid = {"trade_no": note["trade_no"], "paid_at": now}
             if group is None:
-                self._move(session, order, "pay", now, paid, "order.paid", trade_no=note["trade_no"],
-                           paid_at=now.isoformat())
+                changed = self._move(session, order, "pay", now, paid, "order.paid", trade_no=note["trade_no"],
+                                     paid_at=now.isoformat())
             else:
-                self._pay_seat(session, order, group, paid, now)
-            return "applied", None
+                changed = self._pay_seat(session, order, group, paid, now)
+            return "applied", None, changed["status"]
         try:
             return self.transaction(txn)
         except DuplicateKeyError:  # this notification was applied before (or a concurrent copy committed first)
-            return "duplicate", None
+            return "duplicate", None, None
 
     def _pay_seat(self, session, order, group, paid, now):
         """A group seat is paid; the last paid seat forms the group, atomically once (the group document is
@@ -281,8 +282,8 @@ class OrdersStore(BaseStore):
                                {"$set": {"members.$.paid": True}, "$inc": {"paid": 1}}, session=session)
         forms = group["paid"] + 1 == group["size"]
         action = "pay" if forms else "pay_group_seat"
-        self._move(session, order, action, now, paid, "order.paid", trade_no=paid["trade_no"],
-                   paid_at=now.isoformat())
+        changed = self._move(session, order, action, now, paid, "order.paid", trade_no=paid["trade_no"],
+                             paid_at=now.isoformat())
         if forms:
             others = [m["order_id"] for m in group["members"] if m["order_id"] != order["_id"]]
             self.orders.update_many({"_id": {"$in": others}, "status": domain.AWAITING_GROUP},
@@ -292,6 +293,7 @@ class OrdersStore(BaseStore):
             members = [dict(m, paid=True) for m in group["members"]]
             self.emit(session, "groupbuy.formed", domain.group_event_data(
                 group, members, formed_at=now.isoformat()), subject=group["_id"])
+        return changed
 
     # -- refunds (their state machine: domain.REFUND_TRANSITIONS) ---------------------------------------------
     def _new_refund(self, refund_id, order, kind, amount, trade_no, now, status, reason=None, return_goods=False):

@@ -422,22 +422,24 @@ class SocialFeedStore(BaseStore):
         self._purchases(buyer_id, product_ids, at, session, drop=order_id)
 
     def _purchases(self, buyer_id, product_ids, at, session, add=None, drop=None):
-        # read and write in the caller's transaction: two events of one buyer and product are applied one
-        # after the other (Mongo aborts one of two conflicting transactions and the kit retries it)
+        # one atomic update per product, computed by MongoDB from the entry as it is (no read first): two events
+        # of one buyer and product still apply one after the other, and an order already refunded never counts
+        orders, refunded = {"$ifNull": ["$orders", []]}, {"$ifNull": ["$refunded", []]}
+        if drop is not None:
+            orders = {"$setDifference": [orders, [{"$literal": drop}]]}
+            refunded = {"$setUnion": [refunded, [{"$literal": drop}]]}
+        elif add is not None:
+            orders = {"$cond": [{"$in": [{"$literal": add}, refunded]}, orders,
+                                {"$setUnion": [orders, [{"$literal": add}]]}]}
         for product_id in set(product_ids):
-            key = f"{buyer_id}:{product_id}"
-            doc = self.purchases.find_one({"_id": key}, {"orders": 1, "refunded": 1}, session=session) or {}
-            orders, refunded = set(doc.get("orders", [])), set(doc.get("refunded", []))
-            if drop is not None:
-                orders.discard(drop)
-                refunded.add(drop)
-            elif add is not None and add not in refunded:
-                orders.add(add)
-            gone = bool(refunded) and not orders
-            self.purchases.update_one({"_id": key}, {
-                "$set": {"orders": sorted(orders), "refunded": sorted(refunded), "gone": gone},
-                "$setOnInsert": {"buyer_id": buyer_id, "product_id": product_id, "at": at}},
-                upsert=True, session=session)
+            self.purchases.update_one({"_id": f"{buyer_id}:{product_id}"}, [
+                {"$set": {"orders": {"$sortArray": {"input": orders, "sortBy": 1}},
+                          "refunded": {"$sortArray": {"input": refunded, "sortBy": 1}},
+                          "buyer_id": {"$literal": buyer_id}, "product_id": {"$literal": product_id},
+                          "at": {"$ifNull": ["$at", {"$literal": at}]}}},
+                {"$set": {"gone": {"$and": [{"$gt": [{"$size": "$refunded"}, 0]},
+                                            {"$eq": [{"$size": "$orders"}, 0]}]}}},
+            ], upsert=True, session=session)
 
     def social_proof(self, viewer_id, product_id, shown=10):
         """Friends of the viewer who bought / shared the product: ({ids shown}, count) each. Costs one covered
