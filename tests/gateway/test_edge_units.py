@@ -40,6 +40,16 @@ def test_tokens_carry_the_user_and_are_refused_when_forged_or_expired():
         auth.read_token(KEY, f"Bearer {expired}")
     with pytest.raises(Unauthorized):
         auth.read_token(KEY, f"Basic {token}")
+    # a token verified once is remembered, for its key only and until it expires, never beyond
+    assert auth.read_token(KEY, f"Bearer {token}")["user_id"] == "usr_1"
+    forged = token[:-2] + ("AA" if token[-2:] != "AA" else "BB")
+    with pytest.raises(Unauthorized):
+        auth.read_token(KEY, f"Bearer {forged}")
+    short = jwt.encode({"sub": "usr_1", "exp": time.time() + 1}, KEY, algorithm="HS256")
+    assert auth.read_token(KEY, f"Bearer {short}")["user_id"] == "usr_1"
+    time.sleep(1.1)
+    with pytest.raises(Unauthorized):
+        auth.read_token(KEY, f"Bearer {short}")
 
 
 def test_token_bucket_allows_the_burst_then_asks_to_wait():
