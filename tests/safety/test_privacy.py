@@ -57,7 +57,7 @@ def test_export_holds_everything_and_erasure_leaves_no_phone_nickname_or_address
     friend = api.register_user()
     befriend(api, user, friend)
     address = {"recipient": f"R{tag}", "phone": api.new_phone(), "region": "浙江省 杭州市", "detail": f"Lane {tag}"}
-    # given a user with an order (placed with an Idempotency-Key: its answer, with the address, is stored), a
+    # given a user with an order (placed with an Idempotency-Key, kept with the order and its address), a
     # moment, a comment on a friend's moment, a share, and a friend
     order = expect(api.post("/orders", json={"items": [{"sku_id": sku_id, "qty": 1}], "address": address},
                             token=user["token"], headers={"Idempotency-Key": f"k-{tag}"}), 201)
@@ -69,7 +69,9 @@ def test_export_holds_everything_and_erasure_leaves_no_phone_nickname_or_address
     review = eventually(lambda: expect(api.post(f"/products/{product['product_id']}/reviews",
                                                 json={"order_id": order["order_id"], "rating": 5, "text": "good"},
                                                 token=user["token"]), 201), timeout=15, interval=0.5)
-    expect(api.post("/moments", json={"text": f"my moment {tag}"}, token=user["token"]), 201)
+    # (posted with an Idempotency-Key: the gateway keeps its answer, with the author's nickname, until erasure)
+    expect(api.post("/moments", json={"text": f"my moment {tag}"}, token=user["token"],
+                    headers={"Idempotency-Key": f"m-{tag}"}), 201)
     friends_moment = expect(api.post("/moments", json={"text": "hi"}, token=friend["token"]), 201)["moment_id"]
     expect(api.post(f"/moments/{friends_moment}/comments", json={"text": f"comment {tag}"}, token=user["token"]), 201)
     expect(api.post("/shares", json={"product_id": product["product_id"]}, token=user["token"]), 201)
