@@ -22,9 +22,8 @@ import threading
 import time
 import uuid
 import zlib
-from datetime import timedelta
-
 from contextlib import contextmanager
+from datetime import timedelta
 
 import amqp
 from kombu import Connection

@@ -2,8 +2,7 @@
 
 from nameko.timer import timer
 
-from catalog import domain, schemas
-from catalog import group_commit
+from catalog import domain, group_commit, schemas
 from catalog.store import CatalogStore
 from contracts.api import catalog as api
 from kit.amqp import rpc

@@ -175,10 +175,10 @@ class CatalogStore(BaseStore):
     #   1. claim: the reservation document, status `reserving` with the order's lines, unique by order id (one
     #      caller does the work, concurrent callers with the same order id wait for its outcome, or take a dead
     #      caller's claim over once its kit.claims lease ended);
-    #   2. hold: per line, one conditional update of the SKU: `stock >= qty` and no hold of this order yet, then
-    #      `$inc stock -qty` and `$push holds {o: order, q: qty, at}` (the hold is the SKU's own record of what
-    #      this order took, so a crash right after it leaves nothing unaccounted); it returns the SKU's price, so
-    #      pricing reads only the products (one query) after the holds;
+    #   2. hold: per line, one conditional update of the SKU (_conditional_hold): `stock >= qty` and no hold of
+    #      this order yet, then stock - qty and a hold entry {o: order, q: qty, at, left} appended (the hold is the
+    #      SKU's own record of what this order took, so a crash right after it leaves nothing unaccounted); it
+    #      returns the SKU's price, so pricing reads only the products (one query) after the holds;
     #   3. confirm: `reserving` -> `reserved` with the priced lines (with stock.depleted, in one transaction, when
     #      a SKU reached 0);
     #   4. tidy: pull the holds (a reserved reservation's own `lines` say what to give back from now on), in
@@ -378,7 +378,7 @@ class CatalogStore(BaseStore):
             (sku_id, holds), = batches.items()
             sku = self._hold_together(sku_id, holds, now)
             return {} if sku is None else {sku_id: sku}
-        self.skus_majority.bulk_write([UpdateOne(*self._batch_hold(sku_id, holds, now))
+        self.skus_majority.bulk_write([UpdateOne(*self._conditional_hold(sku_id, holds, now))
                                        for sku_id, holds in batches.items()], ordered=False)
         mine = [order_id for holds in batches.values() for order_id, _ in holds]
         held = {}
@@ -390,9 +390,10 @@ class CatalogStore(BaseStore):
         return held
 
     @staticmethod
-    def _batch_hold(sku_id, holds, now):
-        """(filter, pipeline update) holding every (order, qty) of `holds` on the SKU if it can cover them all and
-        none of them holds it yet; each hold entry carries the stock left after this update."""
+    def _conditional_hold(sku_id, holds, now):
+        """(filter, pipeline update) of every hold, single or batched: it holds each (order, qty) of `holds` on
+        the SKU if the SKU can cover them all and none of them holds it yet; each hold entry carries the stock
+        left after this update."""
         total = sum(qty for _, qty in holds)
         left = {"$subtract": ["$stock", total]}
         return ({"_id": sku_id, "stock": {"$gte": total}, "holds.o": {"$nin": [order_id for order_id, _ in holds]}},
@@ -401,14 +402,11 @@ class CatalogStore(BaseStore):
                     [{"o": {"$literal": order_id}, "q": qty, "at": now, "left": left} for order_id, qty in holds]]}}}])
 
     def _hold_together(self, sku_id, holds, now):
-        """One conditional update holding every (order, qty) of `holds` on the SKU, or None (not enough stock for
-        all of them, one of them held already, no such SKU)."""
-        return self.skus_majority.find_one_and_update(
-            {"_id": sku_id, "stock": {"$gte": sum(qty for _, qty in holds)},
-             "holds.o": {"$nin": [order_id for order_id, _ in holds]}},
-            {"$inc": {"stock": -sum(qty for _, qty in holds)},
-             "$push": {"holds": {"$each": [{"o": order_id, "q": qty, "at": now} for order_id, qty in holds]}}},
-            projection=self.HELD_FIELDS, return_document=ReturnDocument.AFTER)
+        """One conditional update holding every (order, qty) of `holds` on the SKU: the SKU after it, or None (not
+        enough stock for all of them, one of them held already, no such SKU)."""
+        return self.skus_majority.find_one_and_update(*self._conditional_hold(sku_id, holds, now),
+                                                      projection=self.HELD_FIELDS,
+                                                      return_document=ReturnDocument.AFTER)
 
     def _refusal(self, line):
         if self.skus.find_one({"_id": line["sku_id"]}, {"_id": 1}) is None:
@@ -450,10 +448,7 @@ class CatalogStore(BaseStore):
     def _hold(self, order_id, line):
         """Take one line's stock for the order (once): the SKU after it (stock and product id), or None when
         there is not enough. A line this order already holds (a dead owner's work, taken over) counts as held."""
-        sku = self.skus_majority.find_one_and_update(
-            {"_id": line["sku_id"], "stock": {"$gte": line["qty"]}, "holds.o": {"$ne": order_id}},
-            {"$inc": {"stock": -line["qty"]}, "$push": {"holds": {"o": order_id, "q": line["qty"], "at": utcnow()}}},
-            projection=self.HELD_FIELDS, return_document=ReturnDocument.AFTER)
+        sku = self._hold_together(line["sku_id"], [(order_id, line["qty"])], utcnow())
         if sku is None:
             sku = self.skus.find_one({"_id": line["sku_id"], "holds.o": order_id}, self.HELD_FIELDS)
         return sku

@@ -16,7 +16,7 @@ import logging
 
 import eventlet
 from pymongo import DeleteOne, UpdateOne
-from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
+from pymongo.errors import BulkWriteError, PyMongoError
 from werkzeug.wrappers import Response
 
 from kit import claims
@@ -74,11 +74,9 @@ class IdempotencyKeys:
         return self._claims.submit(record, alone=lambda: self._claim(record))
 
     def _claim(self, record):
-        try:
-            self.records.insert_one(record)
-            return None
-        except DuplicateKeyError:
+        if self._claim_all([record])[0] is ALONE:
             return self._wait_for(record["_id"], record["body_hash"], record["user_id"])
+        return None
 
     def _wait_for(self, record_id, body_hash, user_id):
         """The key was claimed before: replay its answer, wait for it, or take a dead owner's claim over."""

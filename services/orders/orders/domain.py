@@ -138,6 +138,14 @@ def due_at(order, settings):
     return None
 
 
+def placed_order(intent, merchant_id, lines, data, group, settings):
+    """The order an intent becomes once its stock is reserved and priced (single and batch paths alike)."""
+    order = dict(intent, merchant_id=merchant_id, lines=lines, **totals(lines, group), address=data["address"],
+                 share_code=data.get("share_code"), refunded_fen=0, status=transition(intent, "create"))
+    order["due_at"] = due_at(order, settings)
+    return order
+
+
 # -- refunds -------------------------------------------------------------------------------------------------
 def refund_terms(order, amount_fen, now):
     """(amount, automatic) of a refund the buyer asks for, or the reason it is refused.

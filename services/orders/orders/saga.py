@@ -14,8 +14,8 @@ from datetime import timedelta
 import eventlet
 from prometheus_client import Counter
 
-from kit.batching import ALONE, group_commit_of
 from kit.amqp import is_transient
+from kit.batching import ALONE, group_commit_of
 from kit.errors import CallerError, Conflict, InProgress, InvalidInput, QuanziError, Unavailable, from_outcome
 from kit.rpc import call as rpc_call
 from kit.validation import new_id, utcnow
@@ -118,12 +118,7 @@ class OrderSaga:
                 self._undo_all([intents[i]["_id"]], release="result" in outcome or not isinstance(exc, QuanziError))
                 outcomes[i] = exc
                 continue
-            data = requests[i][2]
-            order = dict(intents[i], merchant_id=merchant_id, lines=lines, **domain.totals(lines, False),
-                         address=data["address"], share_code=data.get("share_code"), refunded_fen=0,
-                         status=domain.transition(intents[i], "create"))
-            order["due_at"] = domain.due_at(order, self.config)
-            orders[i] = order
+            orders[i] = domain.placed_order(intents[i], merchant_id, lines, requests[i][2], False, self.config)
         if orders:
             try:
                 confirmed = self.store.confirm_many(list(orders.values()))
@@ -212,10 +207,7 @@ class OrderSaga:
             merchant_id, lines = domain.price_lines(reserved["lines"])
             if joined is not None and lines[0]["product_id"] != joined["product_id"]:
                 raise InvalidInput("this group buy is for another product", {"sku_id": ["not this group's product"]})
-            order = dict(intent, merchant_id=merchant_id, lines=lines, **domain.totals(lines, group is not None),
-                         address=data["address"], share_code=data.get("share_code"), refunded_fen=0,
-                         status=domain.transition(intent, "create"))
-            order["due_at"] = domain.due_at(order, self.config)
+            order = domain.placed_order(intent, merchant_id, lines, data, group is not None, self.config)
             new_group = None
             if group == "open":
                 new_group = domain.new_group(group_id, buyer_id, order_id, lines[0],

@@ -23,6 +23,7 @@ from kit.validation import new_id, utcnow
 from orders import domain
 from orders.domain import ABANDONED, CREATING
 
+
 class _Abandoned(Exception):
     """A batch's transaction found an intent abandoned: abort it all (confirm_many)."""
 
@@ -113,9 +114,9 @@ class OrdersStore(BaseStore):
             return None, self.orders.find_one({"buyer_id": buyer_id, "idempotency_key": key})
 
     def insert_intents(self, requests, now):
-        """insert_intent for a batch [(buyer_id, key, fingerprint)] in one insert (majority, for the same reason); one intent per
-        request, or None where the buyer's Idempotency-Key names an intent or order already (the caller then
-        goes through insert_intent, which finds it)."""
+        """insert_intent for a batch [(buyer_id, key, fingerprint)] in one insert (majority, for the same
+        reason); one intent per request, or None where the buyer's Idempotency-Key names an intent or order already
+        (the caller then goes through insert_intent, which finds it)."""
         intents = [self._new_intent(buyer_id, key, None, now, fingerprint) for buyer_id, key, fingerprint in requests]
         try:
             self.orders.with_options(write_concern=WriteConcern("majority")).insert_many(intents, ordered=False)
