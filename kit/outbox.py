@@ -2,8 +2,8 @@
 
 Writing: `Outbox.add(session, type, data, subject)` inside the service's transaction.
 Relaying: `OutboxRelay` publishes pending events to `<service>.events` (nameko's exchange, routing key = event
-type) with publisher confirms, then marks them sent. A crash between publish and mark re-publishes on
-restart (at-least-once); consumers dedupe on the envelope id.
+type) with publisher confirms, then marks them sent, chunk by chunk. A crash between publish and mark
+re-publishes on restart (at-least-once); consumers dedupe on the envelope id.
 
 Ordering and replicas: events are spread over `partitions` by subject (aggregate id). Each relay holds leases
 on a fair share of partitions (renewed every loop, expiring after LEASE_SECONDS; a batch stops half-way
@@ -120,7 +120,7 @@ class OutboxRelay:
         self.idle_wait = idle_wait
         self.relay_id = relay_id or f"{os.uname().nodename}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.exchange = get_event_exchange(outbox.service_name, {})
-        self.on_published = on_published  # test hook: called with each chunk the broker confirmed
+        self.on_published = on_published  # test hook: called with each chunk confirmed (and marked sent)
         self._wake = threading.Event()
         self._running = True
         self._connection = None
@@ -210,26 +210,25 @@ class OutboxRelay:
         ).sort([("seq", ASCENDING)]).limit(self.batch_size))
         if not pending:
             return 0
-        sent = []
+        sent = 0
         self._more = len(pending) == self.batch_size  # a full batch: there may be more behind it
-        try:
-            channel = self._channel()
-            for start in range(0, len(pending), CHUNK):
-                if time.monotonic() > self._lease_deadline:
-                    self._more = True
-                    break  # mark what went out, renew the leases, carry on in the next pass
-                chunk = pending[start:start + CHUNK]
-                confirmed = chunk[:channel.publish([(doc["envelope"], doc["type"]) for doc in chunk])]
-                sent += [doc["_id"] for doc in confirmed]
-                for doc in confirmed:
-                    EVENTS_PUBLISHED.labels(self.outbox.service_name, doc["type"]).inc()
-                if self.on_published and confirmed:
-                    self.on_published(confirmed)
-                if len(confirmed) < len(chunk):
-                    raise ConfirmRefused(f"the broker refused event {chunk[len(confirmed)]['_id']}")
-        finally:
-            self._mark_sent(sent)
-        return len(sent)
+        channel = self._channel()
+        for start in range(0, len(pending), CHUNK):
+            if time.monotonic() > self._lease_deadline:
+                self._more = True
+                break  # renew the leases, carry on in the next pass
+            chunk = pending[start:start + CHUNK]
+            confirmed = chunk[:channel.publish([(doc["envelope"], doc["type"]) for doc in chunk])]
+            # marked as soon as the broker confirmed them: a relay that dies later publishes none of them again
+            self._mark_sent([doc["_id"] for doc in confirmed])
+            sent += len(confirmed)
+            for doc in confirmed:
+                EVENTS_PUBLISHED.labels(self.outbox.service_name, doc["type"]).inc()
+            if self.on_published and confirmed:
+                self.on_published(confirmed)
+            if len(confirmed) < len(chunk):
+                raise ConfirmRefused(f"the broker refused event {chunk[len(confirmed)]['_id']}")
+        return sent
 
     def _mark_sent(self, ids):
         if not ids:
