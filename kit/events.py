@@ -117,16 +117,21 @@ class ReliableEventHandler(EventHandler):
                              delivery_mode=2, retry=True, retry_policy={"max_retries": 3})
 
 
-def idempotent(method):
-    """Run `method(self, event, session)` once per event id, in one transaction with the dedupe marker."""
+def idempotent(method, together=False):
+    """Run `method(self, event, session)` once per event id, in one transaction with the dedupe marker.
+    together=True: with the events of the service arriving meanwhile, in one transaction
+    (BaseStore.apply_once_together), for a handler that writes only through `session`."""
+    apply_once = "apply_once_together" if together else "apply_once"
+
     @functools.wraps(method)
     def wrapper(self, event):
         key = f"{self.name}.{method.__name__}:{event['id']}"
-        return self.store.apply_once(key, lambda session: method(self, event, session))
+        return getattr(self.store, apply_once)(key, lambda session: method(self, event, session))
     return wrapper
 
 
-def on_event(source_service, event_type, **kwargs):
+def on_event(source_service, event_type, together=False, **kwargs):
+    """together=True: see `idempotent`; for a busy event whose handler writes only through its session."""
     def decorate(method):
-        return ReliableEventHandler.decorator(source_service, event_type, **kwargs)(idempotent(method))
+        return ReliableEventHandler.decorator(source_service, event_type, **kwargs)(idempotent(method, together))
     return decorate

@@ -14,7 +14,9 @@ from pymongo.read_concern import ReadConcern
 from pymongo.write_concern import WriteConcern
 
 from kit import claims
+from kit.batching import ALONE, group_commit_of
 from kit.config import load_settings
+from kit.context import current_request_id, request_id_of
 from kit.outbox import Outbox, OutboxRelay
 from kit.validation import utcnow
 
@@ -140,6 +142,32 @@ class BaseStore:
             if self.processed.find_one({"_id": key}):
                 return DUPLICATE
             raise
+
+    def apply_once_together(self, key, fn):
+        """apply_once(key, fn), in one transaction with the others arriving meanwhile (group commit,
+        kit.batching): one insert of their markers and one commit for a batch of events instead of one each.
+
+        For handlers that write only through `session`: a batch in which a marker was seen before (a repeat) or
+        a handler failed is written by none of them; each then goes again alone, where a repeat answers DUPLICATE
+        and a failure reaches its own event only (its retries, its dead-letter queue)."""
+        request_id = current_request_id()  # the batch runs outside this worker: its log lines keep the event's id
+        return group_commit_of(self, "apply_once", self._apply_together).submit(
+            (key, fn, request_id), alone=lambda: self.apply_once(key, fn))
+
+    def _apply_together(self, batch):
+        def attempt(session):
+            now = utcnow()
+            self.processed.insert_many([{"_id": key, "at": now} for key, _, _ in batch], session=session)
+            results = []
+            for _, fn, request_id in batch:
+                with request_id_of(request_id):
+                    results.append(fn(session))
+            return results
+        try:
+            return self.transaction(attempt)
+        except Exception:  # noqa: BLE001 - whatever failed, each event is decided alone and hears its own outcome
+            log.debug("a batch of %d events goes again one by one", len(batch), exc_info=True)
+            return [ALONE] * len(batch)
 
     def export_user(self, user_id):
         """{collection: [documents]} of everything this service holds about `user_id`, as plain JSON values."""

@@ -69,25 +69,30 @@ class Outbox:
             except DuplicateKeyError:
                 pass
 
-    def next_seq(self, session, subject, first=False):
-        """A nanosecond clock reading, but always above the aggregate's previous event.
-
-        Writers to one aggregate are serialised by their transactions, so this orders that aggregate's
-        events even when the wall clock steps back (NTP) or another replica's clock runs behind ours."""
-        seq = time.time_ns()
-        if subject is not None and not first:  # an aggregate's first event has nothing to come after
-            last = self.events.find_one({"subject": subject}, {"seq": 1}, sort=[("seq", DESCENDING)],
+    def last_seqs(self, session, subjects):
+        """{subject: the seq of its latest event} of the aggregates that have events: one query however many."""
+        subjects = sorted(subjects)
+        if len(subjects) == 1:  # the common single event: the index's first entry of the aggregate
+            last = self.events.find_one({"subject": subjects[0]}, {"seq": 1}, sort=[("seq", DESCENDING)],
                                         session=session)
-            if last is not None and last["seq"] >= seq:
-                seq = last["seq"] + 1
-        return seq
+            return {} if last is None else {subjects[0]: last["seq"]}
+        latest = self.events.aggregate([{"$match": {"subject": {"$in": subjects}}},
+                                        {"$sort": {"subject": ASCENDING, "seq": DESCENDING}},
+                                        {"$group": {"_id": "$subject", "seq": {"$first": "$seq"}}}], session=session)
+        return {row["_id"]: row["seq"] for row in latest}
 
     def add(self, session, event_type, data, subject=None, first=False):
         return self.add_many(session, [(event_type, data, subject)], first=first)[0]
 
     def add_many(self, session, events, first=False):
-        """Record [(event_type, data, subject)] in one insert; returns their envelopes. first=True: each is its
-        aggregate's first event (see next_seq)."""
+        """Record [(event_type, data, subject)] in one insert; returns their envelopes.
+
+        Each event's seq is a nanosecond clock reading, but always above its aggregate's previous event (read
+        once for the whole batch, and the batch's own earlier events of it): writers to one aggregate are
+        serialised by their transactions, so this orders an aggregate's events even when the wall clock steps
+        back (NTP) or another replica's clock runs behind ours. first=True: each is its aggregate's first event
+        (made in this transaction), with nothing to come after: no look-up."""
+        last = {} if first else self.last_seqs(session, {subject for _, _, subject in events if subject is not None})
         docs = []
         for event_type, data, subject in events:
             owner = spec_for(event_type).source_service
@@ -95,12 +100,16 @@ class Outbox:
                 # a Quanzi service emitting another's event: it would leave on the wrong exchange, unheard
                 raise ValueError(f"{self.service_name} cannot emit {event_type}: that event belongs to {owner}")
             envelope = make_envelope(event_type, data, subject=subject)
+            seq = time.time_ns()
+            if subject is not None:
+                seq = max(seq, last.get(subject, -1) + 1)
+                last[subject] = seq
             docs.append({
                 "_id": envelope["id"],
                 "type": event_type,
                 "subject": subject,
                 "partition": partition_of(subject, self.partitions),
-                "seq": self.next_seq(session, subject, first),
+                "seq": seq,
                 "envelope": envelope,
                 "status": "pending",
                 "created_at": utcnow(),

@@ -88,6 +88,25 @@ def test_one_aggregates_events_keep_their_write_order_when_the_clock_steps_back(
     assert relay_order == ids
 
 
+def test_a_batch_of_events_of_several_aggregates_comes_after_each_ones_last_event_when_the_clock_steps_back(
+        store, monkeypatch):
+    # Given two orders with an event each, written at clock readings 9,000,000 and 2,000,000
+    readings = iter([9_000_000, 2_000_000, 1_000_000, 1_000_000, 1_000_000])
+    monkeypatch.setattr(kit.outbox, "time", types.SimpleNamespace(time_ns=lambda: next(readings),
+                                                                  monotonic=time.monotonic))
+    first = {order: store.record(order, 0)["id"] for order in ("ord_batch_a", "ord_batch_b")}
+    # when one batch (one look-up of the aggregates' last events) writes two more of a and one of b while the
+    # clock reads earlier than all of them
+    written = store.transaction(lambda session: store.emit_many(session, [
+        ("commission.accrued", accrued("ord_batch_a", 1), "ord_batch_a"),
+        ("commission.accrued", accrued("ord_batch_b", 1), "ord_batch_b"),
+        ("commission.accrued", accrued("ord_batch_a", 2), "ord_batch_a")]))
+    # then each aggregate's events are relayed in the order they were written
+    for order, later in (("ord_batch_a", [written[0], written[2]]), ("ord_batch_b", [written[1]])):
+        relay_order = [d["_id"] for d in store.outbox.events.find({"subject": order}).sort("seq", 1)]
+        assert relay_order == [first[order]] + [event["id"] for event in later]
+
+
 def test_events_written_while_the_broker_is_down_stay_pending_then_arrive_exactly_once(
         kit_servers, store, subscriber, relays):
     relay = relays()

@@ -57,7 +57,7 @@ class CommissionService(ServiceBase):
         self.store.record_inviter(session, data["user_id"], data["inviter_id"], domain.parse_time(data["bound_at"]))
 
     # -- the order lifecycle: every event adds facts, then the commissions follow them --------------------
-    @on_event("orders", "order.paid")
+    @on_event("orders", "order.paid", together=True)
     def order_paid(self, event, session):
         self._order_event(event, session)
 

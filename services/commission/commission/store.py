@@ -78,8 +78,10 @@ class CommissionStore(BaseStore):
         """Add the event's facts to the order, accrue once it is paid (attribution decided once, here), and
         bring every commission of the order in line with the facts. One transaction: the caller's."""
         now = utcnow()
-        order = self.orders.find_one({"_id": order_id}, session=session) or {"_id": order_id}
-        existing = list(self.commissions.find({"order_id": order_id}, session=session))
+        order = self.orders.find_one({"_id": order_id}, session=session)
+        # an order's commissions are only ever written with its document (below): none before its first event
+        existing = [] if order is None else list(self.commissions.find({"order_id": order_id}, session=session))
+        order = order or {"_id": order_id}
         order, new, changed, moves = domain.advance(order, existing, event_type, data,
                                                     lambda o: self._attribute(session, o, now), now)
         self.orders.replace_one({"_id": order_id}, order, upsert=True, session=session)

@@ -331,6 +331,13 @@ def public_group_status(status):
 
 
 # -- payment notifications (signed by the provider, verified by the gateway: contracts.payment) -----------------
+def pays_plainly(order, notification):
+    """The common notification, which a batch applies with others (OrdersStore.apply_payments): the right
+    amount for a plain order (no group seat) still waiting for its payment. Any other is decided on its own."""
+    return (order["status"] == PENDING and not order.get("group_id")
+            and notification["amount_fen"] == order["total_fen"])
+
+
 def check_amount(order, notification):
     if notification["amount_fen"] != order["total_fen"]:
         raise RuleRefused("payment amount does not match the order",

@@ -13,6 +13,7 @@ import secrets
 from datetime import timedelta
 
 import requests
+import requests.adapters
 from nameko.extensions import DependencyProvider
 from pymongo import ASCENDING, IndexModel, ReturnDocument
 from pymongo.errors import DuplicateKeyError
@@ -26,6 +27,7 @@ from kit.validation import utcnow
 log = logging.getLogger(__name__)
 
 NOTIFY_TIMEOUT = 5.0
+NOTIFY_CONNECTIONS = 64  # above the workers of a replica (MAX_WORKERS, 20 by default)
 MAX_ATTEMPTS = 12
 CLAIM_LEASE = timedelta(seconds=30)
 
@@ -38,6 +40,10 @@ class SandboxProvider:
         self.notify_url = notify_url
         self.http = requests.Session()
         self.http.trust_env = False  # loopback calls never go through a proxy from the environment
+        # a kept-alive connection for each notification in flight (one per worker): with requests' default of 10,
+        # every one beyond that opened a connection and dropped it after its one request
+        for scheme in ("http://", "https://"):
+            self.http.mount(scheme, requests.adapters.HTTPAdapter(pool_maxsize=NOTIFY_CONNECTIONS))
 
     def ensure_indexes(self):
         claims.migrate(self.payments)

@@ -49,6 +49,11 @@ def _batcher_of(store):
         [request[1:] for request in batch]))
 
 
+def _payments_of(store):
+    """The process's GroupCommit of payment notifications (OrdersStore.apply_payments)."""
+    return group_commit_of(store, "payments", lambda notes: store.apply_payments(notes, utcnow()))
+
+
 class OrderSaga:
     """The saga's steps over the service's dependencies: its store, the catalog's RPC proxy, the payment
     provider and the settings."""
@@ -229,6 +234,11 @@ class OrderSaga:
         if intent.get("group_id"):
             self.store.free_seat(intent["group_id"], order_id)
         self.store.drop_intent(order_id)
+
+    def apply_payment(self, note):
+        """A provider notification (see OrdersStore.apply_payment). One that arrives while others are being
+        applied is applied together with them, in one transaction (OrdersStore.apply_payments)."""
+        return _payments_of(self.store).submit(note, alone=lambda: self.store.apply_payment(note, utcnow()))
 
     def complete(self, order_id, action):
         now = utcnow()

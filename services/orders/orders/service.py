@@ -258,7 +258,7 @@ class OrdersService(ServiceBase):
         can no longer take (cancelled, group closed) is refunded at once; a wrong amount is refused."""
         note = load(api.PaymentNotification, notification)
         try:
-            outcome, refund_id, status = self.store.apply_payment(note, utcnow())
+            outcome, refund_id, status = self.saga.apply_payment(note)
         except RuleRefused:
             PAYMENTS.labels("amount_mismatch").inc()
             log.warning("payment %s for order %s refused: amount %s does not match the order",

@@ -17,6 +17,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 from pymongo.write_concern import WriteConcern
 
 from kit import claims, paging
+from kit.batching import ALONE
 from kit.errors import Conflict, NotFound, QuanziError
 from kit.mongo import BaseStore
 from kit.validation import new_id, utcnow
@@ -26,6 +27,10 @@ from orders.domain import ABANDONED, CREATING
 
 class _Abandoned(Exception):
     """A batch's transaction found an intent abandoned: abort it all (confirm_many)."""
+
+
+class _Changed(Exception):
+    """An order of a batch changed between its read and its update: abort the batch (apply_payments)."""
 
 
 CLAIM_LEASE = timedelta(seconds=15)  # lease of a claimed due item; a crashed replica's items are picked up after it
@@ -207,11 +212,15 @@ class OrdersStore(BaseStore):
         self.orders.delete_one({"_id": order_id, "status": ABANDONED})
 
     # -- status changes ------------------------------------------------------------------------------------
-    def _move(self, session, order, action, now, sets=None, event=None, **extra):
-        """Apply `action` to `order` (read in this transaction): conditional update + its event."""
+    def _moved(self, order, action, now, sets=None):
+        """(the order after `action`, the fields that changed): 409 unless its state machine allows it."""
         changed = dict(order, **(sets or {}), status=domain.transition(order, action), updated_at=now)
         changed["due_at"] = domain.due_at(changed, self.settings)
-        update = {k: changed[k] for k in ("status", "updated_at", "due_at", *(sets or {}))}
+        return changed, {k: changed[k] for k in ("status", "updated_at", "due_at", *(sets or {}))}
+
+    def _move(self, session, order, action, now, sets=None, event=None, **extra):
+        """Apply `action` to `order` (read in this transaction): conditional update + its event."""
+        changed, update = self._moved(order, action, now, sets)
         result = self.orders.update_one({"_id": order["_id"], "status": order["status"]}, {"$set": update},
                                         session=session)
         if result.matched_count == 0:
@@ -275,6 +284,46 @@ class OrdersStore(BaseStore):
             return self.transaction(txn)
         except DuplicateKeyError:  # this notification was applied before (or a concurrent copy committed first)
             return "duplicate", None, None
+
+    def apply_payments(self, notes, now):
+        """apply_payment of notifications that arrived together (group commit), in one transaction: one read of
+        their orders, one insert of their payments, one bulk update of the orders, one insert of their
+        `order.paid`. Only the common case is applied here: the first notification of a plain order waiting
+        for payment, for the right amount (domain.pays_plainly). Any other note (a repeat, a group seat, a late
+        payment, a wrong amount, a second note for one order) gets ALONE: apply_payment decides it on its own.
+        A payment recorded meanwhile by a concurrent copy, or an order changed meanwhile, makes the whole batch
+        ALONE, with nothing written. One outcome per note, as apply_payment returns them."""
+        def txn(session):
+            orders = {order["_id"]: order for order in self.orders.find(
+                {"_id": {"$in": [note["order_id"] for note in notes]}}, session=session)}
+            outcomes, paying = [], {}
+            for note in notes:
+                order = orders.get(note["order_id"])
+                if order is None or order["_id"] in paying or not domain.pays_plainly(order, note):
+                    outcomes.append(ALONE)
+                    continue
+                changed, update = self._moved(order, "pay", now, {"trade_no": note["trade_no"], "paid_at": now})
+                paying[order["_id"]] = (note, order, changed, update)
+                outcomes.append(("applied", None, changed["status"]))
+            if not paying:
+                return outcomes
+            # a repeat among them fails this insert (DuplicateKeyError): the transaction is aborted, and each note
+            # is decided alone
+            self.payments.insert_many([{"_id": note["trade_no"], "order_id": order_id, "amount_fen": note["amount_fen"],
+                                        "received_at": now, "outcome": "applied"}
+                                       for order_id, (note, *_) in paying.items()], session=session)
+            moved = self.orders.bulk_write([UpdateOne({"_id": order_id, "status": order["status"]}, {"$set": update})
+                                            for order_id, (_, order, _, update) in paying.items()], session=session)
+            if moved.matched_count != len(paying):
+                raise _Changed()
+            self.emit_many(session, [("order.paid", domain.event_data(changed, trade_no=note["trade_no"],
+                                                                      paid_at=now.isoformat()), order_id)
+                                     for order_id, (note, _, changed, _) in paying.items()])
+            return outcomes
+        try:
+            return self.transaction(txn)
+        except (DuplicateKeyError, BulkWriteError, _Changed):
+            return [ALONE] * len(notes)
 
     def _pay_seat(self, session, order, group, paid, now):
         """A group seat is paid; the last paid seat forms the group, atomically once (the group document is

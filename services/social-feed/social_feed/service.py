@@ -229,7 +229,7 @@ class SocialFeedService(ServiceBase):
         return {"friends_bought": people(proof["bought"][0]), "friends_bought_count": proof["bought"][1],
                 "friends_shared": people(proof["shared"][0]), "friends_shared_count": proof["shared"][1]}
 
-    @on_event("orders", "order.paid")
+    @on_event("orders", "order.paid", together=True)
     def remember_purchase(self, event, session):
         data = event["data"]
         self.store.record_purchase(data["buyer_id"], [line["product_id"] for line in data["lines"]],

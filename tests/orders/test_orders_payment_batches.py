@@ -1,0 +1,110 @@
+"""Payment notifications that arrive together are applied in one transaction (OrdersStore.apply_payments, through
+the saga's GroupCommit): the common case only (a plain order's first payment, the right amount). Everything else
+in a batch (a repeat, a second payment of one order, a wrong amount, a group seat, a cancelled order) is handed
+back to be decided alone, exactly as before; a copy recorded meanwhile by another request aborts the batch with
+nothing written."""
+import eventlet
+import pytest
+
+from kit.batching import ALONE
+from kit.config import load_settings
+from kit.mongo import connect
+from kit.validation import utcnow
+from orders import saga as orders_saga
+from orders.store import OrdersStore
+from tests.flows import expect
+from tests.orders.shop import ADDRESS, notification, notify, open_shop, place
+
+
+@pytest.fixture(scope="module")
+def store(stack):
+    client = connect(stack.mongo_uri)
+    yield OrdersStore(client, client["quanzi_orders"], "orders", load_settings({}))
+    client.close()
+
+
+def note_of(order, **overrides):
+    note = notification(order, **overrides)
+    return {**note, "paid_at": utcnow()}  # as the RPC schema loads it
+
+
+def paid_events(store, order_id):
+    return list(store.outbox.events.find({"subject": order_id, "type": "order.paid"}))
+
+
+def test_a_mixed_batch_applies_the_plain_payments_together_and_hands_every_other_note_back(api, stack, store):
+    # given a shop with six unpaid orders, one of them cancelled, one paid already, and a group seat
+    _, _, _, sku = open_shop(api, stock=20)
+    buyer = api.register_user()
+    plain, other, twice, wrong, cancelled, paid = (place(api, buyer["token"], sku) for _ in range(6))
+    expect(api.post(f"/orders/{cancelled['order_id']}/cancel", token=buyer["token"]), 200)
+    repeat = notification(paid)
+    assert notify(api, stack.env["PAYMENT_HMAC_SECRET"], repeat).json()["outcome"] == "applied"
+    _, _, _, group_sku = open_shop(api, group_buy={"size": 2, "price_fen": 3900, "window_seconds": 600})
+    seat = expect(api.post("/group-buys", json={"qty": 1, "address": ADDRESS, "sku_id": group_sku},
+                           token=buyer["token"]), 201)
+    notes = [note_of(plain), note_of(other), note_of(twice), note_of(twice), note_of(wrong, amount_fen=1),
+             note_of(cancelled), {**repeat, "paid_at": utcnow()}, note_of(seat)]
+    # when they arrive together
+    outcomes = store.apply_payments(notes, utcnow())
+    # then the two plain orders and the first note of `twice` are paid in the batch, each with its order.paid
+    assert outcomes[:3] == [("applied", None, "paid")] * 3
+    # and the second payment of `twice`, the wrong amount, the cancelled order, the repeat and the group seat go
+    # alone (where apply_payment refunds, refuses or answers "duplicate", as before batching)
+    assert outcomes[3:] == [ALONE] * 5
+    for order, note in ((plain, notes[0]), (other, notes[1]), (twice, notes[2])):
+        stored = store.orders.find_one({"_id": order["order_id"]})
+        assert (stored["status"], stored["trade_no"]) == ("paid", note["trade_no"])
+        assert store.payments.find_one({"_id": note["trade_no"]})["outcome"] == "applied"
+        [event] = paid_events(store, order["order_id"])
+        assert event["envelope"]["data"]["trade_no"] == note["trade_no"]
+        created = store.outbox.events.find_one({"subject": order["order_id"], "type": "order.created"})
+        assert event["seq"] > created["seq"]  # relayed after the order's creation
+    for note in notes[3:6] + notes[7:]:
+        assert store.payments.find_one({"_id": note["trade_no"]}) is None
+    for order in (wrong, cancelled, seat):
+        assert store.orders.find_one({"_id": order["order_id"]})["status"] != "paid"
+        assert paid_events(store, order["order_id"]) == []
+
+
+def test_a_copy_recorded_meanwhile_aborts_the_batch_with_nothing_written(api, store):
+    # given two unpaid orders, and a copy of the first one's notification recorded by a concurrent request
+    _, _, _, sku = open_shop(api)
+    buyer = api.register_user()
+    first, second = place(api, buyer["token"], sku), place(api, buyer["token"], sku)
+    notes = [note_of(first), note_of(second)]
+    store.payments.insert_one({"_id": notes[0]["trade_no"], "order_id": first["order_id"], "outcome": "applied",
+                               "amount_fen": first["total_fen"], "received_at": utcnow()})
+    # when the batch is applied
+    outcomes = store.apply_payments(notes, utcnow())
+    # then both are decided alone, and the batch wrote nothing: the second order is unpaid, without an event
+    assert outcomes == [ALONE, ALONE]
+    assert store.orders.find_one({"_id": second["order_id"]})["status"] == "pending_payment"
+    assert store.payments.find_one({"_id": notes[1]["trade_no"]}) is None
+    assert paid_events(store, second["order_id"]) == [] and paid_events(store, first["order_id"]) == []
+
+
+def test_concurrent_notifications_are_written_together_and_each_caller_gets_its_own_answer(api, store):
+    # given twelve unpaid orders, and a notification in flight (what arrives now waits for the next batch)
+    _, _, _, sku = open_shop(api, stock=20)
+    buyer = api.register_user()
+    orders = [place(api, buyer["token"], sku) for _ in range(12)]
+    notes = [note_of(order) for order in orders]
+    saga = orders_saga.OrderSaga(store, None, None, load_settings({}))
+    batcher = orders_saga._payments_of(store)
+    before = (batcher.batches, batcher.batched)
+    answers = {}
+    batcher._alone += 1
+    pool = eventlet.GreenPool(20)
+    # when their notifications arrive at once, one of them twice
+    for i, note in enumerate(notes + notes[:1]):
+        pool.spawn_n(lambda i, note: answers.__setitem__(i, saga.apply_payment(note)), i, note)
+    pool.waitall()
+    batcher._alone -= 1
+    # then they were written together, every order is paid once with one order.paid, and the repeat was told so
+    assert batcher.batched - before[1] == 13 and batcher.batches - before[0] < 13
+    assert sorted(answers[i][0] for i in range(13)) == ["applied"] * 12 + ["duplicate"]
+    for order, note in zip(orders, notes):
+        stored = store.orders.find_one({"_id": order["order_id"]})
+        assert (stored["status"], stored["trade_no"]) == ("paid", note["trade_no"])
+        assert len(paid_events(store, order["order_id"])) == 1
