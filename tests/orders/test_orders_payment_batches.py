@@ -3,6 +3,9 @@ the saga's GroupCommit): the common case only (a plain order's first payment, th
 in a batch (a repeat, a second payment of one order, a wrong amount, a group seat, a cancelled order) is handed
 back to be decided alone, exactly as before; a copy recorded meanwhile by another request aborts the batch with
 nothing written."""
+import concurrent.futures
+import threading
+
 import eventlet
 import pytest
 
@@ -13,6 +16,7 @@ from kit.validation import utcnow
 from orders import saga as orders_saga
 from orders.store import OrdersStore
 from tests.flows import expect
+from tests.helpers import Api
 from tests.orders.shop import ADDRESS, notification, notify, open_shop, place
 
 
@@ -108,3 +112,56 @@ def test_concurrent_notifications_are_written_together_and_each_caller_gets_its_
         stored = store.orders.find_one({"_id": order["order_id"]})
         assert (stored["status"], stored["trade_no"]) == ("paid", note["trade_no"])
         assert len(paid_events(store, order["order_id"])) == 1
+
+
+def test_notifications_arriving_at_the_gateway_together_each_get_their_own_answer(api, stack, mongo):
+    # given ten unpaid orders and one more whose notification says the wrong amount
+    _, _, _, sku = open_shop(api, stock=20)
+    buyer = api.register_user()
+    orders = [place(api, buyer["token"], sku) for _ in range(11)]
+    bodies = [notification(order) for order in orders[:10]] + [notification(orders[10], amount_fen=1)]
+    bodies.append(bodies[0])  # and the provider sending the first one twice
+    secret = stack.env["PAYMENT_HMAC_SECRET"]
+    local = threading.local()
+
+    def send(body):
+        if not hasattr(local, "api"):
+            local.api = Api(api.base_url[:-len("/api/v1")], api.admin_phone, api.admin_password)
+        return notify(local.api, secret, body)
+    # when they all arrive at once
+    with concurrent.futures.ThreadPoolExecutor(12) as pool:
+        answers = list(pool.map(send, bodies))
+    # then the ten are paid once each, the wrong amount is refused with its field, and the repeat is told so
+    assert [a.status_code for a in answers[:10]] == [200] * 10
+    assert sorted(a.json()["outcome"] for a in answers[:10] + answers[11:]) == ["applied"] * 10 + ["duplicate"]
+    assert all(a.json()["status"] == "paid" for a in answers[:10])
+    assert answers[10].status_code == 422 and "amount_fen" in answers[10].json()["error"]["fields"]
+    db = mongo["quanzi_orders"]
+    assert db.orders.count_documents({"_id": {"$in": [o["order_id"] for o in orders[:10]]}, "status": "paid"}) == 10
+    assert db.orders.find_one({"_id": orders[10]["order_id"]})["status"] == "pending_payment"
+    assert db.payments.count_documents({"order_id": {"$in": [o["order_id"] for o in orders]}}) == 10
+
+
+def test_the_gateways_batch_of_notifications_is_answered_one_by_one():
+    from unittest.mock import patch
+
+    from nameko.testing.services import worker_factory
+
+    from kit.errors import RuleRefused
+    from orders.service import OrdersService
+
+    good = {"trade_no": "sbx000001", "order_id": "ord_1", "amount_fen": 5800, "status": "success",
+            "paid_at": "2026-11-22T08:00:00+00:00"}
+    wrong = dict(good, trade_no="sbx000003", order_id="ord_3")
+    applied = [("applied", None, "paid"), RuleRefused("payment amount does not match the order",
+                                                     {"amount_fen": ["expected 5800"]})]
+    # given a batch from the gateway: a valid notification, one without a trade_no, and one of the wrong amount
+    with patch.object(orders_saga.OrderSaga, "apply_payments", return_value=applied) as apply_payments:
+        outcomes = worker_factory(OrdersService, config=load_settings({})).payments_notified(
+            [good, {k: v for k, v in good.items() if k != "trade_no"}, wrong])
+    # then each is answered on its own: applied, refused for its missing field (never applied), refused for its
+    # amount
+    assert outcomes[0] == {"result": {"outcome": "applied", "order_id": "ord_1", "status": "paid", "refund_id": None}}
+    assert outcomes[1]["error"]["code"] == "invalid_input" and "trade_no" in outcomes[1]["error"]["fields"]
+    assert outcomes[2]["error"]["code"] == "rule_refused" and "amount_fen" in outcomes[2]["error"]["fields"]
+    assert [note["trade_no"] for note in apply_payments.call_args.args[0]] == ["sbx000001", "sbx000003"]

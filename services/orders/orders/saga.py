@@ -240,6 +240,19 @@ class OrderSaga:
         applied is applied together with them, in one transaction (OrdersStore.apply_payments)."""
         return _payments_of(self.store).submit(note, alone=lambda: self.store.apply_payment(note, utcnow()))
 
+    def apply_payments(self, notes):
+        """Notifications that arrived together (the gateway's batch): applied in one transaction
+        (OrdersStore.apply_payments), and any note the batch hands back on its own. One outcome each: what
+        apply_payment returns, or the QuanziError it raises (a wrong amount, an unknown order)."""
+        outcomes = self.store.apply_payments(notes, utcnow())
+        for i, (note, outcome) in enumerate(zip(notes, outcomes)):
+            if outcome is ALONE:
+                try:
+                    outcomes[i] = self.store.apply_payment(note, utcnow())
+                except QuanziError as refusal:
+                    outcomes[i] = refusal
+        return outcomes
+
     def complete(self, order_id, action):
         now = utcnow()
         until = now + timedelta(seconds=self.config.after_sales_window)

@@ -24,3 +24,9 @@ class BatchedOrder(StrictSchema):
 
 class OrderBatch(StrictSchema):
     orders = fields.List(fields.Nested(BatchedOrder), required=True, validate=validate.Length(1, 64))
+
+
+class NotificationBatch(StrictSchema):
+    """Payment notifications the gateway received together (each one is validated on its own:
+    contracts.api.orders.PaymentNotification)."""
+    notifications = fields.List(fields.Dict(), required=True, validate=validate.Length(1, 64))

@@ -258,12 +258,41 @@ class OrdersService(ServiceBase):
         can no longer take (cancelled, group closed) is refunded at once; a wrong amount is refused."""
         note = load(api.PaymentNotification, notification)
         try:
-            outcome, refund_id, status = self.saga.apply_payment(note)
-        except RuleRefused:
+            applied = self.saga.apply_payment(note)
+        except RuleRefused as refusal:
+            applied = refusal
+        return self._payment_answer(note, applied)
+
+    @rpc
+    def payments_notified(self, notifications):
+        """Notifications that arrived at the gateway together (its group commit), applied as one batch
+        (OrderSaga.apply_payments): one outcome each, {"result": answer} or {"error": ...}
+        (kit.errors.as_outcome), as payment_notified answers or refuses it."""
+        batch = load(schemas.NotificationBatch, {"notifications": notifications})["notifications"]
+        outcomes, valid = [None] * len(batch), []
+        for i, notification in enumerate(batch):
+            try:
+                valid.append((i, load(api.PaymentNotification, notification)))
+            except CallerError as exc:
+                outcomes[i] = exc
+        applied = self.saga.apply_payments([note for _, note in valid]) if valid else []
+        for (i, note), outcome in zip(valid, applied):
+            try:
+                outcomes[i] = self._payment_answer(note, outcome)
+            except CallerError as exc:
+                outcomes[i] = exc
+        return [as_outcome(outcome) for outcome in outcomes]
+
+    def _payment_answer(self, note, applied):
+        """The answer to a notification, from what applying it gave ((outcome, refund_id, status), or the
+        error it raises): metrics, a late payment paid back, the order's status."""
+        if isinstance(applied, RuleRefused):
             PAYMENTS.labels("amount_mismatch").inc()
             log.warning("payment %s for order %s refused: amount %s does not match the order",
                         note["trade_no"], note["order_id"], note["amount_fen"])
-            raise
+        if isinstance(applied, Exception):
+            raise applied
+        outcome, refund_id, status = applied
         PAYMENTS.labels(outcome).inc()
         if outcome == "applied":
             GMV_FEN.inc(note["amount_fen"])

@@ -27,6 +27,17 @@ def place_orders(batch):
 ORDER_BATCHES = GroupCommit(place_orders)  # this process's: POST /orders arriving while others are in flight
 
 
+def apply_notifications(batch):
+    """Payment notifications that arrived together (each signature verified on its own), applied with one
+    orders.payments_notified call: one message each way per batch. One outcome each: its acknowledgement, or
+    the error its request answers."""
+    answers = call(batch[0][0].payments_notified, [note for _, note in batch])
+    return [outcome_or_error(answer) for answer in answers]
+
+
+NOTIFY_BATCHES = GroupCommit(apply_notifications)  # POST /payments/notify arriving while others are in flight
+
+
 def viewer(c):
     return {"user_id": c.user_id, "is_admin": c.is_admin}
 
@@ -91,7 +102,7 @@ class OrderRoutes:
         if not signature_ok(c.request.get_data(cache=True), c.request.headers.get(SIGNATURE_HEADER),
                             self.config.payment_hmac_secret):
             raise Unauthorized("bad or missing payment signature")
-        return call(self.orders.payment_notified, c.body)
+        return NOTIFY_BATCHES.submit((self.orders, c.body), alone=lambda: call(self.orders.payment_notified, c.body))
 
     # -- after-sales -----------------------------------------------------------------------------------------
     @api("POST", "/orders/<order_id>/refunds", body=RefundInput, response=views.RefundView, status=201,
