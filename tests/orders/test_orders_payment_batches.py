@@ -1,10 +1,14 @@
-"""Payment notifications that arrive together are applied in one transaction (OrdersStore.apply_payments, through
-the saga's GroupCommit): the common case only (a plain order's first payment, the right amount). Everything else
-in a batch (a repeat, a second payment of one order, a wrong amount, a group seat, a cancelled order) is handed
-back to be decided alone, exactly as before; a copy recorded meanwhile by another request aborts the batch with
-nothing written."""
+"""Payments in batches. Pays tapped together reach the orders service as one pay_many call (one read of the
+orders, one write of their payments at the sandbox provider, their notifications sent at once); notifications
+that arrive together are applied in one transaction (OrdersStore.apply_payments, through the gateway's batch
+call or the saga's GroupCommit): the common case only (a plain order's first payment, the right amount).
+Everything else in a batch (a repeat, a second payment of one order, a wrong amount, a group seat, a cancelled
+order) is handed back to be decided alone, exactly as before; a copy recorded meanwhile by another request aborts
+the batch with nothing written. Each caller gets its own answer."""
 import concurrent.futures
 import threading
+import time
+import uuid
 
 import eventlet
 import pytest
@@ -17,7 +21,7 @@ from orders import saga as orders_saga
 from orders.store import OrdersStore
 from tests.flows import expect
 from tests.helpers import Api
-from tests.orders.shop import ADDRESS, notification, notify, open_shop, place
+from tests.orders.shop import ADDRESS, distinct, notification, notify, open_shop, place
 
 
 @pytest.fixture(scope="module")
@@ -165,3 +169,100 @@ def test_the_gateways_batch_of_notifications_is_answered_one_by_one():
     assert outcomes[1]["error"]["code"] == "invalid_input" and "trade_no" in outcomes[1]["error"]["fields"]
     assert outcomes[2]["error"]["code"] == "rule_refused" and "amount_fen" in outcomes[2]["error"]["fields"]
     assert [note["trade_no"] for note in apply_payments.call_args.args[0]] == ["sbx000001", "sbx000003"]
+
+
+def test_pays_tapped_at_the_same_moment_are_paid_together_and_each_answered_on_its_own(api, mongo, kombu_listener):
+    # given twelve buyers with an unpaid order each, and one of them tapping "pay" twice
+    listener = kombu_listener("orders.events", ["order.paid"])
+    _, _, _, sku = open_shop(api, stock=20)
+    buyers = [api.register_user() for _ in range(12)]
+    orders = [place(api, buyer["token"], sku) for buyer in buyers]
+    taps = [(buyer, order["order_id"]) for buyer, order in zip(buyers, orders)] + [(buyers[0], orders[0]["order_id"])]
+    taps.append((buyers[1], orders[2]["order_id"]))  # and one trying to pay someone else's order
+    local = threading.local()
+
+    def tap(request):
+        buyer, order_id = request
+        if not hasattr(local, "api"):
+            local.api = Api(api.base_url[:-len("/api/v1")], api.admin_phone, api.admin_password)
+        return local.api.post(f"/orders/{order_id}/pay", token=buyer["token"])
+    # when they all tap at once
+    with concurrent.futures.ThreadPoolExecutor(len(taps)) as pool:
+        answers = list(pool.map(tap, taps))
+    # then every order is paid, each answer shows its own order paid, the double tap paid once, and nobody paid
+    # another's order
+    assert [a.status_code for a in answers[:13]] == [200] * 13
+    assert [(a.json()["order_id"], a.json()["status"]) for a in answers[:12]] == \
+        [(o["order_id"], "paid") for o in orders]
+    assert answers[12].json()["order_id"] == orders[0]["order_id"] and answers[12].json()["status"] == "paid"
+    assert answers[13].status_code == 404
+    ids = [o["order_id"] for o in orders]
+    assert mongo["quanzi_sandbox_pay"]["payments"].count_documents({"order_id": {"$in": ids}, "status": "notified"}) \
+        == 12
+    assert mongo["quanzi_orders"]["payments"].count_documents({"order_id": {"$in": ids}}) == 12
+    for order_id in ids:
+        listener.wait_for(lambda m, order_id=order_id: m["data"]["order_id"] == order_id)
+    time.sleep(0.5)  # room for a second order.paid to show up, were there one
+    assert sorted(m["data"]["order_id"] for m in distinct(listener.messages)) == sorted(ids)
+
+
+def test_the_gateways_batch_of_pays_is_answered_one_by_one():
+    from unittest.mock import patch
+
+    from nameko.testing.services import worker_factory
+
+    from orders.service import OrdersService
+
+    def order(order_id, buyer, status="pending_payment", trade_no=None):
+        return {"_id": order_id, "buyer_id": buyer, "status": status, "merchant_id": "mch_a", "lines": [],
+                "goods_fen": 5000, "shipping_fen": 800, "discount_fen": 0, "total_fen": 5800, "refunded_fen": 0,
+                "created_at": utcnow(), "address": {"recipient": "Li"}, "share_code": None, "group_id": None,
+                "trade_no": trade_no}
+    stored = {"ord_1": order("ord_1", "usr_1"), "ord_2": order("ord_2", "usr_2", "paid", "sbx000002"),
+              "ord_3": order("ord_3", "usr_3")}
+    service = worker_factory(OrdersService, config=load_settings({}))
+    service.store.orders_of.side_effect = lambda ids: {i: stored[i] for i in ids if i in stored}
+    paid = dict(stored["ord_1"], status="paid", trade_no="sbx000001")
+    # given a batch from the gateway: an unpaid order, a retried tap of a paid one, someone else's order, an order
+    # that does not exist, and a malformed order id
+    with patch.object(orders_saga.OrderSaga, "pay_together", return_value={"ord_1": paid}) as pay_together:
+        outcomes = service.pay_many([{"viewer": {"user_id": "usr_1"}, "order_id": "ord_1"},
+                                     {"viewer": {"user_id": "usr_2"}, "order_id": "ord_2"},
+                                     {"viewer": {"user_id": "usr_1"}, "order_id": "ord_3"},
+                                     {"viewer": {"user_id": "usr_1"}, "order_id": "ord_9"},
+                                     {"viewer": {"user_id": "usr_1"}, "order_id": "../x"}])
+    # then only the unpaid one is paid; the paid one is answered as it is; the others are refused on their own
+    assert [o["_id"] for o in pay_together.call_args.args[0]] == ["ord_1"]
+    assert outcomes[0]["result"]["status"] == "paid" and outcomes[0]["result"]["trade_no"] == "sbx000001"
+    assert outcomes[1]["result"]["status"] == "paid" and outcomes[1]["result"]["order_id"] == "ord_2"
+    assert outcomes[2]["error"]["code"] == outcomes[3]["error"]["code"] == "not_found"
+    assert outcomes[4]["error"]["code"] == "invalid_input"
+
+
+def test_the_provider_notifies_a_batch_at_once_and_keeps_retrying_only_what_was_not_acknowledged(api, stack):
+    from orders.provider import SandboxProvider
+
+    client = connect(stack.mongo_uri)
+    try:
+        provider = SandboxProvider(client["quanzi_sandbox_pay"], stack.env["PAYMENT_HMAC_SECRET"],
+                                   api.base_url + "/payments/notify")
+        # given two unpaid orders, the first paid already at the provider by a concurrent tap, and an order the
+        # shop does not know (it refuses that notification: 404)
+        _, _, _, sku = open_shop(api)
+        buyer = api.register_user()
+        orders = [place(api, buyer["token"], sku) for _ in range(2)]
+        amounts = [(o["order_id"], o["total_fen"]) for o in orders] + [(f"ord_{uuid.uuid4().hex[:12]}", 5800)]
+        existing = provider.create_payment(*amounts[0])
+        # when the three are paid together
+        payments = provider.create_payments(amounts)
+        provider.notify_all(list(payments.values()))
+        # then the first keeps its one payment, both orders are paid, and only the refused one is not notified
+        assert payments[amounts[0][0]]["_id"] == existing["_id"]
+        stored = {p["order_id"]: p for p in client["quanzi_sandbox_pay"]["payments"].find(
+            {"order_id": {"$in": [order_id for order_id, _ in amounts]}})}
+        assert [stored[order_id]["status"] for order_id, _ in amounts] == ["notified", "notified", "refused"]
+        assert stored[amounts[2][0]]["last_status"] == 404
+        assert [expect(api.get(f"/orders/{o['order_id']}", token=buyer["token"]), 200)["status"] for o in orders] \
+            == ["paid", "paid"]
+    finally:
+        client.close()

@@ -12,11 +12,12 @@ import logging
 import secrets
 from datetime import timedelta
 
+import eventlet
 import requests
 import requests.adapters
 from nameko.extensions import DependencyProvider
-from pymongo import ASCENDING, IndexModel, ReturnDocument
-from pymongo.errors import DuplicateKeyError
+from pymongo import ASCENDING, IndexModel, ReturnDocument, UpdateOne
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from contracts.payment import SIGNATURE_HEADER, sign
 from kit import claims
@@ -30,6 +31,10 @@ NOTIFY_TIMEOUT = 5.0
 NOTIFY_CONNECTIONS = 64  # above the workers of a replica (MAX_WORKERS, 20 by default)
 MAX_ATTEMPTS = 12
 CLAIM_LEASE = timedelta(seconds=30)
+
+
+def _acknowledged(status):
+    return status is not None and 200 <= status < 300
 
 
 class SandboxProvider:
@@ -65,6 +70,33 @@ class SandboxProvider:
         except DuplicateKeyError:  # a concurrent "pay" created it first
             return self.payments.find_one({"order_id": order_id})
 
+    def create_payments(self, orders):
+        """create_payment of several orders [(order_id, amount_fen)]: one bulk of upserts, one read back.
+        {order_id: payment}."""
+        now = utcnow()
+        try:
+            self.payments.bulk_write([UpdateOne({"order_id": order_id}, {"$setOnInsert": {
+                "_id": f"sbx{now:%Y%m%d}{secrets.token_hex(10)}", "amount_fen": amount_fen, "status": "created",
+                "attempts": 0, "created_at": now, "notify_due_at": now, **claims.free()}}, upsert=True)
+                for order_id, amount_fen in orders], ordered=False)
+        except BulkWriteError as exc:  # a concurrent "pay" created some of them first: they are read below
+            if any(error["code"] != 11000 for error in exc.details["writeErrors"]):
+                raise
+        return {payment["order_id"]: payment
+                for payment in self.payments.find({"order_id": {"$in": [order_id for order_id, _ in orders]}})}
+
+    def notify_all(self, payments):
+        """notify() of several payments at once: each its own signed POST (sent concurrently, as a provider
+        sends them), then one write marking the acknowledged ones."""
+        statuses = list(eventlet.GreenPool(len(payments)).imap(self._post, payments)) if payments else []
+        acknowledged = [payment["_id"] for payment, status in zip(payments, statuses) if _acknowledged(status)]
+        if acknowledged:
+            self.payments.update_many({"_id": {"$in": acknowledged}},
+                                      {"$set": {"status": "notified", "notified_at": utcnow()}})
+        for payment, status in zip(payments, statuses):
+            if not _acknowledged(status):
+                self._not_acknowledged(payment, status)
+
     def notification(self, payment):
         """(raw body, signature) of the notification for `payment`."""
         body = json.dumps({"trade_no": payment["_id"], "order_id": payment["order_id"],
@@ -74,17 +106,25 @@ class SandboxProvider:
 
     def notify(self, payment):
         """POST the signed notification; True once the shop acknowledged it (2xx)."""
-        body, signature = self.notification(payment)
-        try:
-            response = self.http.post(self.notify_url, data=body, timeout=NOTIFY_TIMEOUT,
-                                      headers={"Content-Type": "application/json", SIGNATURE_HEADER: signature})
-            status = response.status_code
-        except requests.RequestException as exc:
-            status = None
-            log.warning("payment %s: notification not delivered (%s)", payment["_id"], type(exc).__name__)
-        if status is not None and 200 <= status < 300:
+        status = self._post(payment)
+        if _acknowledged(status):
             self.payments.update_one({"_id": payment["_id"]}, {"$set": {"status": "notified", "notified_at": utcnow()}})
             return True
+        self._not_acknowledged(payment, status)
+        return False
+
+    def _post(self, payment):
+        """The shop's HTTP status for the notification of `payment`, None when it could not be delivered."""
+        body, signature = self.notification(payment)
+        try:
+            return self.http.post(self.notify_url, data=body, timeout=NOTIFY_TIMEOUT,
+                                  headers={"Content-Type": "application/json", SIGNATURE_HEADER: signature}).status_code
+        except requests.RequestException as exc:
+            log.warning("payment %s: notification not delivered (%s)", payment["_id"], type(exc).__name__)
+            return None
+
+    def _not_acknowledged(self, payment, status):
+        """Schedule the next attempt with backoff, or stop for good."""
         attempts = payment.get("attempts", 0) + 1
         # 4xx: the shop refused this notification for good (amount mismatch, unknown order): stop sending it.
         final = (status is not None and 400 <= status < 500 and status != 429) or attempts >= MAX_ATTEMPTS
@@ -93,7 +133,6 @@ class SandboxProvider:
             "notify_due_at": utcnow() + timedelta(seconds=min(2 ** attempts, 60))}})
         if final:
             log.warning("payment %s: the shop refused its notification (HTTP %s)", payment["_id"], status)
-        return False
 
     def redeliver_due(self, limit=100):
         """Send again the notifications that were not acknowledged, one claimed payment at a time."""

@@ -240,6 +240,15 @@ class OrderSaga:
         applied is applied together with them, in one transaction (OrdersStore.apply_payments)."""
         return _payments_of(self.store).submit(note, alone=lambda: self.store.apply_payment(note, utcnow()))
 
+    def pay_together(self, orders):
+        """The sandbox payments of orders paid together (the gateway's batch of pays): one write of their
+        payments at the provider, their notifications sent at once (each its own signed POST, which the gateway
+        batches in turn), one write of the acknowledged ones, one read of the orders after. {order id: order as
+        it is now}."""
+        payments = self.provider.create_payments([(order["_id"], order["total_fen"]) for order in orders])
+        self.provider.notify_all(list(payments.values()))
+        return self.store.orders_of([order["_id"] for order in orders])
+
     def apply_payments(self, notes):
         """Notifications that arrived together (the gateway's batch): applied in one transaction
         (OrdersStore.apply_payments), and any note the batch hands back on its own. One outcome each: what

@@ -30,3 +30,14 @@ class NotificationBatch(StrictSchema):
     """Payment notifications the gateway received together (each one is validated on its own:
     contracts.api.orders.PaymentNotification)."""
     notifications = fields.List(fields.Dict(), required=True, validate=validate.Length(1, 64))
+
+
+class BatchedPay(StrictSchema):
+    """One pay of a batch the gateway sends: who pays which order."""
+    viewer = fields.Nested(Viewer, required=True)
+    order_id = Id(required=True)
+
+
+class PayBatch(StrictSchema):
+    """Each pay is validated on its own (BatchedPay): one bad order id refuses that pay only."""
+    pays = fields.List(fields.Dict(), required=True, validate=validate.Length(1, 64))

@@ -141,16 +141,52 @@ class OrdersService(ServiceBase):
         before this returns, so the answer normally shows the order paid; if that notification could not be
         delivered, the provider sends it again later and the order is paid then."""
         order = self._acting(viewer, order_id, "buyer")
+        if self._payable(order):
+            payment = self.provider.create_payment(order["_id"], order["total_fen"])
+            self.provider.notify(payment)
+            order = self.store.order(order["_id"])
+        return domain.order_view(order, with_address=True)
+
+    @rpc
+    def pay_many(self, pays):
+        """Pays that arrived at the gateway together (its group commit), paid as one batch
+        (OrderSaga.pay_together): one read of the orders, one outcome each, {"result": view} or {"error": ...}
+        (kit.errors.as_outcome), as `pay` answers or refuses it."""
+        batch = load(schemas.PayBatch, {"pays": pays})["pays"]
+        outcomes, valid, paying = [None] * len(batch), {}, {}
+        for i, pay in enumerate(batch):
+            try:
+                valid[i] = load(schemas.BatchedPay, pay)
+            except CallerError as exc:
+                outcomes[i] = exc
+        orders = self.store.orders_of({pay["order_id"] for pay in valid.values()})
+        for i, pay in valid.items():
+            try:
+                order = self._may_act(orders.get(pay["order_id"]), pay["viewer"], "buyer")
+                if self._payable(order):
+                    paying[order["_id"]] = order
+                else:
+                    outcomes[i] = domain.order_view(order, with_address=True)
+            except CallerError as exc:
+                outcomes[i] = exc
+        now = self.saga.pay_together(list(paying.values())) if paying else {}
+        for i, pay in valid.items():
+            if outcomes[i] is None:
+                outcomes[i] = domain.order_view(now.get(pay["order_id"], paying[pay["order_id"]]), with_address=True)
+        return [as_outcome(outcome) for outcome in outcomes]
+
+    def _payable(self, order):
+        """Whether the order still needs its payment: False when it was paid already (a retried tap, answered
+        with the paid order); 409 unless it waits for payment, or when its group buy closed (money for it would
+        only be refunded)."""
         if domain.paid_already(order):
-            return domain.order_view(order, with_address=True)
-        domain.transition(order, "pay")  # 409 unless it waits for payment
+            return False
+        domain.transition(order, "pay")
         if order.get("group_id"):
             group = self.store.group(order["group_id"])
-            if not domain.payment_applies(order, group, utcnow()):  # money for it would only be refunded
+            if not domain.payment_applies(order, group, utcnow()):
                 raise Conflict("this group buy has closed", {"group_id": ["closed"]})
-        payment = self.provider.create_payment(order["_id"], order["total_fen"])
-        self.provider.notify(payment)
-        return domain.order_view(self.store.order(order["_id"]), with_address=True)
+        return True
 
     @rpc
     def cancel(self, viewer, order_id):
@@ -352,7 +388,13 @@ class OrdersService(ServiceBase):
     def _acting(self, viewer, order_id, role):
         """The order, when the viewer may act on it as `role`: 404 if they cannot see it, 403 if they can but
         not in that role (a buyer shipping their own order)."""
-        order, viewer = self.store.order(self._id(order_id)), load(schemas.Viewer, viewer)
+        return self._may_act(self.store.order(self._id(order_id)), viewer, role)
+
+    def _may_act(self, order, viewer, role):
+        """_acting of an order read already (None: not found)."""
+        if order is None:
+            raise NotFound("order not found")
+        viewer = load(schemas.Viewer, viewer)
         if not self._is(role, order, viewer):
             self._role(order, viewer)
             raise Forbidden(f"only the order's {role} may do this")

@@ -66,6 +66,11 @@ class OrdersStore(BaseStore):
             raise NotFound("order not found")
         return order
 
+    def orders_of(self, order_ids):
+        """{order id: order} of those that exist (one read; `creating` intents are no orders yet)."""
+        return {order["_id"]: order for order in self.orders.find({"_id": {"$in": list(order_ids)}})
+                if order["status"] not in (CREATING, ABANDONED)}
+
     def unshipped(self, order_id, session=None):
         """True when the order exists and was never shipped (its goods are still in the merchant's stock)."""
         order = self.orders.find_one({"_id": order_id}, {"shipped_at": 1}, session=session)
