@@ -16,12 +16,15 @@ import weakref
 import eventlet
 from eventlet.event import Event
 
+from kit.metrics import BATCH_ALONE, BATCH_SIZE
+
 ALONE = object()
 
 
 class GroupCommit:
-    def __init__(self, write_batch, max_batch=64):
+    def __init__(self, write_batch, max_batch=64, name=None):
         self.write_batch = write_batch
+        self.name = name or write_batch.__name__  # the `batcher` label of its metrics
         self.max_batch = max_batch  # a bound on one batch's size, and on the callers one failure answers
         self._waiting = []  # [(request, Event)]
         self._writing = False
@@ -30,6 +33,7 @@ class GroupCommit:
 
     def submit(self, request, alone):
         if not self._alone and not self._writing:
+            BATCH_ALONE.labels(self.name).inc()
             self._alone += 1
             try:
                 return alone()
@@ -52,6 +56,7 @@ class GroupCommit:
             while self._waiting:
                 batch, self._waiting = self._waiting[:self.max_batch], self._waiting[self.max_batch:]
                 self.batches, self.batched = self.batches + 1, self.batched + len(batch)
+                BATCH_SIZE.labels(self.name).observe(len(batch))
                 try:
                     outcomes = self.write_batch([request for request, _ in batch])
                 except Exception as exc:  # the database, the broker or a step failed: each caller hears why
@@ -70,5 +75,5 @@ def group_commit_of(owner, name, write_batch):
     made with `write_batch` on first use."""
     batchers = _owned.setdefault(owner, {})
     if name not in batchers:
-        batchers[name] = GroupCommit(write_batch)
+        batchers[name] = GroupCommit(write_batch, name=name)
     return batchers[name]

@@ -23,6 +23,10 @@ EVENTS_CONSUMED = Counter("quanzi_events_consumed_total",
 HANDLER_FAILURES = Counter("quanzi_handler_failures_total", "Event handler runs that raised",
                            ["service", "type"])
 OUTBOX_BACKLOG = Gauge("quanzi_outbox_backlog", "Outbox events not yet confirmed by the broker", ["service"])
+BATCH_SIZE = Histogram("quanzi_batch_size", "Requests written together in one batch (kit.batching.GroupCommit)",
+                       ["batcher"], buckets=(1, 2, 4, 8, 16, 32, 64))
+BATCH_ALONE = Counter("quanzi_batch_alone_total",
+                      "Requests a GroupCommit let through on their own (nothing else was being written)", ["batcher"])
 OUTBOX_OLDEST_AGE = Gauge("quanzi_outbox_oldest_pending_seconds", "Age of the oldest unpublished event",
                           ["service"])
 

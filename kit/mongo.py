@@ -151,7 +151,7 @@ class BaseStore:
         a handler failed is written by none of them; each then goes again alone, where a repeat answers DUPLICATE
         and a failure reaches its own event only (its retries, its dead-letter queue)."""
         request_id = current_request_id()  # the batch runs outside this worker: its log lines keep the event's id
-        return group_commit_of(self, "apply_once", self._apply_together).submit(
+        return group_commit_of(self, f"{self.service_name}.events", self._apply_together).submit(
             (key, fn, request_id), alone=lambda: self.apply_once(key, fn))
 
     def _apply_together(self, batch):

@@ -4,6 +4,7 @@ is still applied once, each caller hears its own outcome, and a repeat or a fail
 others through alone, with nothing of the batch written."""
 import eventlet
 import pytest
+from prometheus_client import REGISTRY
 
 from kit.context import current_request_id, request_id_of
 from kit.mongo import DUPLICATE
@@ -30,7 +31,7 @@ def handler(store, event_id, fail=False, seen=None):
 def arrive_together(store, events):
     """[(key, fn, request_id)] submitted at once while another event is being applied; {key: result or error}."""
     from kit.batching import group_commit_of
-    batcher = group_commit_of(store, "apply_once", store._apply_together)
+    batcher = group_commit_of(store, f"{store.service_name}.events", store._apply_together)
     outcomes = {}
 
     def deliver(key, fn, request_id):
@@ -48,6 +49,10 @@ def arrive_together(store, events):
     return outcomes, batcher
 
 
+def sample(name, labels):
+    return REGISTRY.get_sample_value(name, labels) or 0
+
+
 def applications(store, event_ids):
     return sorted(d["event_id"] for d in store.aggregates.find({"event_id": {"$in": list(event_ids)}}))
 
@@ -56,6 +61,7 @@ def test_events_arriving_together_are_applied_once_each_in_one_transaction(store
     # given twelve events arriving while another is being applied
     ids = [unique("evt_") for _ in range(12)]
     seen = {}
+    labels = {"batcher": f"{store.service_name}.events"}
     # when they are delivered at once
     outcomes, batcher = arrive_together(store, [(f"probe:{i}", handler(store, i, seen=seen), f"req-{i}") for i in ids])
     # then they were written in one batch, each applied once, each caller got its own result, and each handler
@@ -65,9 +71,13 @@ def test_events_arriving_together_are_applied_once_each_in_one_transaction(store
     assert applications(store, ids) == sorted(ids)
     assert seen == {i: f"req-{i}" for i in ids}
     assert store.processed.count_documents({"_id": {"$in": [f"probe:{i}" for i in ids]}}) == 12
-    # and a redelivery of any of them later changes nothing
+    # and operators see it: one batch of 12 (quanzi_batch_size), none of them alone
+    assert (sample("quanzi_batch_size_count", labels), sample("quanzi_batch_size_sum", labels)) == (1, 12)
+    assert sample("quanzi_batch_alone_total", labels) == 0
+    # and a redelivery of any of them later (nothing else in flight: alone) changes nothing
     assert store.apply_once_together(f"probe:{ids[0]}", handler(store, ids[0])) is DUPLICATE
     assert applications(store, ids[:1]) == ids[:1]
+    assert sample("quanzi_batch_alone_total", labels) == 1
 
 
 def test_a_repeat_and_a_failing_handler_in_a_batch_leave_the_others_applied_once(store):

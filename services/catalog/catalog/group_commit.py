@@ -8,7 +8,7 @@ from kit.errors import CallerError, as_outcome
 
 def batcher_of(store):
     """The store's GroupCommit of reservations."""
-    return group_commit_of(store, "reservations", lambda batch: [
+    return group_commit_of(store, "catalog.reservations", lambda batch: [
         ALONE if outcome is None else outcome for outcome in store.reserve_many(batch)])
 
 

@@ -36,8 +36,8 @@ class IdempotencyKeys:
 
     def __init__(self, collection):
         self.records = collection
-        self._claims = GroupCommit(self._claim_all)
-        self._answers = GroupCommit(self._finish_all)
+        self._claims = GroupCommit(self._claim_all, name="gateway.idempotency_claims")
+        self._answers = GroupCommit(self._finish_all, name="gateway.idempotency_answers")
 
     def _claim_all(self, records):
         """Insert the claims; ALONE for a key claimed before (its request then waits for or replays it)."""

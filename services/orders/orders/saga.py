@@ -45,13 +45,13 @@ def call(method, *args, timeout=RPC_TIMEOUT):
 def _batcher_of(store):
     """The process's GroupCommit of plain orders. A batch is written with the saga of its first request (its
     worker's catalog proxy)."""
-    return group_commit_of(store, "orders", lambda batch: batch[0][0].place_together(
+    return group_commit_of(store, "orders.placed", lambda batch: batch[0][0].place_together(
         [request[1:] for request in batch]))
 
 
 def _payments_of(store):
     """The process's GroupCommit of payment notifications (OrdersStore.apply_payments)."""
-    return group_commit_of(store, "payments", lambda notes: store.apply_payments(notes, utcnow()))
+    return group_commit_of(store, "orders.payments", lambda notes: store.apply_payments(notes, utcnow()))
 
 
 class OrderSaga:

@@ -24,7 +24,8 @@ def place_orders(batch):
     return [outcome_or_error(answer) for answer in answers]
 
 
-ORDER_BATCHES = GroupCommit(place_orders)  # this process's: POST /orders arriving while others are in flight
+# this process's: POST /orders arriving while others are in flight
+ORDER_BATCHES = GroupCommit(place_orders, name="gateway.orders")
 
 
 def apply_notifications(batch):
@@ -35,7 +36,8 @@ def apply_notifications(batch):
     return [outcome_or_error(answer) for answer in answers]
 
 
-NOTIFY_BATCHES = GroupCommit(apply_notifications)  # POST /payments/notify arriving while others are in flight
+# POST /payments/notify arriving while others are in flight
+NOTIFY_BATCHES = GroupCommit(apply_notifications, name="gateway.notifications")
 
 
 def pay_orders(batch):
@@ -45,7 +47,8 @@ def pay_orders(batch):
     return [outcome_or_error(answer) for answer in answers]
 
 
-PAY_BATCHES = GroupCommit(pay_orders)  # POST /orders/{id}/pay arriving while others are in flight
+# POST /orders/{id}/pay arriving while others are in flight
+PAY_BATCHES = GroupCommit(pay_orders, name="gateway.pays")
 
 
 def viewer(c):
