@@ -57,15 +57,17 @@ class SandboxProvider:
         self.refunds.create_index([("trade_no", ASCENDING)])
 
     # -- payments ------------------------------------------------------------------------------------------
+    @staticmethod
+    def _new_payment(amount_fen, now):
+        """The fields of a payment made now (written only if the order has none yet: $setOnInsert)."""
+        return {"_id": f"sbx{now:%Y%m%d}{secrets.token_hex(10)}", "amount_fen": amount_fen, "status": "created",
+                "attempts": 0, "created_at": now, "notify_due_at": now, **claims.free()}
+
     def create_payment(self, order_id, amount_fen):
         """The order's one payment (asking again returns it: a buyer who taps "pay" twice pays once)."""
-        now = utcnow()
         try:
             return self.payments.find_one_and_update(
-                {"order_id": order_id},
-                {"$setOnInsert": {"_id": f"sbx{now:%Y%m%d}{secrets.token_hex(10)}", "amount_fen": amount_fen,
-                                  "status": "created", "attempts": 0, "created_at": now, "notify_due_at": now,
-                                  **claims.free()}},
+                {"order_id": order_id}, {"$setOnInsert": self._new_payment(amount_fen, utcnow())},
                 upsert=True, return_document=ReturnDocument.AFTER)
         except DuplicateKeyError:  # a concurrent "pay" created it first
             return self.payments.find_one({"order_id": order_id})
@@ -75,27 +77,14 @@ class SandboxProvider:
         {order_id: payment}."""
         now = utcnow()
         try:
-            self.payments.bulk_write([UpdateOne({"order_id": order_id}, {"$setOnInsert": {
-                "_id": f"sbx{now:%Y%m%d}{secrets.token_hex(10)}", "amount_fen": amount_fen, "status": "created",
-                "attempts": 0, "created_at": now, "notify_due_at": now, **claims.free()}}, upsert=True)
-                for order_id, amount_fen in orders], ordered=False)
+            self.payments.bulk_write([UpdateOne({"order_id": order_id},
+                                                {"$setOnInsert": self._new_payment(amount_fen, now)}, upsert=True)
+                                      for order_id, amount_fen in orders], ordered=False)
         except BulkWriteError as exc:  # a concurrent "pay" created some of them first: they are read below
             if any(error["code"] != 11000 for error in exc.details["writeErrors"]):
                 raise
         return {payment["order_id"]: payment
                 for payment in self.payments.find({"order_id": {"$in": [order_id for order_id, _ in orders]}})}
-
-    def notify_all(self, payments):
-        """notify() of several payments at once: each its own signed POST (sent concurrently, as a provider
-        sends them), then one write marking the acknowledged ones."""
-        statuses = list(eventlet.GreenPool(len(payments)).imap(self._post, payments)) if payments else []
-        acknowledged = [payment["_id"] for payment, status in zip(payments, statuses) if _acknowledged(status)]
-        if acknowledged:
-            self.payments.update_many({"_id": {"$in": acknowledged}},
-                                      {"$set": {"status": "notified", "notified_at": utcnow()}})
-        for payment, status in zip(payments, statuses):
-            if not _acknowledged(status):
-                self._not_acknowledged(payment, status)
 
     def notification(self, payment):
         """(raw body, signature) of the notification for `payment`."""
@@ -106,12 +95,21 @@ class SandboxProvider:
 
     def notify(self, payment):
         """POST the signed notification; True once the shop acknowledged it (2xx)."""
-        status = self._post(payment)
-        if _acknowledged(status):
-            self.payments.update_one({"_id": payment["_id"]}, {"$set": {"status": "notified", "notified_at": utcnow()}})
-            return True
-        self._not_acknowledged(payment, status)
-        return False
+        return self.notify_all([payment]) == 1
+
+    def notify_all(self, payments):
+        """POST the signed notification of each payment, at once (each its own request, as a provider sends
+        them), then mark the acknowledged ones in one write; the others are sent again later, with backoff.
+        Returns how many the shop acknowledged (2xx)."""
+        statuses = list(eventlet.GreenPool(len(payments)).imap(self._post, payments)) if payments else []
+        acknowledged = [payment["_id"] for payment, status in zip(payments, statuses) if _acknowledged(status)]
+        if acknowledged:
+            self.payments.update_many({"_id": {"$in": acknowledged}},
+                                      {"$set": {"status": "notified", "notified_at": utcnow()}})
+        for payment, status in zip(payments, statuses):
+            if not _acknowledged(status):
+                self._not_acknowledged(payment, status)
+        return len(acknowledged)
 
     def _post(self, payment):
         """The shop's HTTP status for the notification of `payment`, None when it could not be delivered."""

@@ -169,10 +169,11 @@ class OrdersService(ServiceBase):
                     outcomes[i] = domain.order_view(order, with_address=True)
             except CallerError as exc:
                 outcomes[i] = exc
-        now = self.saga.pay_together(list(paying.values())) if paying else {}
+        after = self.saga.pay_together(list(paying.values())) if paying else {}
         for i, pay in valid.items():
             if outcomes[i] is None:
-                outcomes[i] = domain.order_view(now.get(pay["order_id"], paying[pay["order_id"]]), with_address=True)
+                order = after.get(pay["order_id"], paying[pay["order_id"]])
+                outcomes[i] = domain.order_view(order, with_address=True)
         return [as_outcome(outcome) for outcome in outcomes]
 
     def _payable(self, order):

@@ -8,7 +8,7 @@ from contracts.payment import SIGNATURE_HEADER, signature_ok
 from gateway import schemas_orders as views
 from gateway.errors import Unauthorized
 from gateway.http import api, json_response
-from gateway.rpc import call
+from gateway.rpc import DEFAULT_TIMEOUT, call
 from kit.amqp import RpcProxy
 from kit.batching import GroupCommit
 from kit.errors import outcome_or_error
@@ -16,39 +16,20 @@ from kit.errors import outcome_or_error
 PAY_TIMEOUT = 20.0  # paying waits for the provider's notification round trip
 
 
-def place_orders(batch):
-    """Orders that arrived together, placed with one orders.create_orders call (through the proxy of the batch's
-    first request): one message each way per batch instead of per order. One outcome each: its order view, or
-    the error its request answers."""
-    answers = call(batch[0][0].create_orders, [order for _, order in batch])
-    return [outcome_or_error(answer) for answer in answers]
+def in_one_call(method, timeout=DEFAULT_TIMEOUT):
+    """A GroupCommit's write_batch: the requests that arrived together, sent with one call of the orders
+    service's batch `method` (through the proxy of the batch's first request): one message each way per batch
+    instead of per request. One outcome each: its answer, or the error its request answers."""
+    def write_batch(batch):
+        answers = call(getattr(batch[0][0], method), [payload for _, payload in batch], timeout=timeout)
+        return [outcome_or_error(answer) for answer in answers]
+    return write_batch
 
 
-# this process's: POST /orders arriving while others are in flight
-ORDER_BATCHES = GroupCommit(place_orders, name="gateway.orders")
-
-
-def apply_notifications(batch):
-    """Payment notifications that arrived together (each signature verified on its own), applied with one
-    orders.payments_notified call: one message each way per batch. One outcome each: its acknowledgement, or
-    the error its request answers."""
-    answers = call(batch[0][0].payments_notified, [note for _, note in batch])
-    return [outcome_or_error(answer) for answer in answers]
-
-
-# POST /payments/notify arriving while others are in flight
-NOTIFY_BATCHES = GroupCommit(apply_notifications, name="gateway.notifications")
-
-
-def pay_orders(batch):
-    """Pays that arrived together, paid with one orders.pay_many call: one message each way per batch. One
-    outcome each: its order view, or the error its request answers."""
-    answers = call(batch[0][0].pay_many, [pay for _, pay in batch], timeout=PAY_TIMEOUT)
-    return [outcome_or_error(answer) for answer in answers]
-
-
-# POST /orders/{id}/pay arriving while others are in flight
-PAY_BATCHES = GroupCommit(pay_orders, name="gateway.pays")
+# this process's requests arriving while others of their kind are in flight
+ORDER_BATCHES = GroupCommit(in_one_call("create_orders"), name="gateway.orders")  # POST /orders
+PAY_BATCHES = GroupCommit(in_one_call("pay_many", PAY_TIMEOUT), name="gateway.pays")  # POST /orders/{id}/pay
+NOTIFY_BATCHES = GroupCommit(in_one_call("payments_notified"), name="gateway.notifications")  # POST /payments/notify
 
 
 def viewer(c):
