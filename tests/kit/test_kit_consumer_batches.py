@@ -1,13 +1,16 @@
 """Events applied together (BaseStore.apply_once_together, `@on_event(..., together=True)`): the events a service
 receives while others are being applied share one transaction, one insert of their markers and one commit. Each
 is still applied once, each caller hears its own outcome, and a repeat or a failing handler in a batch sends the
-others through alone, with nothing of the batch written."""
+others through alone, with nothing of the batch written. The first event from idle waits a little for company
+(EVENTS_LINGER)."""
+import time
+
 import eventlet
 import pytest
 from prometheus_client import REGISTRY
 
 from kit.context import current_request_id, request_id_of
-from kit.mongo import DUPLICATE
+from kit.mongo import DUPLICATE, EVENTS_LINGER
 from tests.kit.support import fresh_store, unique
 
 
@@ -30,8 +33,7 @@ def handler(store, event_id, fail=False, seen=None):
 
 def arrive_together(store, events):
     """[(key, fn, request_id)] submitted at once while another event is being applied; {key: result or error}."""
-    from kit.batching import group_commit_of
-    batcher = group_commit_of(store, f"{store.service_name}.events", store._apply_together)
+    batcher = store.events_batcher()
     outcomes = {}
 
     def deliver(key, fn, request_id):
@@ -74,10 +76,37 @@ def test_events_arriving_together_are_applied_once_each_in_one_transaction(store
     # and operators see it: one batch of 12 (quanzi_batch_size), none of them alone
     assert (sample("quanzi_batch_size_count", labels), sample("quanzi_batch_size_sum", labels)) == (1, 12)
     assert sample("quanzi_batch_alone_total", labels) == 0
-    # and a redelivery of any of them later (nothing else in flight: alone) changes nothing
+    # and a redelivery of any of them later (nothing else in flight: a batch of its own, after the linger,
+    # which its marker fails; then alone) changes nothing
     assert store.apply_once_together(f"probe:{ids[0]}", handler(store, ids[0])) is DUPLICATE
     assert applications(store, ids[:1]) == ids[:1]
-    assert sample("quanzi_batch_alone_total", labels) == 1
+    assert (sample("quanzi_batch_size_count", labels), sample("quanzi_batch_size_sum", labels)) == (2, 13)
+
+
+def test_events_arriving_one_by_one_from_idle_wait_for_company_and_share_a_transaction(store):
+    # given a consumer with nothing in flight, and five events arriving a few milliseconds apart (a modest steady
+    # rate, where natural batching alone would write the first one by itself)
+    ids = [unique("evt_") for _ in range(5)]
+    labels = {"batcher": f"{store.service_name}.events"}
+    outcomes = {}
+
+    def deliver(event_id):
+        outcomes[event_id] = store.apply_once_together(f"probe:{event_id}", handler(store, event_id))
+    pool = eventlet.GreenPool(len(ids))
+    started = time.monotonic()
+    # when they arrive, 4 ms apart: all within the first one's linger
+    for event_id in ids:
+        pool.spawn_n(deliver, event_id)
+        eventlet.sleep(0.004)
+    pool.waitall()
+    # then the first waited for the others: one transaction wrote all five, none went alone, each applied once
+    batcher = store.events_batcher()
+    assert (batcher.batches, batcher.batched) == (1, 5)
+    assert sample("quanzi_batch_alone_total", labels) == 0
+    assert outcomes == {i: i for i in ids}
+    assert applications(store, ids) == sorted(ids)
+    # and the wait was the linger, not more
+    assert EVENTS_LINGER <= time.monotonic() - started < EVENTS_LINGER + 1.0
 
 
 def test_a_repeat_and_a_failing_handler_in_a_batch_leave_the_others_applied_once(store):
