@@ -121,12 +121,12 @@ def idempotent(method, together=False):
     """Run `method(self, event, session)` once per event id, in one transaction with the dedupe marker.
     together=True: with the events of the service arriving meanwhile, in one transaction
     (BaseStore.apply_once_together), for a handler that writes only through `session`."""
-    apply_once = "apply_once_together" if together else "apply_once"
-
     @functools.wraps(method)
     def wrapper(self, event):
         key = f"{self.name}.{method.__name__}:{event['id']}"
-        return getattr(self.store, apply_once)(key, lambda session: method(self, event, session))
+        if together:
+            return self.store.apply_once_together(key, lambda session: method(self, event, session), event)
+        return self.store.apply_once(key, lambda session: method(self, event, session))
     return wrapper
 
 

@@ -98,6 +98,7 @@ class BaseStore:
             callbacks.clear()  # a retried attempt starts over: only the committed attempt's callbacks run
             session.after_commit = callbacks.append
             session.emitted = False
+            session.batch_reads = {}  # what handlers of a batch read once for all of it (see apply_once_together)
             return fn(session)
 
         with self.client.start_session() as session:
@@ -147,16 +148,20 @@ class BaseStore:
                 return DUPLICATE
             raise
 
-    def apply_once_together(self, key, fn):
+    def apply_once_together(self, key, fn, event=None):
         """apply_once(key, fn), in one transaction with the others arriving meanwhile (group commit,
         kit.batching): one insert of their markers and one commit for a batch of events instead of one each. The
         first event from idle waits EVENTS_LINGER for company.
+
+        In a batch, `session.batch_events` lists the events of the batch (each caller's `event`), so a handler
+        may read what all of them need at once, keeping it in `session.batch_reads` (emptied with each attempt
+        of the transaction). An event applied alone has no `batch_events`.
 
         For handlers that write only through `session`: a batch in which a marker was seen before (a repeat) or
         a handler failed is written by none of them; each then goes again alone, where a repeat answers DUPLICATE
         and a failure reaches its own event only (its retries, its dead-letter queue)."""
         request_id = current_request_id()  # the batch runs outside this worker: its log lines keep the event's id
-        return self.events_batcher().submit((key, fn, request_id), alone=lambda: self.apply_once(key, fn))
+        return self.events_batcher().submit((key, fn, request_id, event), alone=lambda: self.apply_once(key, fn))
 
     def events_batcher(self):
         """The process's GroupCommit of the events applied together."""
@@ -165,9 +170,10 @@ class BaseStore:
     def _apply_together(self, batch):
         def attempt(session):
             now = utcnow()
-            self.processed.insert_many([{"_id": key, "at": now} for key, _, _ in batch], session=session)
+            self.processed.insert_many([{"_id": key, "at": now} for key, _, _, _ in batch], session=session)
+            session.batch_events = [event for _, _, _, event in batch]
             results = []
-            for _, fn, request_id in batch:
+            for _, fn, request_id, _ in batch:
                 with request_id_of(request_id):
                     results.append(fn(session))
             return results

@@ -299,3 +299,31 @@ def test_difference_fen_adds_up_every_disagreement_in_absolute_value():
     commissions = [{"commission_id": "o:1", "field": "accrued_fen", "stored": 10, "ledger": 12}]
     assert domain.difference_fen(balances, commissions) == 30 + 5 + 2
     assert domain.difference_fen([], []) == 0
+
+
+# --- a batch's reads (BatchReads) ---------------------------------------------------------------------
+
+def click(viewer, sharer, seconds):
+    return {"viewer_id": viewer, "sharer_id": sharer, "clicked_at": NOW + timedelta(seconds=seconds)}
+
+
+def test_a_batchs_clicks_answer_each_buyer_as_its_own_query_would():
+    # given the clicks read for a batch (newest first) over the union of its windows (-40 s, 0]
+    clicks = [click("usr_a", "usr_a", -1),  # one's own link: never a binding
+              click("usr_b", "usr_s3", -5), click("usr_a", "usr_s2", -10), click("usr_b", "usr_s4", -25),
+              click("usr_a", "usr_s1", -35)]
+    reads = domain.BatchReads({}, clicks, ["usr_a", "usr_b", "usr_c"], NOW - timedelta(seconds=40), NOW)
+    # then each buyer's window picks its own newest click on someone else's share
+    assert reads.active_binding("usr_a", NOW - timedelta(seconds=30), NOW)["sharer_id"] == "usr_s2"
+    assert reads.active_binding("usr_b", NOW - timedelta(seconds=40), NOW - timedelta(seconds=10))["sharer_id"] == \
+        "usr_s4"  # an order created 10 s earlier: the click at -5 s came after it
+    assert reads.active_binding("usr_a", NOW - timedelta(seconds=9), NOW) is None
+    assert reads.active_binding("usr_c", NOW - timedelta(seconds=30), NOW) is None
+    # and it answers only for the buyers and windows it read
+    assert reads.covers("usr_a", NOW - timedelta(seconds=30), NOW)
+    assert not reads.covers("usr_d", NOW - timedelta(seconds=30), NOW)
+    assert not reads.covers("usr_a", NOW - timedelta(seconds=41), NOW)
+    assert not reads.covers("usr_a", NOW - timedelta(seconds=30), NOW + timedelta(seconds=1))
+    assert not domain.BatchReads({}, None, ["usr_a"], NOW - timedelta(seconds=40), NOW).covers(
+        "usr_a", NOW - timedelta(seconds=30), NOW)  # too many clicks to read at once
+

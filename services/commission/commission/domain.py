@@ -63,6 +63,27 @@ def binding_window(created_at, attribution_window_seconds):
     return created_at - timedelta(seconds=attribution_window_seconds), created_at
 
 
+class BatchReads:
+    """What the order events of one batch read at once (CommissionStore._batch_reads): each order's record (None:
+    not known yet) and the clicks of the batch's buyers in (since, until], the union of their attribution windows,
+    newest first (clicks None: too many to read at once)."""
+
+    def __init__(self, orders, clicks, buyers, since, until):
+        self.orders, self.clicks, self.buyers = orders, clicks, set(buyers)
+        self.since, self.until = since, until
+
+    def covers(self, buyer_id, since, until):
+        """Whether the clicks read answer for `buyer_id`'s window (since, until]."""
+        return self.clicks is not None and buyer_id in self.buyers and self.since <= since and until <= self.until
+
+    def active_binding(self, buyer_id, since, until):
+        """The buyer's active binding, as the store's query finds it: the newest click in (since, until] on a
+        share of someone else. (Stored click times are whole milliseconds, so these comparisons agree with
+        MongoDB's, which drops the window's microseconds.)"""
+        return next((click for click in self.clicks if click["viewer_id"] == buyer_id
+                     and click["sharer_id"] != buyer_id and since < click["clicked_at"] <= until), None)
+
+
 def capped_rates(level1_bp, level2_bp, max_total_bp):
     """C6 defence in depth: the catalog refuses rates above the cap where they are set; should an order still
     carry more, level 1 keeps what fits and level 2 gets the rest up to the cap."""
