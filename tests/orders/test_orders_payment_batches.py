@@ -266,3 +266,27 @@ def test_the_provider_notifies_a_batch_at_once_and_keeps_retrying_only_what_was_
             == ["paid", "paid"]
     finally:
         client.close()
+
+
+def test_more_pays_at_once_than_the_gateway_has_workers_are_all_paid_without_waiting_on_each_other(api):
+    # given more buyers with an unpaid order than a gateway replica has workers (MAX_WORKERS, 20): each pay waits
+    # in a worker for its notification, and the notifications need gateway workers too
+    _, _, _, sku = open_shop(api, stock=40)
+    buyers = [api.register_user() for _ in range(32)]
+    orders = [place(api, buyer["token"], sku) for buyer in buyers]
+    local = threading.local()
+
+    def tap(request):
+        buyer, order_id = request
+        if not hasattr(local, "api"):
+            local.api = Api(api.base_url[:-len("/api/v1")], api.admin_phone, api.admin_password)
+        return local.api.post(f"/orders/{order_id}/pay", token=buyer["token"])
+    # when they all tap "pay" at once
+    started = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(len(buyers)) as pool:
+        answers = list(pool.map(tap, [(buyer, order["order_id"]) for buyer, order in zip(buyers, orders)]))
+    # then every one is paid, and promptly: the pays never hold every worker, so the notifications they wait for
+    # are always heard (before, the notifications waited for a worker until the provider gave up, 5 s, and the
+    # pays then timed out)
+    assert [(a.status_code, a.json()["status"]) for a in answers] == [(200, "paid")] * len(buyers)
+    assert time.monotonic() - started < 4.0

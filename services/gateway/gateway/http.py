@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from eventlet.event import Event
+from eventlet.semaphore import Semaphore
 from nameko.exceptions import ContainerBeingKilled
 from nameko.extensions import DependencyProvider, SharedExtension
 from nameko.web.handlers import HttpRequestHandler
@@ -51,6 +52,11 @@ HTTP_LATENCY = Histogram("quanzi_http_request_duration_seconds", "Gateway reques
                          ["method", "route", "status"], buckets=LATENCY_BUCKETS)
 HTTP_REQUESTS = Counter("quanzi_http_requests_total", "Gateway requests by route and status",
                         ["method", "route", "status"])
+
+# Workers a replica keeps for everything but the routes that wait on a callback (api(..., waits_on_callback=True):
+# a pay waits in its worker for the provider's notification, which needs a worker of its own to be heard). Those
+# routes take at most the other workers; a request beyond that waits for one of them outside the pool.
+CALLBACK_RESERVE = 0.25
 
 ROUTES = []  # every documented api() route, for the OpenAPI document
 _ROUTE_MAP = []  # (methods, url) of every concrete route, to tell 404 from 405
@@ -104,6 +110,8 @@ class Edge(SharedExtension):
         self.store = GatewayStore(client, db, "gateway", self.settings)  # audit entries, revocations
         self.revocations = RevocationCache(db["revocations"])
         self.cors_origins = self.settings.cors_origins
+        workers = self.container.max_workers
+        self.callback_waits = Semaphore(max(1, workers - max(2, int(workers * CALLBACK_RESERVE))))
 
     def start(self):
         self.container.spawn_managed_thread(self.revocations.run)
@@ -162,7 +170,7 @@ class ApiRoute(HttpRequestHandler):
 
     def __init__(self, method, path, *, auth="user", body=None, query=None, response=None, status=200,
                  summary="", tags=(), errors=(), prefix=API_PREFIX, document=True, media_type=None, error_bodies=None,
-                 audit=None, audit_target=None, upload=None, idempotency="edge", **kwargs):
+                 audit=None, audit_target=None, upload=None, idempotency="edge", waits_on_callback=False, **kwargs):
         self.route = prefix + path
         super().__init__(method, self.route, **kwargs)
         self.auth, self.body_schema, self.query_schema = auth, body, query
@@ -172,6 +180,7 @@ class ApiRoute(HttpRequestHandler):
         # every POST honours Idempotency-Key: here at the edge (idempotency.py), or, for a route declared with
         # idempotency="service", by the service that keeps the key with what it makes (POST /orders)
         self.idempotent = method == "POST" and idempotency == "edge"
+        self.waits_on_callback = waits_on_callback
 
     def handle_request(self, request):
         request.shallow = False
@@ -180,7 +189,11 @@ class ApiRoute(HttpRequestHandler):
         request_id = request_id[:64]
         try:
             call = self.prepare(request, request_id)
-            response = self.run_idempotent(call) if self.idempotent else self.run_worker(call)
+            if self.waits_on_callback:
+                with self.edge.callback_waits:  # see CALLBACK_RESERVE
+                    response = self.run_idempotent(call) if self.idempotent else self.run_worker(call)
+            else:
+                response = self.run_idempotent(call) if self.idempotent else self.run_worker(call)
         except Exception as exc:
             response = error_response(exc, request_id)
         response.headers.update(self.edge.cors_headers(request))
@@ -304,7 +317,8 @@ def api(method, path, **options):
     (e.g. "merchant.approve") whose success appends an entry to the audit log (GET /admin/audit), with the path
     id (or the path parameter named by audit_target) as target and the body's `reason`; upload: {"media_types":
     [...], "limit": the setting of its size limit} for a route whose body is a file (its raw bytes reach the route
-    as `Call.upload`)."""
+    as `Call.upload`); waits_on_callback: the route waits in its worker for a request that needs a worker too
+    (see CALLBACK_RESERVE)."""
     _ROUTE_MAP.append((method, options.get("prefix", API_PREFIX) + path))
     if options.get("document", True):
         ROUTES.append({"method": method, "path": path, **options})

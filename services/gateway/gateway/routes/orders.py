@@ -71,6 +71,7 @@ class OrderRoutes:
         return call(self.orders.get_order, viewer(c), c.path["order_id"])
 
     @api("POST", "/orders/<order_id>/pay", response=views.OrderView, tags=["orders"], errors=[403, 404, 409],
+         waits_on_callback=True,
          summary="Pay through the sandbox provider; answers once the provider's notification made the order paid")
     def pay(self, c):
         pay = {"viewer": viewer(c), "order_id": c.path["order_id"]}
