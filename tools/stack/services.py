@@ -20,6 +20,7 @@ class ServiceSpec:
     name: str
     pythonpath_dir: str  # relative to REPO (or absolute)
     target: str  # "pkg.service:Class"
+    defaults: tuple = ()  # (variable, value) pairs the service runs with unless the environment sets them
 
     def __post_init__(self):
         if ":" not in self.target:
@@ -43,7 +44,9 @@ SERVICES = [
     ServiceSpec("orders", "services/orders", "orders.service:OrdersService"),
     ServiceSpec("social_feed", "services/social-feed", "social_feed.service:SocialFeedService"),
     ServiceSpec("commission", "services/commission", "commission.service:CommissionService"),
-    ServiceSpec("gateway", "services/gateway", "gateway.service:GatewayService"),
+    # The gateway's workers wait on the other services (and a pay on the provider's callback), so it runs with more
+    # of them than the services that do the work: as deploy/k8s/base/services/gateway.yaml does
+    ServiceSpec("gateway", "services/gateway", "gateway.service:GatewayService", defaults=(("MAX_WORKERS", "64"),)),
 ]
 
 
@@ -81,7 +84,7 @@ class ServiceProcess(ChildProcess):
 
     def process_env(self):
         paths = [REPO, *(s.path for s in SERVICES), self.spec.path]
-        env = {**os.environ, **self.env,
+        env = {**dict(self.spec.defaults), **os.environ, **self.env,
                "PYTHONPATH": os.pathsep.join(dict.fromkeys(str(p) for p in paths)),
                "WEB_SERVER_ADDRESS": f"127.0.0.1:{self.web_port}",
                "PYTHONUNBUFFERED": "1"}  # so a crash log has everything up to the crash
