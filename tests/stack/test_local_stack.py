@@ -276,3 +276,20 @@ def test_the_supervisor_restarts_a_service_that_exits_and_gives_up_on_a_crash_lo
         assert not echo.is_running()  # given up: it stays down
     finally:
         stack.stop()
+
+
+def test_a_services_defaults_apply_unless_the_environment_or_the_stack_sets_them(tmp_path, monkeypatch):
+    # given a service that runs with 64 workers by default (as the gateway does)
+    spec = ServiceSpec("echo", str(tmp_path), "echo_tooling.service:Echo", defaults=(("MAX_WORKERS", "64"),))
+    monkeypatch.delenv("MAX_WORKERS", raising=False)
+    process = ServiceProcess(spec, {}, free_port(), tmp_path / "echo.log")
+    # then it gets them when nobody says otherwise
+    assert process.process_env()["MAX_WORKERS"] == "64"
+    # and an operator's environment wins, and so does the stack's own setting (a restart's override included)
+    monkeypatch.setenv("MAX_WORKERS", "32")
+    assert process.process_env()["MAX_WORKERS"] == "32"
+    assert ServiceProcess(spec, {"MAX_WORKERS": "12"}, free_port(), tmp_path / "echo.log").process_env()[
+        "MAX_WORKERS"] == "12"
+    # and the gateway is such a service
+    from tools.stack import SERVICES
+    assert dict(next(s for s in SERVICES if s.name == "gateway").defaults) == {"MAX_WORKERS": "64"}
