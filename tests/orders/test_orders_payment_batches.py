@@ -36,6 +36,20 @@ def note_of(order, **overrides):
     return {**note, "paid_at": utcnow()}  # as the RPC schema loads it
 
 
+def tap_all(api, taps):
+    """POST /orders/{id}/pay for every (buyer, order id) at once, each thread with its own HTTP session; the
+    answers in order."""
+    local = threading.local()
+
+    def tap(request):
+        buyer, order_id = request
+        if not hasattr(local, "api"):
+            local.api = Api(api.base_url[:-len("/api/v1")], api.admin_phone, api.admin_password)
+        return local.api.post(f"/orders/{order_id}/pay", token=buyer["token"])
+    with concurrent.futures.ThreadPoolExecutor(len(taps)) as pool:
+        return list(pool.map(tap, taps))
+
+
 def paid_events(store, order_id):
     return list(store.outbox.events.find({"subject": order_id, "type": "order.paid"}))
 
@@ -179,16 +193,8 @@ def test_pays_tapped_at_the_same_moment_are_paid_together_and_each_answered_on_i
     orders = [place(api, buyer["token"], sku) for buyer in buyers]
     taps = [(buyer, order["order_id"]) for buyer, order in zip(buyers, orders)] + [(buyers[0], orders[0]["order_id"])]
     taps.append((buyers[1], orders[2]["order_id"]))  # and one trying to pay someone else's order
-    local = threading.local()
-
-    def tap(request):
-        buyer, order_id = request
-        if not hasattr(local, "api"):
-            local.api = Api(api.base_url[:-len("/api/v1")], api.admin_phone, api.admin_password)
-        return local.api.post(f"/orders/{order_id}/pay", token=buyer["token"])
     # when they all tap at once
-    with concurrent.futures.ThreadPoolExecutor(len(taps)) as pool:
-        answers = list(pool.map(tap, taps))
+    answers = tap_all(api, taps)
     # then every order is paid, each answer shows its own order paid, the double tap paid once, and nobody paid
     # another's order
     assert [a.status_code for a in answers[:13]] == [200] * 13
@@ -283,17 +289,9 @@ def test_more_pays_at_once_than_the_gateway_has_workers_are_all_paid_without_wai
     _, _, _, sku = open_shop(api, stock=2 * small_gateway + 10)
     buyers = [api.register_user() for _ in range(2 * small_gateway)]
     orders = [place(api, buyer["token"], sku) for buyer in buyers]
-    local = threading.local()
-
-    def tap(request):
-        buyer, order_id = request
-        if not hasattr(local, "api"):
-            local.api = Api(api.base_url[:-len("/api/v1")], api.admin_phone, api.admin_password)
-        return local.api.post(f"/orders/{order_id}/pay", token=buyer["token"])
     # when they all tap "pay" at once
     started = time.monotonic()
-    with concurrent.futures.ThreadPoolExecutor(len(buyers)) as pool:
-        answers = list(pool.map(tap, [(buyer, order["order_id"]) for buyer, order in zip(buyers, orders)]))
+    answers = tap_all(api, [(buyer, order["order_id"]) for buyer, order in zip(buyers, orders)])
     # then every one is paid, and promptly: the pays never hold every worker, so the notifications they wait for
     # are always heard (before, the notifications waited for a worker until the provider gave up, 5 s, and the
     # pays then timed out)

@@ -91,7 +91,7 @@ class CommissionStore(BaseStore):
         existing = [] if order is None else list(self.commissions.find({"order_id": order_id}, session=session))
         order = order or {"_id": order_id}
         order, new, changed, moves = domain.advance(order, existing, event_type, data,
-                                                    lambda o: self._attribute(session, o, now), now)
+                                                    lambda o: self._attribute(session, o, now, reads), now)
         self.orders.replace_one({"_id": order_id}, order, upsert=True, session=session)
         if new:
             self.commissions.insert_many(new, session=session)
@@ -104,14 +104,14 @@ class CommissionStore(BaseStore):
             self._post_commission(session, commission, move, now)
         return order
 
-    def _attribute(self, session, order, now):
-        """Decide once who earns on a paid order, from what the events told us (no other service's data)."""
+    def _attribute(self, session, order, now, reads=None):
+        """Decide once who earns on a paid order, from what the events told us (no other service's data). `reads`:
+        what its batch read at once (_batch_reads), or None."""
         settings, buyer_id = self.settings, order["buyer_id"]
         share = None
         if order.get("share_code"):
             share = self.shares.find_one({"_id": order["share_code"]}, session=session)
         since, until = domain.binding_window(order["created_at"], settings.attribution_window)
-        reads = self._batch_reads(session)
         if reads is not None and reads.covers(buyer_id, since, until):
             binding = reads.active_binding(buyer_id, since, until)
         else:
@@ -134,13 +134,11 @@ class CommissionStore(BaseStore):
         """For order events applied together (kit: session.batch_events): their orders' records and their
         buyers' clicks in the attribution windows, read once for the batch (two queries instead of two per
         event), in the batch's transaction. None for an event applied alone."""
-        events = [e for e in getattr(session, "batch_events", None) or () if e and "order_id" in e.get("data", {})]
-        if len(events) < 2:
-            return None
-        reads = session.batch_reads.get("commission")
-        if reads is None:
-            reads = session.batch_reads["commission"] = self._read_batch(session, [e["data"] for e in events])
-        return reads
+        if "commission" not in session.batch_reads:
+            events = [e for e in getattr(session, "batch_events", None) or () if e and "order_id" in e.get("data", {})]
+            session.batch_reads["commission"] = (self._read_batch(session, [e["data"] for e in events])
+                                                 if len(events) > 1 else None)
+        return session.batch_reads["commission"]
 
     def _read_batch(self, session, facts):
         order_ids = list({data["order_id"] for data in facts})

@@ -10,6 +10,7 @@ import logging
 import re
 import time
 import uuid
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -189,10 +190,7 @@ class ApiRoute(HttpRequestHandler):
         request_id = request_id[:64]
         try:
             call = self.prepare(request, request_id)
-            if self.waits_on_callback:
-                with self.edge.callback_waits:  # see CALLBACK_RESERVE
-                    response = self.run_idempotent(call) if self.idempotent else self.run_worker(call)
-            else:
+            with self.edge.callback_waits if self.waits_on_callback else nullcontext():  # see CALLBACK_RESERVE
                 response = self.run_idempotent(call) if self.idempotent else self.run_worker(call)
         except Exception as exc:
             response = error_response(exc, request_id)
