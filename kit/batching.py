@@ -15,7 +15,14 @@ milliseconds of delay; under load the batches behind it form as before, without 
 `write_batch(requests)` returns one outcome per request, in order: the caller's answer, an exception to raise to
 that caller, or ALONE: the caller handles its request by itself after all (e.g. a retry of a request already
 being handled elsewhere, which may have to wait). An exception raised by write_batch reaches every caller of the
-batch."""
+batch.
+
+With `overlap` (a request count), for a pipeline whose batches spend most of their time waiting on other
+processes: while a batch is in flight, a second one starts as soon as at least that many requests, and no fewer
+than the batch in flight holds, are waiting, instead of waiting for the first to end. The machine's cores work on
+two batches at once, and neither is smaller than a batch would be without overlap, so the cost per request does
+not rise. A writer that ends while another is in flight leaves a smaller queue to it.
+"""
 import weakref
 
 import eventlet
@@ -27,18 +34,20 @@ ALONE = object()
 
 
 class GroupCommit:
-    def __init__(self, write_batch, max_batch=64, name=None, linger=0.0):
+    def __init__(self, write_batch, max_batch=64, name=None, linger=0.0, overlap=None):
         self.write_batch = write_batch
         self.linger = linger
+        self.overlap = overlap
         self.name = name or write_batch.__name__  # the `batcher` label of its metrics
         self.max_batch = max_batch  # a bound on one batch's size, and on the callers one failure answers
         self._waiting = []  # [(request, Event)]
-        self._writing = False
+        self._writers = 0  # greenthreads writing batches: 1, or 2 with overlap
+        self._in_flight = []  # the sizes of the batches being written
         self._alone = 0  # requests going through on their own right now
         self.batches = self.batched = 0  # how much was grouped (tests, the bench)
 
     def submit(self, request, alone):
-        if not self.linger and not self._alone and not self._writing:
+        if not self.linger and not self._alone and not self._writers:
             BATCH_ALONE.labels(self.name).inc()
             self._alone += 1
             try:
@@ -47,8 +56,8 @@ class GroupCommit:
                 self._alone -= 1
         done = Event()
         self._waiting.append((request, done))
-        if not self._writing:
-            self._writing = True
+        if not self._writers or self._second_batch_due():
+            self._writers += 1
             eventlet.spawn_n(self._write_batches)
         outcome = done.wait()
         if outcome is ALONE:
@@ -57,22 +66,33 @@ class GroupCommit:
             raise outcome
         return outcome
 
+    def _second_batch_due(self):
+        return self.overlap is not None and self._writers == 1 and \
+            len(self._waiting) >= max([self.overlap, *self._in_flight])
+
     def _write_batches(self):
         try:
-            if self.linger:
+            if self.linger and self._writers == 1:
                 eventlet.sleep(self.linger)  # the first request's company gathers (see the module's doc)
-            while self._waiting:
+            while self._waiting and (self._writers == 1 or self._second_batch_due_after_me()):
                 batch, self._waiting = self._waiting[:self.max_batch], self._waiting[self.max_batch:]
                 self.batches, self.batched = self.batches + 1, self.batched + len(batch)
                 BATCH_SIZE.labels(self.name).observe(len(batch))
+                self._in_flight.append(len(batch))
                 try:
                     outcomes = self.write_batch([request for request, _ in batch])
                 except Exception as exc:  # the database, the broker or a step failed: each caller hears why
                     outcomes = [exc] * len(batch)
+                finally:
+                    self._in_flight.remove(len(batch))
                 for (_, done), outcome in zip(batch, outcomes):
                     done.send(outcome)
         finally:
-            self._writing = False
+            self._writers -= 1
+
+    def _second_batch_due_after_me(self):
+        """With another writer in flight, this one goes on only with a batch worth overlapping."""
+        return len(self._waiting) >= max([self.overlap or 0, *self._in_flight])
 
 
 _owned = weakref.WeakKeyDictionary()  # {owner: {name: GroupCommit}}

@@ -27,8 +27,8 @@ def in_one_call(method, timeout=DEFAULT_TIMEOUT):
 
 
 # this process's requests arriving while others of their kind are in flight
-ORDER_BATCHES = GroupCommit(in_one_call("create_orders"), name="gateway.orders")  # POST /orders
-PAY_BATCHES = GroupCommit(in_one_call("pay_many", PAY_TIMEOUT), name="gateway.pays")  # POST /orders/{id}/pay
+ORDER_BATCHES = GroupCommit(in_one_call("create_orders"), name="gateway.orders", overlap=4)  # POST /orders
+PAY_BATCHES = GroupCommit(in_one_call("pay_many", PAY_TIMEOUT), name="gateway.pays", overlap=4)  # POST /orders/{id}/pay
 # POST /payments/notify: a provider's notifications come in bursts (the sandbox's for a batch of pays at once), so
 # the first from idle waits a few milliseconds for the rest: one call and one transaction for the burst, not one
 # for the first and a few for the others (a pay's answer waits on its notification, so the wait stays short)
