@@ -88,7 +88,8 @@ def test_with_overlap_fewer_waiting_than_in_flight_wait_for_a_writer_and_are_sti
     pipeline = Pipeline(seconds=0.05)
     group = GroupCommit(pipeline, name="test.tail", overlap=4)
     pool = eventlet.GreenPool()
-    first = [pool.spawn(group.submit, f"a{i}", partial(pipeline.alone, f"a{i}")) for i in range(7)]  # 1 alone, 6 batched
+    # one goes alone, then 6 are batched
+    first = [pool.spawn(group.submit, f"a{i}", partial(pipeline.alone, f"a{i}")) for i in range(7)]
     eventlet.sleep(0.01)
     assert pipeline.in_flight == [6]
 
