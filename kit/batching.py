@@ -67,14 +67,18 @@ class GroupCommit:
         return outcome
 
     def _second_batch_due(self):
-        return self.overlap is not None and self._writers == 1 and \
-            len(self._waiting) >= max([self.overlap, *self._in_flight])
+        return self.overlap is not None and self._writers == 1 and self._worth_overlapping()
+
+    def _worth_overlapping(self):
+        """Enough requests wait for a batch beside the one in flight: at least `overlap`, and no fewer than it."""
+        return len(self._waiting) >= max([self.overlap or 0, *self._in_flight])
 
     def _write_batches(self):
         try:
             if self.linger and self._writers == 1:
                 eventlet.sleep(self.linger)  # the first request's company gathers (see the module's doc)
-            while self._waiting and (self._writers == 1 or self._second_batch_due_after_me()):
+            # with another writer in flight, this one goes on only with a batch worth overlapping
+            while self._waiting and (self._writers == 1 or self._worth_overlapping()):
                 batch, self._waiting = self._waiting[:self.max_batch], self._waiting[self.max_batch:]
                 self.batches, self.batched = self.batches + 1, self.batched + len(batch)
                 BATCH_SIZE.labels(self.name).observe(len(batch))
@@ -89,10 +93,6 @@ class GroupCommit:
                     done.send(outcome)
         finally:
             self._writers -= 1
-
-    def _second_batch_due_after_me(self):
-        """With another writer in flight, this one goes on only with a batch worth overlapping."""
-        return len(self._waiting) >= max([self.overlap or 0, *self._in_flight])
 
 
 _owned = weakref.WeakKeyDictionary()  # {owner: {name: GroupCommit}}

@@ -26,9 +26,12 @@ def in_one_call(method, timeout=DEFAULT_TIMEOUT):
     return write_batch
 
 
-# this process's requests arriving while others of their kind are in flight
+# this process's requests arriving while others of their kind are in flight. Orders and pays: a batch mostly waits
+# on other services, so a second batch starts beside it once as many wait (overlap; measured: +25% orders/s, +17%
+# pays/s at the same CPU per request; notifications' batches only shrank with it)
 ORDER_BATCHES = GroupCommit(in_one_call("create_orders"), name="gateway.orders", overlap=4)  # POST /orders
-PAY_BATCHES = GroupCommit(in_one_call("pay_many", PAY_TIMEOUT), name="gateway.pays", overlap=4)  # POST /orders/{id}/pay
+PAY_BATCHES = GroupCommit(in_one_call("pay_many", PAY_TIMEOUT), name="gateway.pays",
+                          overlap=4)  # POST /orders/{id}/pay
 # POST /payments/notify: a provider's notifications come in bursts (the sandbox's for a batch of pays at once), so
 # the first from idle waits a few milliseconds for the rest: one call and one transaction for the burst, not one
 # for the first and a few for the others (a pay's answer waits on its notification, so the wait stays short)
