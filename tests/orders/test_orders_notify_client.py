@@ -11,18 +11,25 @@ from orders.provider import NotifyClient
 
 class Shop(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive
-    received = []  # (connection port, path, body, signature)
+    received = []  # (connection number, path, body, signature)
+    connections = 0  # accepted so far (a closed connection's port may be used again at once: count them)
     hang_up = False  # close each connection after its answer, without saying so (as a restarting shop)
 
+    def setup(self):
+        super().setup()
+        Shop.connections += 1
+        self.connection_number = Shop.connections
+
     def do_POST(self):
+        hang_up = self.hang_up  # read before answering: the test may change it as soon as the answer arrives
         body = self.rfile.read(int(self.headers["Content-Length"]))
-        self.received.append((self.client_address[1], self.path, body, self.headers["X-Quanzi-Signature"]))
+        self.received.append((self.connection_number, self.path, body, self.headers["X-Quanzi-Signature"]))
         status = 404 if b"unknown" in body else 200
         self.send_response(status)
         self.send_header("Content-Length", "2")
         self.end_headers()
         self.wfile.write(b"{}")
-        self.close_connection = self.hang_up
+        self.close_connection = hang_up
 
     def log_message(self, *args):
         pass
@@ -30,7 +37,7 @@ class Shop(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def shop():
-    Shop.received, Shop.hang_up = [], False
+    Shop.received, Shop.hang_up, Shop.connections = [], False, 0
     server = ThreadingHTTPServer(("127.0.0.1", 0), Shop)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -55,7 +62,7 @@ def test_notifications_reuse_one_kept_alive_connection_and_carry_body_and_header
         ("/api/v1/payments/notify?v=1", b'{"n":1}', "sig0"), ("/api/v1/payments/notify?v=1", b'{"n":2}', "sig1"),
         ("/api/v1/payments/notify?v=1", b'{"unknown":3}', "sig2")]
     # and all three went over one connection
-    assert len({port for port, *_ in Shop.received}) == 1
+    assert Shop.connections == 1 and {number for number, *_ in Shop.received} == {1}
     client.close()
 
 
@@ -71,7 +78,7 @@ def test_a_kept_alive_connection_the_shop_closed_is_replaced_and_the_notificatio
     # then it is delivered on a new connection
     assert status == 200
     assert [body for _, _, body, _ in Shop.received] == [b'{"n":1}', b'{"n":2}']
-    assert len({port for port, *_ in Shop.received}) == 2
+    assert Shop.connections == 2 and [number for number, *_ in Shop.received] == [1, 2]
     client.close()
 
 

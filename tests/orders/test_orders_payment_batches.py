@@ -209,7 +209,10 @@ def test_pays_tapped_at_the_same_moment_are_paid_together_and_each_answered_on_i
     for order_id in ids:
         listener.wait_for(lambda m, order_id=order_id: m["data"]["order_id"] == order_id)
     time.sleep(0.5)  # room for a second order.paid to show up, were there one
-    assert sorted(m["data"]["order_id"] for m in distinct(listener.messages)) == sorted(ids)
+    # (only these orders: an earlier test's order.paid may still be on its way, e.g. after a restart of orders
+    # the outbox relays once the dead process's lease has expired)
+    assert sorted(m["data"]["order_id"] for m in distinct(listener.messages) if m["data"]["order_id"] in ids) \
+        == sorted(ids)
 
 
 def test_the_gateways_batch_of_pays_is_answered_one_by_one():
