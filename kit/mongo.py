@@ -99,6 +99,7 @@ class BaseStore:
             session.after_commit = callbacks.append
             session.emitted = False
             session.batch_reads = {}  # what handlers of a batch read once for all of it (see apply_once_together)
+            session.pending_writes = None  # a batch's writes sent together at its end (write_later)
             return fn(session)
 
         with self.client.start_session() as session:
@@ -128,6 +129,29 @@ class BaseStore:
             session.after_commit(self._events_committed)
         return envelopes
 
+    @staticmethod
+    def write_later(session, collection, op):
+        """A write whose result nobody waits for (pymongo's InsertOne, UpdateOne, ReplaceOne, unconditional). In an
+        event handler's transaction (apply_once, apply_once_together) it goes with the other writes to
+        `collection`, in order, in one bulk_write at the end: one round trip for a batch of events instead of one
+        per event and write. Anywhere else it is sent now. Before reading `collection`, or writing it on a
+        condition, in the same transaction, call flush_writes(session, collection): the read then sees every
+        write before it."""
+        pending = getattr(session, "pending_writes", None)
+        if pending is None:
+            collection.bulk_write([op], session=session)
+        else:
+            pending.setdefault(collection.name, (collection, []))[1].append(op)
+
+    @staticmethod
+    def flush_writes(session, collection=None):
+        """Send the writes write_later kept for `collection` (for every collection: None)."""
+        pending = getattr(session, "pending_writes", None) or {}
+        for name in list(pending) if collection is None else [collection.name]:
+            target, ops = pending.pop(name, (None, ()))
+            if ops:
+                target.bulk_write(ops, session=session)
+
     def _events_committed(self):
         for listener in self._committed_listeners:
             listener()
@@ -138,7 +162,10 @@ class BaseStore:
             # the marker first, without looking it up: a key seen before fails this insert (and aborts the
             # transaction before anything else was written), which is rarer than a first delivery
             self.processed.insert_one({"_id": key, "at": utcnow()}, session=session)
-            return fn(session)
+            session.pending_writes = {}
+            result = fn(session)
+            self.flush_writes(session)
+            return result
         try:
             return self.transaction(attempt)
         except DuplicateKeyError:
@@ -155,7 +182,8 @@ class BaseStore:
 
         In a batch, `session.batch_events` lists the events of the batch (each caller's `event`), so a handler
         may read what all of them need at once, keeping it in `session.batch_reads` (emptied with each attempt
-        of the transaction). An event applied alone has no `batch_events`.
+        of the transaction). An event applied alone has no `batch_events`. A handler's writes through
+        write_later go to MongoDB together, one bulk_write per collection once every handler of the batch ran.
 
         For handlers that write only through `session`: a batch in which a marker was seen before (a repeat) or
         a handler failed is written by none of them; each then goes again alone, where a repeat answers DUPLICATE
@@ -172,10 +200,12 @@ class BaseStore:
             now = utcnow()
             self.processed.insert_many([{"_id": key, "at": now} for key, _, _, _ in batch], session=session)
             session.batch_events = [event for _, _, _, event in batch]
+            session.pending_writes = {}
             results = []
             for _, fn, request_id, _ in batch:
                 with request_id_of(request_id):
                     results.append(fn(session))
+            self.flush_writes(session)
             return results
         try:
             return self.transaction(attempt)

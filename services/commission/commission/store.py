@@ -10,7 +10,7 @@ balances     per user, one field per bucket; changed only in the transaction tha
 withdrawals  payout requests, unique per (user, Idempotency-Key)
 """
 from prometheus_client import Counter, Gauge
-from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
+from pymongo import ASCENDING, DESCENDING, IndexModel, InsertOne, ReplaceOne, ReturnDocument, UpdateOne
 from pymongo.errors import DuplicateKeyError
 
 from commission import domain
@@ -86,20 +86,25 @@ class CommissionStore(BaseStore):
         if reads is not None and order_id in reads.orders:
             order = reads.orders.pop(order_id)  # read for the batch; a second event of the order reads again
         else:
+            self.flush_writes(session, self.orders)
             order = self.orders.find_one({"_id": order_id}, session=session)
         # an order's commissions are only ever written with its document (below): none before its first event
+        if order is not None:
+            self.flush_writes(session, self.commissions)
         existing = [] if order is None else list(self.commissions.find({"order_id": order_id}, session=session))
         order = order or {"_id": order_id}
         order, new, changed, moves = domain.advance(order, existing, event_type, data,
                                                     lambda o: self._attribute(session, o, now, reads), now)
-        self.orders.replace_one({"_id": order_id}, order, upsert=True, session=session)
+        # a batch's writes go together at its end (kit: write_later); what reads them here flushes them first
+        self.write_later(session, self.orders, ReplaceOne({"_id": order_id}, order, upsert=True))
+        for commission in new:
+            self.write_later(session, self.commissions, InsertOne(commission))
         if new:
-            self.commissions.insert_many(new, session=session)
             accrued = sum(c["accrued_fen"] for c in new)
             self.after_commit(session, lambda: ACCRUED_FEN.inc(accrued))
         for commission_id, fields in changed.items():
-            self.commissions.update_one({"_id": commission_id}, {"$set": {**fields, "updated_at": now}},
-                                        session=session)
+            self.write_later(session, self.commissions,
+                             UpdateOne({"_id": commission_id}, {"$set": {**fields, "updated_at": now}}))
         for commission, move in moves:
             self._post_commission(session, commission, move, now)
         return order
@@ -142,6 +147,7 @@ class CommissionStore(BaseStore):
 
     def _read_batch(self, session, facts):
         order_ids = list({data["order_id"] for data in facts})
+        self.flush_writes(session, self.orders)
         found = {order["_id"]: order for order in self.orders.find({"_id": {"$in": order_ids}}, session=session)}
         windows = [domain.binding_window(domain.parse_time(data["created_at"]), self.settings.attribution_window)
                    for data in facts]
@@ -166,21 +172,22 @@ class CommissionStore(BaseStore):
         amount = move["amount_fen"]
         if amount <= 0:
             return
-        self.ledger.insert_one({
+        self.write_later(session, self.ledger, InsertOne({
             "_id": new_id("led"), "order_id": order_id, "withdrawal_id": withdrawal_id, "beneficiary_id": user_id,
             "level": level, "kind": move["kind"], "ref": move["ref"], "amount_fen": amount,
             "from": move["from"], "to": move["to"], "at": now,
-        }, session=session)
+        }))
         self._move(session, user_id, move["from"], move["to"], amount, now)
         self.emit(session, move["event"], event_data, subject=subject)
 
     def _move(self, session, user_id, source, target, amount, now):
         inc = {f"{target}_fen": amount} if target else {}
         if source is None:
-            self.balances.update_one({"_id": user_id}, {"$inc": inc, "$set": {"updated_at": now}}, upsert=True,
-                                     session=session)
+            self.write_later(session, self.balances,
+                             UpdateOne({"_id": user_id}, {"$inc": inc, "$set": {"updated_at": now}}, upsert=True))
             return
         inc[f"{source}_fen"] = -amount
+        self.flush_writes(session, self.balances)
         # Money leaves a bucket only if it is there: the conditional update makes concurrent withdrawals
         # safe, and guards every other move against a bug driving a balance negative.
         moved = self.balances.update_one({"_id": user_id, f"{source}_fen": {"$gte": amount}},

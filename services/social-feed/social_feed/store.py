@@ -9,7 +9,7 @@ timelines       one entry per (owner, moment), _id "<owner>:<moment>": a repeate
 likes           _id "<moment>:<user>": once per user, whatever the concurrency
 comments, shares (_id = share code), share_clicks
 """
-from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
+from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument, UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from kit import paging
@@ -431,15 +431,16 @@ class SocialFeedStore(BaseStore):
         elif add is not None:
             orders = {"$cond": [{"$in": [{"$literal": add}, refunded]}, orders,
                                 {"$setUnion": [orders, [{"$literal": add}]]}]}
+        # (sent with the batch's other writes: kit's write_later; nothing in an event's transaction reads them)
         for product_id in set(product_ids):
-            self.purchases.update_one({"_id": f"{buyer_id}:{product_id}"}, [
+            self.write_later(session, self.purchases, UpdateOne({"_id": f"{buyer_id}:{product_id}"}, [
                 {"$set": {"orders": {"$sortArray": {"input": orders, "sortBy": 1}},
                           "refunded": {"$sortArray": {"input": refunded, "sortBy": 1}},
                           "buyer_id": {"$literal": buyer_id}, "product_id": {"$literal": product_id},
                           "at": {"$ifNull": ["$at", {"$literal": at}]}}},
                 {"$set": {"gone": {"$and": [{"$gt": [{"$size": "$refunded"}, 0]},
                                             {"$eq": [{"$size": "$orders"}, 0]}]}}},
-            ], upsert=True, session=session)
+            ], upsert=True))
 
     def social_proof(self, viewer_id, product_id, shown=10):
         """Friends of the viewer who bought / shared the product: ({ids shown}, count) each. Costs one covered
