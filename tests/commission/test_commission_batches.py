@@ -46,3 +46,22 @@ def test_orders_paid_together_are_each_attributed_by_their_own_buyer_and_window(
         books.wait_summary(sharer, pending_fen=earned)
     for sharer in (older, after_late, stale):
         assert books.summary(sharer) == ZERO
+
+
+def test_one_sharer_earning_on_orders_paid_together_is_credited_once_for_each(send, books, mongo):
+    # given six buyers who all came through one sharer's share code
+    sharer, code = uid("usr"), uid("sc")
+    send(ev.share_created(code, sharer))
+    stories = [Story(uid("usr"), share_code=code) for _ in range(6)]
+    # when their payments arrive at once (applied in shared transactions, their writes sent together at the end)
+    envelopes = send(*(story.paid() for story in stories))
+    markers = list(mongo["quanzi_commission"]["processed_events"].find(
+        {"_id": {"$in": [f"commission.order_paid:{envelope['id']}" for envelope in envelopes]}}))
+    assert len({marker["at"] for marker in markers}) < 6
+    # then the sharer's one balance was credited for each order, in order (no increment lost to another of the
+    # batch), with one ledger entry and one commission per order
+    books.wait_summary(sharer, pending_fen=6 * 1000)
+    assert books.kinds(sharer) == [("accrual", 1, 1000)] * 6
+    commissions = mongo["quanzi_commission"]["commissions"]
+    assert sorted(c["order_id"] for c in commissions.find({"beneficiary_id": sharer})) == sorted(
+        story.order_id for story in stories)
