@@ -5,7 +5,7 @@ import time
 from tests.flows import expect
 from tests.helpers import eventually
 from tests.orders.shop import open_shop, pay, place
-from tests.social.social_flows import befriend
+from tests.social.social_flows import befriend, metric
 
 GROUP = {"size": 3, "price_fen": 3900, "window_seconds": 3600}
 
@@ -38,6 +38,43 @@ def test_a_signed_in_viewer_sees_groups_to_join_friends_who_bought_or_shared_and
     anonymous = expect(api.get(f"/products/{product_id}"), 200)
     assert anonymous["social"] is None and anonymous["commission_preview"] is None
     assert anonymous["open_groups"] and anonymous["degraded"] == []
+
+
+def test_signed_out_viewers_get_the_product_page_from_the_edge_and_see_a_change_at_once(api, stack):
+    owner, _, product, _ = open_shop(api, group_buy=GROUP)
+    path = f"/products/{product['product_id']}"
+    gateway = stack.services["gateway"]
+
+    def edge_answers():
+        return metric(gateway, "quanzi_http_edge_answers_total", method="GET", route="/api/v1/products/<product_id>")
+    # given a signed-out visitor's page, made by a worker (which keeps it)
+    first = expect(api.get(path), 200)
+    assert first["open_groups"] == [] and first["social"] is None and first["degraded"] == []
+    before = edge_answers()
+    # when more signed-out visitors open it
+    again = [api.get(path) for _ in range(5)]
+    # then the edge answered them the same page, with the same headers, without a worker
+    assert [expect(response, 200) for response in again] == [first] * 5
+    assert edge_answers() == before + 5
+    assert again[0].headers["X-Content-Type-Options"] == "nosniff" and again[0].headers["X-Request-Id"]
+    # and a signed-in viewer still gets a page of their own (what sharing it would earn them)
+    viewer = api.register_user()
+    assert expect(api.get(path, token=viewer["token"]), 200)["commission_preview"] is not None
+    assert edge_answers() == before + 5
+    # and once the owner changes the product, the next signed-out visitor sees the change
+    expect(api.patch(path, json={"title": "Longjing, spring harvest"}, token=owner["token"]), 200)
+    assert expect(api.get(path), 200)["title"] == "Longjing, spring harvest"
+    # and a group opened meanwhile shows within the open groups' own cache time (2 s), as before
+    leader = api.register_user()
+    group = expect(api.post("/group-buys", json={"sku_id": product["skus"][0]["sku_id"], "qty": 1, "address": {
+        "recipient": "Wang", "phone": "13700001111", "region": "上海市", "detail": "1 Road"}},
+        token=leader["token"]), 201)
+    started = time.monotonic()
+
+    def group_shows():
+        assert group["group_id"] in [g["group_id"] for g in expect(api.get(path), 200)["open_groups"]]
+    eventually(group_shows, timeout=10, interval=0.1)
+    assert time.monotonic() - started < 3.0
 
 
 def test_with_social_feed_stopped_the_product_page_answers_in_budget_and_says_what_is_missing(api, stack):

@@ -54,6 +54,9 @@ HTTP_LATENCY = Histogram("quanzi_http_request_duration_seconds", "Gateway reques
                          ["method", "route", "status"], buckets=LATENCY_BUCKETS)
 HTTP_REQUESTS = Counter("quanzi_http_requests_total", "Gateway requests by route and status",
                         ["method", "route", "status"])
+EDGE_ANSWERS = Counter("quanzi_http_edge_answers_total",
+                       "Requests the gateway answered from a page it kept, without a worker (signed-out product pages)",
+                       ["method", "route"])
 
 # Workers a replica keeps for everything but the routes that wait on a callback (api(..., waits_on_callback=True):
 # a pay waits in its worker for the provider's notification, which needs a worker of its own to be heard). Those
@@ -172,10 +175,15 @@ class ApiRoute(HttpRequestHandler):
 
     def __init__(self, method, path, *, auth="user", body=None, query=None, response=None, status=200,
                  summary="", tags=(), errors=(), prefix=API_PREFIX, document=True, media_type=None, error_bodies=None,
-                 audit=None, audit_target=None, upload=None, idempotency="edge", waits_on_callback=False, **kwargs):
+                 audit=None, audit_target=None, upload=None, idempotency="edge", waits_on_callback=False,
+                 anonymous_pages=None, **kwargs):
         self.route = prefix + path
         super().__init__(method, self.route, **kwargs)
         self._metrics = {}  # {status: (latency, requests)}, see metrics_of
+        # a GET whose signed-out page the route keeps (e.g. gateway.cache.ProcessProductViews, whose
+        # page(**path values) returns it): answered from there at the edge (anonymous_page)
+        self.anonymous_pages = anonymous_pages() if anonymous_pages is not None else None
+        self.edge_answers = EDGE_ANSWERS.labels(method, self.route)
         self.auth, self.body_schema, self.query_schema = auth, body, query
         self.status = status
         self.audit, self.audit_target = audit, audit_target
@@ -192,8 +200,12 @@ class ApiRoute(HttpRequestHandler):
         request_id = request_id[:64]
         try:
             call = self.prepare(request, request_id)
-            with self.edge.callback_waits if self.waits_on_callback else nullcontext():  # see CALLBACK_RESERVE
-                response = self.run_idempotent(call) if self.idempotent else self.run_worker(call)
+            page = self.anonymous_page(call)
+            if page is not None:
+                response = json_response(200, page)
+            else:
+                with self.edge.callback_waits if self.waits_on_callback else nullcontext():  # see CALLBACK_RESERVE
+                    response = self.run_idempotent(call) if self.idempotent else self.run_worker(call)
         except Exception as exc:
             response = error_response(exc, request_id)
         headers = response.headers
@@ -207,6 +219,17 @@ class ApiRoute(HttpRequestHandler):
         latency.observe(time.perf_counter() - started)
         count.inc()
         return response
+
+    def anonymous_page(self, call):
+        """A signed-out viewer's page as the route last kept it (api's `anonymous_pages`), or None: the edge then
+        answers without starting a worker (a nameko worker and its dependencies cost about a third of a cached
+        product page's request)."""
+        if self.anonymous_pages is None or call.user is not None:
+            return None
+        page = self.anonymous_pages.page(**call.path)
+        if page is not None:
+            self.edge_answers.inc()
+        return page
 
     def metrics_of(self, status):
         """This route's (latency histogram, request counter) for `status`, labelled once: labels() locks and
@@ -330,7 +353,9 @@ def api(method, path, **options):
     id (or the path parameter named by audit_target) as target and the body's `reason`; upload: {"media_types":
     [...], "limit": the setting of its size limit} for a route whose body is a file (its raw bytes reach the route
     as `Call.upload`); waits_on_callback: the route waits in its worker for a request that needs a worker too
-    (see CALLBACK_RESERVE)."""
+    (see CALLBACK_RESERVE); anonymous_pages: for a GET whose page is the same for every signed-out viewer, a
+    SharedExtension class whose `page(**path values)` returns the page the route kept there: a signed-out request
+    is then answered from it, without a worker (ApiRoute.anonymous_page)."""
     _ROUTE_MAP.append((method, options.get("prefix", API_PREFIX) + path))
     if options.get("document", True):
         ROUTES.append({"method": method, "path": path, **options})

@@ -2,7 +2,7 @@
 
 from contracts.api.catalog import MerchantApplication, ProductInput, ProductSearch, ProductUpdate, Reason
 from gateway import schemas
-from gateway.cache import PageParts, ProductCache
+from gateway.cache import PageParts, ProcessProductViews, ProductCache
 from gateway.http import api
 from gateway.rpc import call, call_all
 from kit.amqp import BROADCAST, RpcProxy, event_handler
@@ -63,7 +63,7 @@ class CatalogRoutes:
         return call(self.catalog.search_products, c.query)
 
     @api("GET", "/products/<product_id>", auth="optional", response=schemas.Product, tags=["products"],
-         summary="A product with its SKUs and rating", errors=[404])
+         summary="A product with its SKUs and rating", errors=[404], anonymous_pages=ProcessProductViews)
     def get_product(self, c):
         product_id = c.path["product_id"]
         view = self.products.get(product_id)
@@ -76,7 +76,13 @@ class CatalogRoutes:
                     raise
                 # the owner (or an admin) may see a hidden product; never cached
                 view = call(self.catalog.get_product, product_id, c.user_id, c.is_admin)
-        return self.product_page(c, view)
+        page = self.product_page(c, view)
+        if not c.user_id and not page["degraded"]:
+            # the same for every signed-out viewer: the edge answers the next ones from it (gateway.cache), until
+            # the view or the open groups shown expire
+            until = self.page_parts["groups"].expires(product_id) if view.get("group_buy") else None
+            self.products.put_page(product_id, view, page, until)
+        return page
 
     def product_page(self, c, view):
         """The product page in one call: the product, open groups to join and, for a signed-in viewer, friends
