@@ -2,6 +2,8 @@
 answering within budget, with the missing part named, when one does not."""
 import time
 
+import requests
+
 from tests.flows import expect
 from tests.helpers import eventually
 from tests.orders.shop import open_shop, pay, place
@@ -57,6 +59,9 @@ def test_signed_out_viewers_get_the_product_page_from_the_edge_and_see_a_change_
     assert [expect(response, 200) for response in again] == [first] * 5
     assert edge_answers() == before + 5
     assert again[0].headers["X-Content-Type-Options"] == "nosniff" and again[0].headers["X-Request-Id"]
+    # (and only routes that keep pages have that counter: no series of zeros for the others)
+    exported = requests.get(gateway.url + "/metrics", timeout=5).text
+    assert exported.count("quanzi_http_edge_answers_total{") == 1
     # and a signed-in viewer still gets a page of their own (what sharing it would earn them)
     viewer = api.register_user()
     assert expect(api.get(path, token=viewer["token"]), 200)["commission_preview"] is not None

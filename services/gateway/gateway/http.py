@@ -182,8 +182,9 @@ class ApiRoute(HttpRequestHandler):
         self._metrics = {}  # {status: (latency, requests)}, see metrics_of
         # a GET whose signed-out page the route keeps (e.g. gateway.cache.ProcessProductViews, whose
         # page(**path values) returns it): answered from there at the edge (anonymous_page)
-        self.anonymous_pages = anonymous_pages() if anonymous_pages is not None else None
-        self.edge_answers = EDGE_ANSWERS.labels(method, self.route)
+        self.anonymous_pages, self.edge_answers = None, None
+        if anonymous_pages is not None:  # (labelled here only: no series of zeros for every other route)
+            self.anonymous_pages, self.edge_answers = anonymous_pages(), EDGE_ANSWERS.labels(method, self.route)
         self.auth, self.body_schema, self.query_schema = auth, body, query
         self.status = status
         self.audit, self.audit_target = audit, audit_target
