@@ -89,9 +89,10 @@ class CommissionStore(BaseStore):
             self.flush_writes(session, self.orders)
             order = self.orders.find_one({"_id": order_id}, session=session)
         # an order's commissions are only ever written with its document (below): none before its first event
+        existing = []
         if order is not None:
             self.flush_writes(session, self.commissions)
-        existing = [] if order is None else list(self.commissions.find({"order_id": order_id}, session=session))
+            existing = list(self.commissions.find({"order_id": order_id}, session=session))
         order = order or {"_id": order_id}
         order, new, changed, moves = domain.advance(order, existing, event_type, data,
                                                     lambda o: self._attribute(session, o, now, reads), now)
