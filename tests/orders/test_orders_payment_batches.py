@@ -6,9 +6,12 @@ Everything else in a batch (a repeat, a second payment of one order, a wrong amo
 order) is handed back to be decided alone, exactly as before; a copy recorded meanwhile by another request aborts
 the batch with nothing written. Each caller gets its own answer."""
 import concurrent.futures
+import json
 import threading
 import time
 import uuid
+
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import eventlet
 import pytest
@@ -275,6 +278,76 @@ def test_the_provider_notifies_a_batch_at_once_and_keeps_retrying_only_what_was_
             == ["paid", "paid"]
     finally:
         client.close()
+
+
+class SlowShop(BaseHTTPRequestHandler):
+    """A shop whose notify URL answers after `delay` seconds with `status`; it records the trade numbers."""
+    protocol_version = "HTTP/1.1"
+    delay, status, heard = 0.0, 200, []
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.heard.append(body["trade_no"])
+        time.sleep(self.delay)
+        self.send_response(self.status)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def slow_shop_provider(stack):
+    """A sandbox provider with books of its own (a database no running service sweeps) that notifies SlowShop."""
+    from orders.provider import SandboxProvider
+
+    SlowShop.delay, SlowShop.status, SlowShop.heard = 0.0, 200, []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), SlowShop)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    client = connect(stack.mongo_uri)
+    db_name = f"quanzi_test_sandbox_{uuid.uuid4().hex[:8]}"
+    provider = SandboxProvider(client[db_name], stack.env["PAYMENT_HMAC_SECRET"],
+                               f"http://127.0.0.1:{server.server_address[1]}/api/v1/payments/notify")
+    provider.ensure_indexes()
+    yield provider
+    server.shutdown()
+    server.server_close()
+    client.drop_database(db_name)
+    client.close()
+
+
+def test_the_sweep_never_sends_a_notification_beside_its_first_delivery_and_resends_a_refused_one_after_backoff(
+        slow_shop_provider):
+    provider = slow_shop_provider
+    # given a payment just made, whose first notification the shop takes a while to answer
+    SlowShop.delay = 0.6
+    payment = provider.create_payment(f"ord_{uuid.uuid4().hex[:12]}", 5800)
+    first = threading.Thread(target=provider.notify_all, args=([payment],))
+    first.start()
+    time.sleep(0.2)
+    # when the sweep runs while that notification is on its way
+    sent_by_sweep = provider.redeliver_due()
+    first.join()
+    # then the sweep left it alone: the shop heard it once, and it is marked notified
+    assert sent_by_sweep == 0
+    assert SlowShop.heard == [payment["_id"]]
+    assert provider.payments.find_one({"_id": payment["_id"]})["status"] == "notified"
+
+    # given another payment whose first notification the shop does not acknowledge (503)
+    SlowShop.delay, SlowShop.status, SlowShop.heard = 0.0, 503, []
+    refused = provider.create_payment(f"ord_{uuid.uuid4().hex[:12]}", 5800)
+    assert provider.notify(refused) is False
+    assert provider.redeliver_due() == 0  # not before its backoff (2 s after the first attempt)
+    # when its backoff has run out (moved to now here) and the shop is back
+    provider.payments.update_one({"_id": refused["_id"]}, {"$set": {"notify_due_at": utcnow()}})
+    SlowShop.status = 200
+    # then the sweep sends it at once: the first sender's hold ended with its attempt
+    assert provider.redeliver_due() == 1
+    assert SlowShop.heard == [refused["_id"], refused["_id"]]
+    assert provider.payments.find_one({"_id": refused["_id"]})["status"] == "notified"
 
 
 @pytest.fixture

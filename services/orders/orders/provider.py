@@ -31,6 +31,9 @@ NOTIFY_TIMEOUT = 5.0
 NOTIFY_CONNECTIONS = 64  # kept alive: above the notifications a replica has in flight (one per pay of a batch)
 MAX_ATTEMPTS = 12
 CLAIM_LEASE = timedelta(seconds=30)
+# a new payment is held by the call that creates it while that call sends its first notification (at most
+# NOTIFY_TIMEOUT, then it is marked or rescheduled): the sweep must not send the same notification beside it
+FIRST_NOTICE_LEASE = timedelta(seconds=2 * NOTIFY_TIMEOUT)
 
 
 def _acknowledged(status):
@@ -99,9 +102,11 @@ class SandboxProvider:
     # -- payments ------------------------------------------------------------------------------------------
     @staticmethod
     def _new_payment(amount_fen, now):
-        """The fields of a payment made now (written only if the order has none yet: $setOnInsert)."""
+        """The fields of a payment made now (written only if the order has none yet: $setOnInsert). Its creator
+        holds it while it sends the first notification; if that creator dies first, the sweep sends it once the
+        hold ends."""
         return {"_id": f"sbx{now:%Y%m%d}{secrets.token_hex(10)}", "amount_fen": amount_fen, "status": "created",
-                "attempts": 0, "created_at": now, "notify_due_at": now, **claims.free()}
+                "attempts": 0, "created_at": now, "notify_due_at": now, **claims.held(now, FIRST_NOTICE_LEASE)}
 
     def create_payment(self, order_id, amount_fen):
         """The order's one payment (asking again returns it: a buyer who taps "pay" twice pays once)."""
@@ -161,13 +166,14 @@ class SandboxProvider:
             return None
 
     def _not_acknowledged(self, payment, status):
-        """Schedule the next attempt with backoff, or stop for good."""
+        """Schedule the next attempt with backoff, or stop for good; the hold of whoever sent this one ends, so
+        the backoff alone decides when the sweep sends it again."""
         attempts = payment.get("attempts", 0) + 1
         # 4xx: the shop refused this notification for good (amount mismatch, unknown order): stop sending it.
         final = (status is not None and 400 <= status < 500 and status != 429) or attempts >= MAX_ATTEMPTS
         self.payments.update_one({"_id": payment["_id"]}, {"$set": {
             "status": "refused" if final else "created", "attempts": attempts, "last_status": status,
-            "notify_due_at": utcnow() + timedelta(seconds=min(2 ** attempts, 60))}})
+            "notify_due_at": utcnow() + timedelta(seconds=min(2 ** attempts, 60)), **claims.free()}})
         if final:
             log.warning("payment %s: the shop refused its notification (HTTP %s)", payment["_id"], status)
 
