@@ -15,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import eventlet
 import pytest
+from pymongo import MongoClient, monitoring
 
 from kit.batching import ALONE
 from kit.config import load_settings
@@ -298,6 +299,23 @@ class SlowShop(BaseHTTPRequestHandler):
         pass
 
 
+class PaymentCommands(monitoring.CommandListener):
+    """The commands sent about the provider's payments, by name."""
+
+    def __init__(self):
+        self.seen = []
+
+    def started(self, event):
+        if event.command.get(event.command_name) == "payments":
+            self.seen.append(event.command_name)
+
+    def succeeded(self, event):
+        pass
+
+    def failed(self, event):
+        pass
+
+
 @pytest.fixture
 def slow_shop_provider(stack):
     """A sandbox provider with books of its own (a database no running service sweeps) that notifies SlowShop."""
@@ -307,11 +325,13 @@ def slow_shop_provider(stack):
     server = ThreadingHTTPServer(("127.0.0.1", 0), SlowShop)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    client = connect(stack.mongo_uri)
+    commands = PaymentCommands()
+    client = MongoClient(stack.mongo_uri, tz_aware=True, event_listeners=[commands])
     db_name = f"quanzi_test_sandbox_{uuid.uuid4().hex[:8]}"
     provider = SandboxProvider(client[db_name], stack.env["PAYMENT_HMAC_SECRET"],
                                f"http://127.0.0.1:{server.server_address[1]}/api/v1/payments/notify")
     provider.ensure_indexes()
+    provider.commands = commands.seen
     yield provider
     server.shutdown()
     server.server_close()
@@ -348,6 +368,25 @@ def test_the_sweep_never_sends_a_notification_beside_its_first_delivery_and_rese
     assert provider.redeliver_due() == 1
     assert SlowShop.heard == [refused["_id"], refused["_id"]]
     assert provider.payments.find_one({"_id": refused["_id"]})["status"] == "notified"
+
+
+def test_a_batch_of_new_payments_is_one_insert_and_only_orders_paid_before_cost_a_read(slow_shop_provider):
+    provider = slow_shop_provider
+    # given three orders, one of which has its payment already (a tap before)
+    orders = [(f"ord_{uuid.uuid4().hex[:12]}", 5800 + i) for i in range(3)]
+    before = provider.create_payment(*orders[1])
+    provider.commands.clear()
+    # when the three are paid together
+    payments = provider.create_payments(orders)
+    # then the new ones cost one insert, the one paid before one read, and it keeps its one payment
+    assert provider.commands == ["insert", "find"]
+    assert payments[orders[1][0]]["_id"] == before["_id"]
+    stored = {p["order_id"]: p for p in provider.payments.find({"order_id": {"$in": [o for o, _ in orders]}})}
+    assert payments == stored  # what the batch answers is what the provider keeps, to the millisecond
+    # and a batch of new payments only is one insert
+    provider.commands.clear()
+    provider.create_payments([(f"ord_{uuid.uuid4().hex[:12]}", 100) for _ in range(4)])
+    assert provider.commands == ["insert"]
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import eventlet
 from nameko.extensions import DependencyProvider
-from pymongo import ASCENDING, IndexModel, ReturnDocument, UpdateOne
+from pymongo import ASCENDING, IndexModel, ReturnDocument
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from contracts.payment import SIGNATURE_HEADER, sign
@@ -118,18 +118,24 @@ class SandboxProvider:
             return self.payments.find_one({"order_id": order_id})
 
     def create_payments(self, orders):
-        """create_payment of several orders [(order_id, amount_fen)]: one bulk of upserts, one read back.
-        {order_id: payment}."""
+        """create_payment of several orders [(order_id, amount_fen)]: one insert of their payments; only the
+        orders that had one already (a tap again, a concurrent "pay") cost a read. {order_id: payment}."""
         now = utcnow()
+        now = now.replace(microsecond=now.microsecond // 1000 * 1000)  # as stored (BSON keeps milliseconds): a
+        # notification sent from these documents says what one sent again later from the stored ones says
+        made = [{**self._new_payment(amount_fen, now), "order_id": order_id} for order_id, amount_fen in orders]
+        existing = []
         try:
-            self.payments.bulk_write([UpdateOne({"order_id": order_id},
-                                                {"$setOnInsert": self._new_payment(amount_fen, now)}, upsert=True)
-                                      for order_id, amount_fen in orders], ordered=False)
-        except BulkWriteError as exc:  # a concurrent "pay" created some of them first: they are read below
+            self.payments.insert_many(made, ordered=False)
+        except BulkWriteError as exc:  # the order's one payment exists (order_id is unique): it is read below
             if any(error["code"] != 11000 for error in exc.details["writeErrors"]):
                 raise
-        return {payment["order_id"]: payment
-                for payment in self.payments.find({"order_id": {"$in": [order_id for order_id, _ in orders]}})}
+            existing = [made[error["index"]]["order_id"] for error in exc.details["writeErrors"]]
+        payments = {payment["order_id"]: payment for payment in made}
+        if existing:
+            payments.update((payment["order_id"], payment)
+                            for payment in self.payments.find({"order_id": {"$in": existing}}))
+        return payments
 
     def notification(self, payment):
         """(raw body, signature) of the notification for `payment`."""
