@@ -11,6 +11,7 @@ import threading
 import time
 import uuid
 
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import eventlet
@@ -359,8 +360,13 @@ def test_the_sweep_never_sends_a_notification_beside_its_first_delivery_and_rese
     # given another payment whose first notification the shop does not acknowledge (503)
     SlowShop.delay, SlowShop.status, SlowShop.heard = 0.0, 503, []
     refused = provider.create_payment(f"ord_{uuid.uuid4().hex[:12]}", 5800)
+    tried_at = utcnow()
     assert provider.notify(refused) is False
-    assert provider.redeliver_due() == 0  # not before its backoff (2 s after the first attempt)
+    # then it waits for its backoff (2 s after the first attempt), held by nobody
+    stored = provider.payments.find_one({"_id": refused["_id"]})
+    assert (stored["status"], stored["attempts"], stored["last_status"]) == ("created", 1, 503)
+    assert stored["notify_due_at"] >= tried_at + timedelta(seconds=2)
+    assert stored["claimed_until"] <= utcnow()
     # when its backoff has run out (moved to now here) and the shop is back
     provider.payments.update_one({"_id": refused["_id"]}, {"$set": {"notify_due_at": utcnow()}})
     SlowShop.status = 200
