@@ -16,6 +16,12 @@ def utcnow():
     return datetime.now(timezone.utc)
 
 
+def as_stored(moment):
+    """`moment` to the millisecond, as MongoDB keeps it: what a service answers from a document it just made then
+    equals what it answers from the same document read back."""
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
 def new_id(prefix):
     """Unguessable, URL-safe id with a type prefix (ord_…, usr_…) so ids are recognisable in logs."""
     return f"{prefix}_{secrets.token_hex(10)}"

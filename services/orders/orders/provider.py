@@ -23,7 +23,7 @@ from contracts.payment import SIGNATURE_HEADER, sign
 from kit import claims
 from kit.config import load_settings
 from kit.mongo import connect
-from kit.validation import utcnow
+from kit.validation import as_stored, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ class SandboxProvider:
     # -- payments ------------------------------------------------------------------------------------------
     @staticmethod
     def _new_payment(amount_fen, now):
-        """The fields of a payment made now (written only if the order has none yet: $setOnInsert). Its creator
+        """The fields of a payment made now (written only if the order has none yet). Its creator
         holds it while it sends the first notification; if that creator dies first, the sweep sends it once the
         hold ends."""
         return {"_id": f"sbx{now:%Y%m%d}{secrets.token_hex(10)}", "amount_fen": amount_fen, "status": "created",
@@ -120,9 +120,7 @@ class SandboxProvider:
     def create_payments(self, orders):
         """create_payment of several orders [(order_id, amount_fen)]: one insert of their payments; only the
         orders that had one already (a tap again, a concurrent "pay") cost a read. {order_id: payment}."""
-        now = utcnow()
-        now = now.replace(microsecond=now.microsecond // 1000 * 1000)  # as stored (BSON keeps milliseconds): a
-        # notification sent from these documents says what one sent again later from the stored ones says
+        now = as_stored(utcnow())  # a notification sent from these documents says what one sent later says
         made = [{**self._new_payment(amount_fen, now), "order_id": order_id} for order_id, amount_fen in orders]
         existing = []
         try:

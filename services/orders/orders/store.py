@@ -20,7 +20,7 @@ from kit import claims, paging
 from kit.batching import ALONE
 from kit.errors import Conflict, NotFound, QuanziError
 from kit.mongo import BaseStore
-from kit.validation import new_id, utcnow
+from kit.validation import as_stored, new_id, utcnow
 from orders import domain
 from orders.domain import ABANDONED, CREATING
 
@@ -141,7 +141,7 @@ class OrdersStore(BaseStore):
     def _new_intent(self, buyer_id, key, group_id, now, fingerprint=None):
         # to the millisecond MongoDB keeps: the answer to the request that places the order then shows the times a
         # later read (or a replay of its Idempotency-Key) shows
-        now = now.replace(microsecond=now.microsecond // 1000 * 1000)
+        now = as_stored(now)
         intent = {"_id": new_id("ord"), "buyer_id": buyer_id, "status": CREATING, "group_id": group_id,
                   "created_at": now, **claims.free()}
         if key is not None:

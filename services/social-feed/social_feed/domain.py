@@ -17,7 +17,7 @@ import unicodedata
 
 from contracts.api.social_feed import SHARE_CODE_PATTERN, VISIBILITIES
 from kit.errors import Conflict, NotFound, RuleRefused
-from kit.validation import new_id, utcnow
+from kit.validation import as_stored, new_id, utcnow
 
 MAX_FRIENDS = 5000
 BACKFILL_MOMENTS = 50
@@ -30,8 +30,7 @@ SHARE_CODE_LENGTH = 10  # 62^10 ≈ 8.4e17 codes: guessing a live one is hopeles
 def now():
     """UTC now truncated to milliseconds: what MongoDB stores, so cursors built from a fresh document and
     from the same document read back are identical."""
-    t = utcnow()
-    return t.replace(microsecond=t.microsecond // 1000 * 1000)
+    return as_stored(utcnow())
 
 
 def new_share_code():
