@@ -36,6 +36,12 @@ CLAIM_LEASE = timedelta(seconds=30)
 FIRST_NOTICE_LEASE = timedelta(seconds=2 * NOTIFY_TIMEOUT)
 
 
+def in_background(fn, *args):
+    """Run fn(*args) in a greenthread of its own, nobody waiting on it (a seam: a test runs it by hand, or never,
+    as a crash would)."""
+    eventlet.spawn_n(fn, *args)
+
+
 def _acknowledged(status):
     return status is not None and 200 <= status < 300
 
@@ -146,11 +152,23 @@ class SandboxProvider:
         """POST the signed notification; True once the shop acknowledged it (2xx)."""
         return self.notify_all([payment]) == 1
 
-    def notify_all(self, payments):
+    def notify_all(self, payments, record_later=False):
         """POST the signed notification of each payment, at once (each its own request, as a provider sends
-        them), then mark the acknowledged ones in one write; the others are sent again later, with backoff.
-        Returns how many the shop acknowledged (2xx)."""
+        them), then record what the shop answered: the acknowledged ones marked in one write, the others sent
+        again later, with backoff. Returns how many the shop acknowledged (2xx).
+
+        record_later=True: that record is written by a greenthread of its own, so the caller (a batch of pays,
+        whose buyers wait for it) does not wait on the provider's books. Until it lands, each payment's hold
+        (FIRST_NOTICE_LEASE) keeps the sweep from sending it again; a record lost to a crash costs one more
+        notification once the hold ends, which the shop answers as a repeat (idempotent by trade_no)."""
         statuses = list(eventlet.GreenPool(len(payments)).imap(self._post, payments)) if payments else []
+        if record_later:
+            in_background(self._record_answers_or_log, payments, statuses)
+        else:
+            self._record_answers(payments, statuses)
+        return sum(1 for status in statuses if _acknowledged(status))
+
+    def _record_answers(self, payments, statuses):
         acknowledged = [payment["_id"] for payment, status in zip(payments, statuses) if _acknowledged(status)]
         if acknowledged:
             self.payments.update_many({"_id": {"$in": acknowledged}},
@@ -158,7 +176,13 @@ class SandboxProvider:
         for payment, status in zip(payments, statuses):
             if not _acknowledged(status):
                 self._not_acknowledged(payment, status)
-        return len(acknowledged)
+
+    def _record_answers_or_log(self, payments, statuses):
+        try:
+            self._record_answers(payments, statuses)
+        except Exception as exc:  # noqa: BLE001 - nobody waits on it: the hold's end sends them again
+            log.warning("the shop's answers to %d notifications were not recorded (%s): each is sent again once "
+                        "its hold ends", len(payments), type(exc).__name__)
 
     def _post(self, payment):
         """The shop's HTTP status for the notification of `payment`, None when it could not be delivered."""

@@ -243,10 +243,10 @@ class OrderSaga:
     def pay_together(self, orders):
         """The sandbox payments of orders paid together (the gateway's batch of pays): one write of their
         payments at the provider, their notifications sent at once (each its own signed POST, which the gateway
-        batches in turn), one write of the acknowledged ones, one read of the orders after. {order id: order as
-        it is now}."""
+        batches in turn), one read of the orders after. {order id: order as it is now}. The provider records
+        which notifications were acknowledged meanwhile, off this path (SandboxProvider.notify_all)."""
         payments = self.provider.create_payments([(order["_id"], order["total_fen"]) for order in orders])
-        self.provider.notify_all(list(payments.values()))
+        self.provider.notify_all(list(payments.values()), record_later=True)
         return self.store.orders_of([order["_id"] for order in orders])
 
     def apply_payments(self, notes):
