@@ -53,6 +53,10 @@ class ProductViews:
         self.entries.pop(product_id, None)
         self.pages.pop(product_id, None)
 
+    def drop_page(self, product_id):
+        """Forget the signed-out page only (a part it shows changed; the view itself did not)."""
+        self.pages.pop(product_id, None)
+
     def drop_merchant(self, merchant_id):
         for product_id, (_, view) in list(self.entries.items()):
             if view.get("merchant_id") == merchant_id:

@@ -6,6 +6,7 @@ from contracts.api.orders import (DisputeDecision, DisputeQuery, EscalateInput, 
                                   OrderInput, OrderQuery, PaymentNotification, RefundInput, RejectInput, ShipInput)
 from contracts.payment import SIGNATURE_HEADER, signature_ok
 from gateway import schemas_orders as views
+from gateway.cache import PageParts, ProductCache
 from gateway.errors import Unauthorized
 from gateway.http import api, json_response
 from gateway.rpc import DEFAULT_TIMEOUT, call
@@ -46,6 +47,8 @@ class OrderRoutes:
     orders = RpcProxy("orders")
     catalog = RpcProxy("catalog")
     social_feed = RpcProxy("social_feed")
+    products = ProductCache()  # the product pages this replica keeps (CatalogRoutes), which show open groups
+    page_parts = PageParts()
 
     # -- orders ---------------------------------------------------------------------------------------------
     @api("POST", "/orders", body=OrderInput, response=views.OrderView, status=201, tags=["orders"],
@@ -161,13 +164,23 @@ class OrderRoutes:
     @api("POST", "/group-buys", body=GroupOpenInput, response=views.GroupOpened, status=201, tags=["group-buys"],
          errors=[404, 409], summary="Open a group buy: your order at the group price holds the first seat")
     def open_group(self, c):
-        return call(self.orders.open_group, c.user_id, c.body, c.idempotency_key)
+        return self.groups_changed(call(self.orders.open_group, c.user_id, c.body, c.idempotency_key))
 
     @api("POST", "/group-buys/<group_id>/join", body=GroupJoinInput, response=views.OrderView, status=201,
          tags=["group-buys"], errors=[404, 409],
          summary="Join a group buy: 409 when it is full, closed, or you already hold a seat (or lead it)")
     def join_group(self, c):
-        return call(self.orders.join_group, c.user_id, c.path["group_id"], c.body, c.idempotency_key)
+        return self.groups_changed(call(self.orders.join_group, c.user_id, c.path["group_id"], c.body,
+                                        c.idempotency_key))
+
+    def groups_changed(self, order):
+        """A group opened or a seat taken through this replica: its product pages show it from the next request
+        on (the leader shares the group at once, and a friend's share page must offer to join it, not to open
+        another). Other replicas show it once their open groups expire (PageParts, 2 s)."""
+        for product_id in {line["product_id"] for line in order["lines"]}:
+            self.page_parts["groups"].drop(product_id)
+            self.products.drop_page(product_id)
+        return order
 
     @api("GET", "/group-buys/<group_id>", auth="optional", response=views.GroupBuyView, tags=["group-buys"],
          errors=[404], summary="A group buy: open, formed or failed, its seats and when it closes")
