@@ -32,6 +32,8 @@ BENCH_ENV = {
     "RATE_LIMIT_USER_PER_SEC": "1000000", "RATE_LIMIT_USER_BURST": "1000000",
     "PASSWORD_HASH_LOG2N": "12", "LOG_LEVEL": "WARNING", "SWEEP_INTERVAL": "1",
 }
+BATCH_METRIC = re.compile(r'^quanzi_batch_size_(?P<part>count|sum)\{batcher="(?P<batcher>[^"]+)"\} (?P<value>\S+)$',
+                          re.M)
 PLUGINS = ["bench_orders", "bench_social", "bench_commission", "bench_gateway"]
 
 
@@ -187,17 +189,42 @@ class Context:
         return used
 
     def with_cpu(self, measure, per="request"):
-        """Run measure() -> row; add the stack's CPU milliseconds per request (all processes, and each), and
-        the load average of the machine at the end."""
-        before = self.cpu_seconds()
+        """Run measure() -> row; add the stack's CPU milliseconds per request (all processes, and each), the
+        mean size of the batches each group commit wrote meanwhile, and the load average of the machine at the
+        end."""
+        before, batches_before = self.cpu_seconds(), self.batch_totals()
         row = measure()
-        after = self.cpu_seconds()
+        after, batches_after = self.cpu_seconds(), self.batch_totals()
         done = max(1, row.get("count") or round(row["rps"] * row.get("seconds", 10)))
         each = {name: round(1000 * (after[name] - before.get(name, 0)) / done, 2) for name in after}
         row["cpu_ms"] = round(sum(each.values()), 1)
         row["cpu_ms_by_process"] = each
+        row["batch_sizes"] = {}
+        for batcher, (count, total) in sorted(batches_after.items()):
+            count_before, total_before = batches_before.get(batcher, (0, 0))
+            if count > count_before:
+                row["batch_sizes"][batcher] = round((total - total_before) / (count - count_before), 1)
         row["loadavg"] = os.getloadavg()[0]
         return row
+
+    def batch_totals(self):
+        """{batcher: (batches, requests)} so far, from every service's quanzi_batch_size histogram (kit.batching):
+        how well requests were grouped explains much of a row's CPU per request."""
+        import requests
+        totals = {}
+        for service in self.stack.services.values():
+            try:
+                text = requests.get(service.url + "/metrics", timeout=5).text
+            except requests.RequestException:
+                continue
+            for match in BATCH_METRIC.finditer(text):
+                count, total = totals.get(match["batcher"], (0, 0))
+                value = float(match["value"])
+                if match["part"] == "count":
+                    totals[match["batcher"]] = (count + value, total)
+                else:
+                    totals[match["batcher"]] = (count, total + value)
+        return totals
 
     def run_wrk(self, name, script_text, connections=16, seconds=10, url=None):
         if not shutil.which("wrk"):
@@ -337,6 +364,8 @@ def main():
         if row.get("cpu_ms_by_process"):
             print(f"{'':50} CPU ms per request by process: " +
                   ", ".join(f"{k} {v}" for k, v in row["cpu_ms_by_process"].items() if v))
+        if row.get("batch_sizes"):
+            print(f"{'':50} mean batch size: " + ", ".join(f"{k} {v}" for k, v in row["batch_sizes"].items()))
     (REPO / ".stack").mkdir(exist_ok=True)
     (REPO / ".stack" / "bench-results.json").write_text(json.dumps(rows, indent=2))
     return 0
