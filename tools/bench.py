@@ -32,8 +32,6 @@ BENCH_ENV = {
     "RATE_LIMIT_USER_PER_SEC": "1000000", "RATE_LIMIT_USER_BURST": "1000000",
     "PASSWORD_HASH_LOG2N": "12", "LOG_LEVEL": "WARNING", "SWEEP_INTERVAL": "1",
 }
-BATCH_METRIC = re.compile(r'^quanzi_batch_size_(?P<part>count|sum)\{batcher="(?P<batcher>[^"]+)"\} (?P<value>\S+)$',
-                          re.M)
 PLUGINS = ["bench_orders", "bench_social", "bench_commission", "bench_gateway"]
 
 
@@ -211,19 +209,20 @@ class Context:
         """{batcher: (batches, requests)} so far, from every service's quanzi_batch_size histogram (kit.batching):
         how well requests were grouped explains much of a row's CPU per request."""
         import requests
+        from prometheus_client.parser import text_string_to_metric_families
         totals = {}
         for service in self.stack.services.values():
             try:
                 text = requests.get(service.url + "/metrics", timeout=5).text
             except requests.RequestException:
                 continue
-            for match in BATCH_METRIC.finditer(text):
-                count, total = totals.get(match["batcher"], (0, 0))
-                value = float(match["value"])
-                if match["part"] == "count":
-                    totals[match["batcher"]] = (count + value, total)
-                else:
-                    totals[match["batcher"]] = (count, total + value)
+            for family in text_string_to_metric_families(text):
+                if family.name != "quanzi_batch_size":
+                    continue
+                samples = {(s.name, s.labels["batcher"]): s.value for s in family.samples}
+                for (name, batcher), value in samples.items():
+                    if name == "quanzi_batch_size_count":
+                        totals[batcher] = (value, samples[("quanzi_batch_size_sum", batcher)])
         return totals
 
     def run_wrk(self, name, script_text, connections=16, seconds=10, url=None):
