@@ -17,6 +17,7 @@ from unittest.mock import patch
 
 import eventlet
 import pytest
+import requests
 from pymongo import MongoClient, monitoring
 
 from kit.batching import ALONE
@@ -77,9 +78,11 @@ def test_a_mixed_batch_applies_the_plain_payments_together_and_hands_every_other
     outcomes = store.apply_payments(notes, utcnow())
     # then the two plain orders and the first note of `twice` are paid in the batch, each with its order.paid
     assert outcomes[:3] == [("applied", None, "paid")] * 3
-    # and the second payment of `twice`, the wrong amount, the cancelled order, the repeat and the group seat go
-    # alone (where apply_payment refunds, refuses or answers "duplicate", as before batching)
-    assert outcomes[3:] == [ALONE] * 5
+    # and the repeat of the payment that paid `paid` is answered in the batch as one, with nothing written
+    assert outcomes[6] == ("duplicate", None, "paid")
+    # and the second payment of `twice`, the wrong amount, the cancelled order and the group seat go alone (where
+    # apply_payment refunds or refuses, as before batching)
+    assert outcomes[3:6] + outcomes[7:] == [ALONE] * 4
     for order, note in ((plain, notes[0]), (other, notes[1]), (twice, notes[2])):
         stored = store.orders.find_one({"_id": order["order_id"]})
         assert (stored["status"], stored["trade_no"]) == ("paid", note["trade_no"])
@@ -90,6 +93,7 @@ def test_a_mixed_batch_applies_the_plain_payments_together_and_hands_every_other
         assert event["seq"] > created["seq"]  # relayed after the order's creation
     for note in notes[3:6] + notes[7:]:
         assert store.payments.find_one({"_id": note["trade_no"]}) is None
+    assert len(paid_events(store, paid["order_id"])) == 1
     for order in (wrong, cancelled, seat):
         assert store.orders.find_one({"_id": order["order_id"]})["status"] != "paid"
         assert paid_events(store, order["order_id"]) == []
@@ -239,7 +243,10 @@ def test_the_gateways_batch_of_pays_is_answered_one_by_one():
     paid = dict(stored["ord_1"], status="paid", trade_no="sbx000001")
     # given a batch from the gateway: an unpaid order, a retried tap of a paid one, someone else's order, an order
     # that does not exist, and a malformed order id
-    with patch.object(orders_saga.OrderSaga, "pay_together", return_value={"ord_1": paid}) as pay_together:
+    trade = {"trade_no": "sbx000001", "order_id": "ord_1", "amount_fen": 5800, "status": "success",
+             "paid_at": "2026-11-22T08:00:00+00:00"}
+    with patch.object(orders_saga.OrderSaga, "pay_together",
+                      return_value=({"ord_1": paid}, [(trade, ("applied", None, "paid"))])) as pay_together:
         outcomes = service.pay_many([{"viewer": {"user_id": "usr_1"}, "order_id": "ord_1"},
                                      {"viewer": {"user_id": "usr_2"}, "order_id": "ord_2"},
                                      {"viewer": {"user_id": "usr_1"}, "order_id": "ord_3"},
@@ -376,34 +383,50 @@ def test_the_sweep_never_sends_a_notification_beside_its_first_delivery_and_rese
     assert provider.payments.find_one({"_id": refused["_id"]})["status"] == "notified"
 
 
-def test_a_batch_of_pays_does_not_wait_for_the_record_of_its_notifications_and_a_lost_record_costs_one_repeat(
+def test_notifications_sent_later_are_held_from_the_sweep_and_one_lost_to_a_crash_is_sent_once_after_its_hold(
         slow_shop_provider):
     provider = slow_shop_provider
-    later = []  # the greenthreads notify_all starts: run here by hand, or never (a crash)
-    # given two payments whose notifications the shop acknowledges
+    later = []  # the greenthreads notify_later starts: run here by hand, or never (a crash)
+    # given two payments of a batch of pays, whose notifications the shop acknowledges
     payments = provider.create_payments([(f"ord_{uuid.uuid4().hex[:12]}", 5800 + i) for i in range(2)])
     first, second = payments.values()
-    # when their notifications go out for a batch of pays, which records the shop's answers later
+    # when the pays hand their notifications over, to go out after their answers
     with patch("orders.provider.in_background", lambda fn, *args: later.append((fn, args))):
-        assert provider.notify_all([first], record_later=True) == 1
-        assert provider.notify_all([second], record_later=True) == 1
-    # then the caller had its answer before the provider wrote anything down, and until it does, each payment's
-    # hold keeps the sweep from sending its notification beside the first
-    assert SlowShop.heard == [first["_id"], second["_id"]]
-    assert [p["status"] for p in provider.payments.find({"_id": {"$in": [first["_id"], second["_id"]]}})] \
-        == ["created", "created"]
-    assert provider.redeliver_due() == 0 and len(SlowShop.heard) == 2
-    # when the first record is written, and the process dies before it writes the second
+        provider.notify_later([first])
+        provider.notify_later([second])
+    # then nothing was sent yet, and until they are, each payment's hold keeps the sweep from sending it
+    assert SlowShop.heard == []
+    assert provider.redeliver_due() == 0 and SlowShop.heard == []
+    # when the first goes out and is recorded, and the process dies before it sends the second
     fn, args = later[0]
     fn(*args)
+    assert SlowShop.heard == [first["_id"]]
     assert provider.payments.find_one({"_id": first["_id"]})["status"] == "notified"
-    # then, once the second's hold has run out (moved to now here), the sweep sends it once more (the shop's
-    # notify route answers such a repeat as one, by its trade_no) and records it, and never sends the first again
+    # then, once the second's hold has run out (moved to now here), the sweep sends it, once, and records it, and
+    # never sends the first again
     provider.payments.update_one({"_id": second["_id"]}, {"$set": {"claimed_until": utcnow()}})
     assert provider.redeliver_due() == 1
-    assert SlowShop.heard == [first["_id"], second["_id"], second["_id"]]
+    assert SlowShop.heard == [first["_id"], second["_id"]]
     assert provider.payments.find_one({"_id": second["_id"]})["status"] == "notified"
     assert provider.redeliver_due() == 0
+
+
+def test_a_notification_sent_later_whose_record_fails_is_logged_and_left_to_the_sweep(slow_shop_provider, caplog):
+    provider = slow_shop_provider
+    payment = provider.create_payment(f"ord_{uuid.uuid4().hex[:12]}", 5800)
+    later = []
+    with patch("orders.provider.in_background", lambda fn, *args: later.append((fn, args))):
+        provider.notify_later([payment])
+    # when the shop acknowledges it but the provider cannot write that down (its database unreachable)
+    fn, args = later[0]
+    with patch.object(provider.payments, "update_many", side_effect=ConnectionError("mongo away")):
+        fn(*args)  # then nothing escapes the greenthread
+    # then it is logged, and the payment waits, held, for the sweep to send it again when its hold ends
+    assert "1 notifications not sent or not recorded (ConnectionError)" in caplog.text
+    assert SlowShop.heard == [payment["_id"]]
+    assert provider.payments.find_one({"_id": payment["_id"]})["status"] == "created"
+    provider.payments.update_one({"_id": payment["_id"]}, {"$set": {"claimed_until": utcnow()}})
+    assert provider.redeliver_due() == 1
 
 
 def test_a_batch_of_new_payments_is_one_insert_and_only_orders_paid_before_cost_a_read(slow_shop_provider):
@@ -448,3 +471,49 @@ def test_more_pays_at_once_than_the_gateway_has_workers_are_all_paid_without_wai
     # pays then timed out)
     assert [(a.status_code, a.json()["status"]) for a in answers] == [(200, "paid")] * len(buyers)
     assert time.monotonic() - started < 4.5
+
+
+@pytest.mark.parametrize("point", ["pay_created", "pay_applied"])
+def test_a_crash_between_the_steps_of_a_pay_leaves_the_order_paid_once_and_its_notification_acknowledged(
+        api, stack, mongo, crashing_orders, kombu_listener, point):
+    listener = kombu_listener("orders.events", ["order.paid"])
+    _, _, _, sku = open_shop(api)
+    buyer = api.register_user()
+    order = place(api, buyer["token"], sku)
+    orders, provider_payments = mongo["quanzi_orders"]["orders"], mongo["quanzi_sandbox_pay"]["payments"]
+    orders.update_one({"_id": order["order_id"]}, {"$set": {"due_at": utcnow() + timedelta(hours=1)}})
+    # given an orders service that dies at `point` of its next pay: its payment made at the provider, not yet
+    # applied (pay_created), or applied, its notification not yet sent (pay_applied)
+    crashing_orders(f"{point}#1")
+    # when the buyer taps "pay"
+    try:
+        requests.post(f"{stack.gateway_url}/api/v1/orders/{order['order_id']}/pay", timeout=3,
+                      headers={"Authorization": f"Bearer {buyer['token']}"})
+    except requests.RequestException:
+        pass
+    def died():
+        assert not stack.services["orders"].is_running()
+    eventually(died, timeout=20)
+    [payment] = provider_payments.find({"order_id": order["order_id"]})
+    assert payment["status"] == "created"  # no notification went out
+    assert orders.find_one({"_id": order["order_id"]})["status"] == ("pending_payment" if point == "pay_created"
+                                                                      else "paid")
+    # and the service comes back, and the payment's hold ends (moved to now here: it is 10 s)
+    stack.restart_service("orders")
+    provider_payments.update_one({"_id": payment["_id"]}, {"$set": {"claimed_until": utcnow()}})
+
+    # then the sweep sends the notification, the shop acknowledges it, and the order is paid by that payment
+    def notified():
+        assert provider_payments.find_one({"_id": payment["_id"]})["status"] == "notified"
+    eventually(notified, timeout=20)
+    stored = orders.find_one({"_id": order["order_id"]})
+    assert (stored["status"], stored["trade_no"]) == ("paid", payment["_id"])
+    assert mongo["quanzi_orders"]["payments"].count_documents({"order_id": order["order_id"]}) == 1
+    # and a tap again answers the paid order, charging nothing more
+    again = expect(api.post(f"/orders/{order['order_id']}/pay", token=buyer["token"]), 200)
+    assert (again["status"], again["trade_no"]) == ("paid", payment["_id"])
+    assert provider_payments.count_documents({"order_id": order["order_id"]}) == 1
+    # and one order.paid was published
+    listener.wait_for(lambda m: m["data"]["order_id"] == order["order_id"], timeout=20)
+    time.sleep(0.5)
+    assert [m["data"]["order_id"] for m in distinct(listener.messages)].count(order["order_id"]) == 1

@@ -10,12 +10,10 @@ import logging
 import re
 import time
 import uuid
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from functools import partial
 
 from eventlet.event import Event
-from eventlet.semaphore import Semaphore
 from nameko.exceptions import ContainerBeingKilled
 from nameko.extensions import DependencyProvider, SharedExtension
 from nameko.web.handlers import HttpRequestHandler
@@ -57,11 +55,6 @@ HTTP_REQUESTS = Counter("quanzi_http_requests_total", "Gateway requests by route
 EDGE_ANSWERS = Counter("quanzi_http_edge_answers_total",
                        "Requests the gateway answered from a page it kept, without a worker (signed-out product pages)",
                        ["method", "route"])
-
-# Workers a replica keeps for everything but the routes that wait on a callback (api(..., waits_on_callback=True):
-# a pay waits in its worker for the provider's notification, which needs a worker of its own to be heard). Those
-# routes take at most the other workers; a request beyond that waits for one of them outside the pool.
-CALLBACK_RESERVE = 0.25
 
 ROUTES = []  # every documented api() route, for the OpenAPI document
 _ROUTE_MAP = []  # (methods, url) of every concrete route, to tell 404 from 405
@@ -115,8 +108,6 @@ class Edge(SharedExtension):
         self.store = GatewayStore(client, db, "gateway", self.settings)  # audit entries, revocations
         self.revocations = RevocationCache(db["revocations"])
         self.cors_origins = self.settings.cors_origins
-        workers = self.container.max_workers
-        self.callback_waits = Semaphore(max(1, workers - max(2, int(workers * CALLBACK_RESERVE))))
 
     def start(self):
         self.container.spawn_managed_thread(self.revocations.run)
@@ -175,8 +166,8 @@ class ApiRoute(HttpRequestHandler):
 
     def __init__(self, method, path, *, auth="user", body=None, query=None, response=None, status=200,
                  summary="", tags=(), errors=(), prefix=API_PREFIX, document=True, media_type=None, error_bodies=None,
-                 audit=None, audit_target=None, upload=None, idempotency="edge", waits_on_callback=False,
-                 anonymous_pages=None, **kwargs):
+                 audit=None, audit_target=None, upload=None, idempotency="edge", anonymous_pages=None,
+                 **kwargs):
         self.route = prefix + path
         super().__init__(method, self.route, **kwargs)
         self._metrics = {}  # {status: (latency, requests)}, see metrics_of
@@ -192,7 +183,6 @@ class ApiRoute(HttpRequestHandler):
         # every POST honours Idempotency-Key: here at the edge (idempotency.py), or, for a route declared with
         # idempotency="service", by the service that keeps the key with what it makes (POST /orders)
         self.idempotent = method == "POST" and idempotency == "edge"
-        self.waits_on_callback = waits_on_callback
 
     def handle_request(self, request):
         request.shallow = False
@@ -205,8 +195,7 @@ class ApiRoute(HttpRequestHandler):
             if page is not None:
                 response = json_response(200, page)
             else:
-                with self.edge.callback_waits if self.waits_on_callback else nullcontext():  # see CALLBACK_RESERVE
-                    response = self.run_idempotent(call) if self.idempotent else self.run_worker(call)
+                response = self.run_idempotent(call) if self.idempotent else self.run_worker(call)
         except Exception as exc:
             response = error_response(exc, request_id)
         headers = response.headers
@@ -353,8 +342,7 @@ def api(method, path, **options):
     (e.g. "merchant.approve") whose success appends an entry to the audit log (GET /admin/audit), with the path
     id (or the path parameter named by audit_target) as target and the body's `reason`; upload: {"media_types":
     [...], "limit": the setting of its size limit} for a route whose body is a file (its raw bytes reach the route
-    as `Call.upload`); waits_on_callback: the route waits in its worker for a request that needs a worker too
-    (see CALLBACK_RESERVE); anonymous_pages: for a GET whose page is the same for every signed-out viewer, a
+    as `Call.upload`); anonymous_pages: for a GET whose page is the same for every signed-out viewer, a
     SharedExtension class whose `page(**path values)` returns the page the route kept there: a signed-out request
     is then answered from it, without a worker (ApiRoute.anonymous_page)."""
     _ROUTE_MAP.append((method, options.get("prefix", API_PREFIX) + path))

@@ -141,34 +141,27 @@ class SandboxProvider:
                             for payment in self.payments.find({"order_id": {"$in": existing}}))
         return payments
 
+    @staticmethod
+    def trade(payment):
+        """What the provider says of `payment`, asked (a shop's query of its trade, answered at once) or in its
+        notification: the sandbox's payments always succeed."""
+        return {"trade_no": payment["_id"], "order_id": payment["order_id"], "amount_fen": payment["amount_fen"],
+                "status": "success", "paid_at": payment["created_at"].isoformat()}
+
     def notification(self, payment):
         """(raw body, signature) of the notification for `payment`."""
-        body = json.dumps({"trade_no": payment["_id"], "order_id": payment["order_id"],
-                           "amount_fen": payment["amount_fen"], "status": "success",
-                           "paid_at": payment["created_at"].isoformat()}, separators=(",", ":")).encode()
+        body = json.dumps(self.trade(payment), separators=(",", ":")).encode()
         return body, sign(body, self.secret)
 
     def notify(self, payment):
         """POST the signed notification; True once the shop acknowledged it (2xx)."""
         return self.notify_all([payment]) == 1
 
-    def notify_all(self, payments, record_later=False):
+    def notify_all(self, payments):
         """POST the signed notification of each payment, at once (each its own request, as a provider sends
         them), then record what the shop answered: the acknowledged ones marked in one write, the others sent
-        again later, with backoff. Returns how many the shop acknowledged (2xx).
-
-        record_later=True: that record is written by a greenthread of its own, so the caller (a batch of pays,
-        whose buyers wait for it) does not wait on the provider's books. Until it lands, each payment's hold
-        (FIRST_NOTICE_LEASE) keeps the sweep from sending it again; a record lost to a crash costs one more
-        notification once the hold ends, which the shop answers as a repeat (idempotent by trade_no)."""
+        again later, with backoff. Returns how many the shop acknowledged (2xx)."""
         statuses = list(eventlet.GreenPool(len(payments)).imap(self._post, payments)) if payments else []
-        if record_later:
-            in_background(self._record_answers_or_log, payments, statuses)
-        else:
-            self._record_answers(payments, statuses)
-        return sum(1 for status in statuses if _acknowledged(status))
-
-    def _record_answers(self, payments, statuses):
         acknowledged = [payment["_id"] for payment, status in zip(payments, statuses) if _acknowledged(status)]
         if acknowledged:
             self.payments.update_many({"_id": {"$in": acknowledged}},
@@ -176,13 +169,21 @@ class SandboxProvider:
         for payment, status in zip(payments, statuses):
             if not _acknowledged(status):
                 self._not_acknowledged(payment, status)
+        return len(acknowledged)
 
-    def _record_answers_or_log(self, payments, statuses):
+    def notify_later(self, payments):
+        """notify_all in a greenthread of its own, nobody waiting on it: the notifications of payments whose
+        shop asked for them already (`trade`). Until each is recorded, its hold (FIRST_NOTICE_LEASE) keeps the
+        sweep from sending it beside this; one lost to a crash or a failed write is sent by the sweep once its
+        hold ends, and the shop answers it as a repeat (idempotent by trade_no)."""
+        in_background(self._notify_all_or_log, payments)
+
+    def _notify_all_or_log(self, payments):
         try:
-            self._record_answers(payments, statuses)
+            self.notify_all(payments)
         except Exception as exc:  # noqa: BLE001 - nobody waits on it: the hold's end sends them again
-            log.warning("the shop's answers to %d notifications were not recorded (%s): each is sent again once "
-                        "its hold ends", len(payments), type(exc).__name__)
+            log.warning("%d notifications not sent or not recorded (%s): each is sent again once its hold ends",
+                        len(payments), type(exc).__name__)
 
     def _post(self, payment):
         """The shop's HTTP status for the notification of `payment`, None when it could not be delivered."""

@@ -241,13 +241,26 @@ class OrderSaga:
         return _payments_of(self.store).submit(note, alone=lambda: self.store.apply_payment(note, utcnow()))
 
     def pay_together(self, orders):
-        """The sandbox payments of orders paid together (the gateway's batch of pays): one write of their
-        payments at the provider, their notifications sent at once (each its own signed POST, which the gateway
-        batches in turn), one read of the orders after. {order id: order as it is now}. The provider records
-        which notifications were acknowledged meanwhile, off this path (SandboxProvider.notify_all)."""
-        payments = self.provider.create_payments([(order["_id"], order["total_fen"]) for order in orders])
-        self.provider.notify_all(list(payments.values()), record_later=True)
-        return self.store.orders_of([order["_id"] for order in orders])
+        """The sandbox payments of orders paid together (a batch of pays, or one): one write of their payments
+        at the provider; then the shop asks the provider how each went (`trade`, answered at once, as a shop
+        queries Alipay / WeChat Pay when its buyer returns from paying) and applies the answers as it applies
+        notifications (apply_payments, one transaction); then one read of the orders for the buyers' answers.
+        The provider's signed notifications still go out, after, off the buyers' path (notify_later), and the
+        shop answers each as a repeat. A crash between the steps loses nothing: a payment not yet applied is
+        applied by its notification, which the sweep sends once the payment's hold ends.
+        ({order id: order as it is now}, [(trade, what applying it gave)])."""
+        payments = list(self.provider.create_payments([(order["_id"], order["total_fen"])
+                                                       for order in orders]).values())
+        faults.reached("pay_created")
+        trades = [self.provider.trade(payment) for payment in payments]
+        try:
+            applied = self.apply_payments(trades)
+        except Exception:
+            self.provider.notify_later(payments)  # their notifications apply them, as soon as the shop can
+            raise
+        faults.reached("pay_applied")
+        self.provider.notify_later(payments)
+        return self.store.orders_of([order["_id"] for order in orders]), list(zip(trades, applied))
 
     def apply_payments(self, notes):
         """Notifications that arrived together (the gateway's batch): applied in one transaction

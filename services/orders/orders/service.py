@@ -12,7 +12,7 @@ from prometheus_client import Counter
 from contracts.api import orders as api
 from kit.amqp import RpcProxy, rpc
 from kit.config import load_settings
-from kit.errors import CallerError, Conflict, Forbidden, NotFound, RuleRefused, as_outcome
+from kit.errors import CallerError, Conflict, Forbidden, NotFound, QuanziError, RuleRefused, as_outcome
 from kit.events import on_event
 from kit.mongo import MongoStore
 from kit.service import ServiceBase
@@ -137,14 +137,10 @@ class OrdersService(ServiceBase):
     # -- buyer and merchant actions ------------------------------------------------------------------------
     @rpc
     def pay(self, viewer, order_id):
-        """Pay through the sandbox provider. It notifies the shop (POST /payments/notify through the gateway)
-        before this returns, so the answer normally shows the order paid; if that notification could not be
-        delivered, the provider sends it again later and the order is paid then."""
+        """Pay through the sandbox provider (OrderSaga.pay_together): the answer shows the order paid."""
         order = self._acting(viewer, order_id, "buyer")
         if self._payable(order):
-            payment = self.provider.create_payment(order["_id"], order["total_fen"])
-            self.provider.notify(payment)
-            order = self.store.order(order["_id"])
+            order = self._pay_together([order])[order["_id"]]
         return domain.order_view(order, with_address=True)
 
     @rpc
@@ -169,12 +165,23 @@ class OrdersService(ServiceBase):
                     outcomes[i] = domain.order_view(order, with_address=True)
             except CallerError as exc:
                 outcomes[i] = exc
-        after = self.saga.pay_together(list(paying.values())) if paying else {}
+        after = self._pay_together(list(paying.values())) if paying else {}
         for i, pay in valid.items():
             if outcomes[i] is None:
                 order = after.get(pay["order_id"], paying[pay["order_id"]])
                 outcomes[i] = domain.order_view(order, with_address=True)
         return [as_outcome(outcome) for outcome in outcomes]
+
+    def _pay_together(self, orders):
+        """OrderSaga.pay_together, and each payment's outcome counted and handled as a notification's is (a
+        payment that came too late for its order, cancelled meanwhile, is paid back). {order id: order}."""
+        after, applied = self.saga.pay_together(orders)
+        for trade, outcome in applied:
+            try:
+                self._payment_answer(trade, outcome)
+            except QuanziError:  # the order's answer below says what became of it
+                pass
+        return after
 
     def _payable(self, order):
         """Whether the order still needs its payment: False when it was paid already (a retried tap, answered

@@ -293,9 +293,11 @@ class OrdersStore(BaseStore):
     def apply_payments(self, notes, now):
         """apply_payment of notifications that arrived together (group commit), in one transaction: one read of
         their orders, one insert of their payments, one bulk update of the orders, one insert of their
-        `order.paid`. Only the common case is applied here: the first notification of a plain order waiting
-        for payment, for the right amount (domain.pays_plainly). Any other note (a repeat, a group seat, a late
-        payment, a wrong amount, a second note for one order) gets ALONE: apply_payment decides it on its own.
+        `order.paid`. Only the common cases are decided here: the first notification of a plain order waiting
+        for payment, for the right amount (domain.pays_plainly), and a repeat of the payment that paid its order
+        ("duplicate", nothing written: each pay's notification, which follows the pay's own trade query). Any
+        other note (a group seat, a late payment, a wrong amount, a second note for one order) gets ALONE:
+        apply_payment decides it on its own.
         A payment recorded meanwhile by a concurrent copy, or an order changed meanwhile, makes the whole batch
         ALONE, with nothing written. One outcome per note, as apply_payment returns them."""
         def txn(session):
@@ -304,6 +306,9 @@ class OrdersStore(BaseStore):
             outcomes, paying = [], {}
             for note in notes:
                 order = orders.get(note["order_id"])
+                if order is not None and order.get("trade_no") == note["trade_no"]:
+                    outcomes.append(("duplicate", None, order["status"]))
+                    continue
                 if order is None or order["_id"] in paying or not domain.pays_plainly(order, note):
                     outcomes.append(ALONE)
                     continue

@@ -77,8 +77,8 @@ class OrderRoutes:
         return call(self.orders.get_order, viewer(c), c.path["order_id"])
 
     @api("POST", "/orders/<order_id>/pay", response=views.OrderView, tags=["orders"], errors=[403, 404, 409],
-         waits_on_callback=True,
-         summary="Pay through the sandbox provider; answers once the provider's notification made the order paid")
+         summary="Pay through the sandbox provider; answers with the order paid (the provider's notification "
+                 "follows and is answered as a repeat)")
     def pay(self, c):
         pay = {"viewer": viewer(c), "order_id": c.path["order_id"]}
         return PAY_BATCHES.submit((self.orders, pay), alone=lambda: call(self.orders.pay, pay["viewer"],
