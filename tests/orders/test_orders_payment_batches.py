@@ -170,6 +170,53 @@ def test_notifications_arriving_at_the_gateway_together_each_get_their_own_answe
     assert db.payments.count_documents({"order_id": {"$in": [o["order_id"] for o in orders]}}) == 10
 
 
+class Commands(monitoring.CommandListener):
+    """The names of the commands sent to the orders' database, and of the transactions' commits (run on admin)."""
+
+    def __init__(self):
+        self.names = []
+
+    def started(self, event):
+        if event.database_name == "quanzi_orders" or event.command_name == "commitTransaction":
+            self.names.append(event.command_name)
+
+    def succeeded(self, event):
+        pass
+
+    def failed(self, event):
+        pass
+
+
+def test_notifications_repeating_the_payments_their_pays_applied_are_answered_from_one_read(api, stack):
+    # given two orders paid by their pays (each applied from the provider's answer to the shop's trade query)
+    # and an unpaid one
+    _, _, _, sku = open_shop(api)
+    buyer = api.register_user()
+    paid = [expect(api.post(f"/orders/{place(api, buyer['token'], sku)['order_id']}/pay", token=buyer["token"]),
+                   200) for _ in range(2)]
+    unpaid = place(api, buyer["token"], sku)
+    commands = Commands()
+    client = MongoClient(stack.mongo_uri, tz_aware=True, event_listeners=[commands])
+    settings = load_settings({})
+    saga = orders_saga.OrderSaga(OrdersStore(client, client["quanzi_orders"], "orders", settings), None, None,
+                                 settings)
+    try:
+        # when the provider's notifications of the two paid orders arrive together
+        repeats = [note_of(order, trade_no=order["trade_no"]) for order in paid]
+        outcomes = saga.apply_notifications(repeats)
+        # then each is answered as a repeat from one read, with no transaction and nothing written
+        assert outcomes == [("duplicate", None, "paid")] * 2
+        assert commands.names == ["find"]
+        # when they arrive again, with a fresh notification of the unpaid order
+        commands.names.clear()
+        outcomes = saga.apply_notifications(repeats + [note_of(unpaid)])
+        # then the repeats are answered from that read and only the fresh one is applied, in a transaction
+        assert outcomes == [("duplicate", None, "paid")] * 2 + [("applied", None, "paid")]
+        assert commands.names[0] == "find" and commands.names[-1] == "commitTransaction"
+    finally:
+        client.close()
+
+
 def test_the_gateways_batch_of_notifications_is_answered_one_by_one():
     from nameko.testing.services import worker_factory
 
@@ -182,7 +229,7 @@ def test_the_gateways_batch_of_notifications_is_answered_one_by_one():
     applied = [("applied", None, "paid"), RuleRefused("payment amount does not match the order",
                                                      {"amount_fen": ["expected 5800"]})]
     # given a batch from the gateway: a valid notification, one without a trade_no, and one of the wrong amount
-    with patch.object(orders_saga.OrderSaga, "apply_payments", return_value=applied) as apply_payments:
+    with patch.object(orders_saga.OrderSaga, "apply_notifications", return_value=applied) as apply_payments:
         outcomes = worker_factory(OrdersService, config=load_settings({})).payments_notified(
             [good, {k: v for k, v in good.items() if k != "trade_no"}, wrong])
     # then each is answered on its own: applied, refused for its missing field (never applied), refused for its

@@ -338,6 +338,12 @@ def pays_plainly(order, notification):
             and notification["amount_fen"] == order["total_fen"])
 
 
+def repeats_payment(order, notification):
+    """A notification of the payment that paid the order (each pay's own, which follows the pay's trade query):
+    answered as a repeat. An order's trade_no is written once, with the payment that paid it."""
+    return order.get("trade_no") is not None and order["trade_no"] == notification["trade_no"]
+
+
 def check_amount(order, notification):
     if notification["amount_fen"] != order["total_fen"]:
         raise RuleRefused("payment amount does not match the order",

@@ -275,6 +275,15 @@ class OrderSaga:
                     outcomes[i] = refusal
         return outcomes
 
+    def apply_notifications(self, notes):
+        """Notifications that arrived together (the gateway's batch): the repeats answered from one read (most
+        notifications repeat the payment their pay applied already), the others applied (apply_payments)."""
+        outcomes = self.store.repeats(notes)
+        fresh = [i for i, outcome in enumerate(outcomes) if outcome is None]
+        for i, outcome in zip(fresh, self.apply_payments([notes[i] for i in fresh]) if fresh else []):
+            outcomes[i] = outcome
+        return outcomes
+
     def complete(self, order_id, action):
         now = utcnow()
         until = now + timedelta(seconds=self.config.after_sales_window)

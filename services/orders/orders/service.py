@@ -319,7 +319,7 @@ class OrdersService(ServiceBase):
                 valid.append((i, load(api.PaymentNotification, notification)))
             except CallerError as exc:
                 outcomes[i] = exc
-        applied = self.saga.apply_payments([note for _, note in valid]) if valid else []
+        applied = self.saga.apply_notifications([note for _, note in valid]) if valid else []
         for (i, note), outcome in zip(valid, applied):
             try:
                 outcomes[i] = self._payment_answer(note, outcome)

@@ -306,7 +306,7 @@ class OrdersStore(BaseStore):
             outcomes, paying = [], {}
             for note in notes:
                 order = orders.get(note["order_id"])
-                if order is not None and order.get("trade_no") == note["trade_no"]:
+                if order is not None and domain.repeats_payment(order, note):
                     outcomes.append(("duplicate", None, order["status"]))
                     continue
                 if order is None or order["_id"] in paying or not domain.pays_plainly(order, note):
@@ -334,6 +334,16 @@ class OrdersStore(BaseStore):
             return self.transaction(txn)
         except (DuplicateKeyError, BulkWriteError, _Changed):
             return [ALONE] * len(notes)
+
+    def repeats(self, notes):
+        """For each notification: ("duplicate", None, its order's status) when it repeats the payment that paid
+        its order (domain.repeats_payment), else None. One read, no transaction: a trade_no, once on its order,
+        stays there."""
+        orders = {order["_id"]: order for order in self.orders.find(
+            {"_id": {"$in": [note["order_id"] for note in notes]}}, {"status": 1, "trade_no": 1})}
+        return [("duplicate", None, orders[note["order_id"]]["status"])
+                if note["order_id"] in orders and domain.repeats_payment(orders[note["order_id"]], note) else None
+                for note in notes]
 
     def _pay_seat(self, session, order, group, paid, now):
         """A group seat is paid; the last paid seat forms the group, atomically once (the group document is

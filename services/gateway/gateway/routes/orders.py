@@ -34,8 +34,8 @@ ORDER_BATCHES = GroupCommit(in_one_call("create_orders"), name="gateway.orders",
 PAY_BATCHES = GroupCommit(in_one_call("pay_many", PAY_TIMEOUT), name="gateway.pays",
                           overlap=4)  # POST /orders/{id}/pay
 # POST /payments/notify: a provider's notifications come in bursts (the sandbox's for a batch of pays at once), so
-# the first from idle waits a few milliseconds for the rest: one call and one transaction for the burst, not one
-# for the first and a few for the others (a pay's answer waits on its notification, so the wait stays short)
+# the first from idle waits a few milliseconds for the rest: one call for the burst, not one for the first and a
+# few for the others
 NOTIFY_BATCHES = GroupCommit(in_one_call("payments_notified"), name="gateway.notifications", linger=0.005)
 
 
