@@ -505,17 +505,16 @@ def small_gateway(stack):
 
 def test_more_pays_at_once_than_the_gateway_has_workers_are_all_paid_without_waiting_on_each_other(api,
                                                                                                   small_gateway):
-    # given twice as many buyers with an unpaid order as the gateway has workers: each pay waits in a worker for
-    # its notification, and the notifications need gateway workers too
+    # given twice as many buyers with an unpaid order as the gateway has workers, and the provider's
+    # notifications of their pays needing gateway workers too
     _, _, _, sku = open_shop(api, stock=2 * small_gateway + 10)
     buyers = [api.register_user() for _ in range(2 * small_gateway)]
     orders = [place(api, buyer["token"], sku) for buyer in buyers]
     # when they all tap "pay" at once
     started = time.monotonic()
     answers = tap_all(api, [(buyer, order["order_id"]) for buyer, order in zip(buyers, orders)])
-    # then every one is paid, and promptly: the pays never hold every worker, so the notifications they wait for
-    # are always heard (before, the notifications waited for a worker until the provider gave up, 5 s, and the
-    # pays then timed out)
+    # then every one is paid, and promptly: no pay waits in its worker for a notification (when pays waited for
+    # theirs, the notifications once waited for a worker until the provider gave up, 5 s, and the pays timed out)
     assert [(a.status_code, a.json()["status"]) for a in answers] == [(200, "paid")] * len(buyers)
     assert time.monotonic() - started < 4.5
 
