@@ -43,6 +43,10 @@ def note_of(order, **overrides):
     return {**note, "paid_at": utcnow()}  # as the RPC schema loads it
 
 
+def one_payment(provider, order_id, amount_fen):
+    return provider.create_payments([(order_id, amount_fen)])[order_id]
+
+
 def tap_all(api, taps):
     """POST /orders/{id}/pay for every (buyer, order id) at once, each thread with its own HTTP session; the
     answers in order."""
@@ -320,7 +324,7 @@ def test_the_provider_notifies_a_batch_at_once_and_keeps_retrying_only_what_was_
         buyer = api.register_user()
         orders = [place(api, buyer["token"], sku) for _ in range(2)]
         amounts = [(o["order_id"], o["total_fen"]) for o in orders] + [(f"ord_{uuid.uuid4().hex[:12]}", 5800)]
-        existing = provider.create_payment(*amounts[0])
+        existing = one_payment(provider, *amounts[0])
         # when the three are paid together
         payments = provider.create_payments(amounts)
         provider.notify_all(list(payments.values()))
@@ -399,7 +403,7 @@ def test_the_sweep_never_sends_a_notification_beside_its_first_delivery_and_rese
     provider = slow_shop_provider
     # given a payment just made, whose first notification the shop takes a while to answer
     SlowShop.delay = 0.6
-    payment = provider.create_payment(f"ord_{uuid.uuid4().hex[:12]}", 5800)
+    payment = one_payment(provider, f"ord_{uuid.uuid4().hex[:12]}", 5800)
     first = threading.Thread(target=provider.notify_all, args=([payment],))
     first.start()
     time.sleep(0.2)
@@ -413,7 +417,7 @@ def test_the_sweep_never_sends_a_notification_beside_its_first_delivery_and_rese
 
     # given another payment whose first notification the shop does not acknowledge (503)
     SlowShop.delay, SlowShop.status, SlowShop.heard = 0.0, 503, []
-    refused = provider.create_payment(f"ord_{uuid.uuid4().hex[:12]}", 5800)
+    refused = one_payment(provider, f"ord_{uuid.uuid4().hex[:12]}", 5800)
     tried_at = utcnow()
     assert provider.notify(refused) is False
     # then it waits for its backoff (2 s after the first attempt), held by nobody
@@ -460,7 +464,7 @@ def test_notifications_sent_later_are_held_from_the_sweep_and_one_lost_to_a_cras
 
 def test_a_notification_sent_later_whose_record_fails_is_logged_and_left_to_the_sweep(slow_shop_provider, caplog):
     provider = slow_shop_provider
-    payment = provider.create_payment(f"ord_{uuid.uuid4().hex[:12]}", 5800)
+    payment = one_payment(provider, f"ord_{uuid.uuid4().hex[:12]}", 5800)
     later = []
     with patch("orders.provider.in_background", lambda fn, *args: later.append((fn, args))):
         provider.notify_later([payment])
@@ -480,7 +484,7 @@ def test_a_batch_of_new_payments_is_one_insert_and_only_orders_paid_before_cost_
     provider = slow_shop_provider
     # given three orders, one of which has its payment already (a tap before)
     orders = [(f"ord_{uuid.uuid4().hex[:12]}", 5800 + i) for i in range(3)]
-    before = provider.create_payment(*orders[1])
+    before = one_payment(provider, *orders[1])
     provider.commands.clear()
     # when the three are paid together
     payments = provider.create_payments(orders)

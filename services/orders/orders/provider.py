@@ -1,9 +1,10 @@
 """The sandbox payment provider: a stand-in for Alipay / WeChat Pay, run inside the orders service.
 
 It keeps its own books in a database of its own (`<prefix>sandbox_pay`, as a real provider would: the orders
-service never reads them). A payment always succeeds; the provider then tells the shop so the way real providers
-do: a POST of a JSON body to the shop's public notify URL (`PAYMENT_NOTIFY_URL`, default the local gateway's
-/api/v1/payments/notify), signed with HMAC-SHA256 over the raw body (`PAYMENT_HMAC_SECRET`) in the
+service never reads them). A payment always succeeds. The shop asks how a trade went right after making it
+(`trade`, the answer to a trade query, as shops query Alipay / WeChat Pay when the buyer returns from paying), and
+the provider also tells the shop the way real providers do: a POST of a JSON body to the shop's public notify URL
+(`PAYMENT_NOTIFY_URL`, default the local gateway's /api/v1/payments/notify), signed with HMAC-SHA256 over the raw body (`PAYMENT_HMAC_SECRET`) in the
 `X-Quanzi-Signature` header. A notification not acknowledged with a 2xx is sent again later with backoff
 (`redeliver_due`, driven by the orders service's sweep), so a crash or an outage delays a payment, never loses it.
 Refunds are synchronous and idempotent by the shop's refund id: asking twice returns the first refund."""
@@ -16,7 +17,7 @@ from urllib.parse import urlsplit
 
 import eventlet
 from nameko.extensions import DependencyProvider
-from pymongo import ASCENDING, IndexModel, ReturnDocument
+from pymongo import ASCENDING, IndexModel
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from contracts.payment import SIGNATURE_HEADER, sign
@@ -114,18 +115,10 @@ class SandboxProvider:
         return {"_id": f"sbx{now:%Y%m%d}{secrets.token_hex(10)}", "amount_fen": amount_fen, "status": "created",
                 "attempts": 0, "created_at": now, "notify_due_at": now, **claims.held(now, FIRST_NOTICE_LEASE)}
 
-    def create_payment(self, order_id, amount_fen):
-        """The order's one payment (asking again returns it: a buyer who taps "pay" twice pays once)."""
-        try:
-            return self.payments.find_one_and_update(
-                {"order_id": order_id}, {"$setOnInsert": self._new_payment(amount_fen, utcnow())},
-                upsert=True, return_document=ReturnDocument.AFTER)
-        except DuplicateKeyError:  # a concurrent "pay" created it first
-            return self.payments.find_one({"order_id": order_id})
-
     def create_payments(self, orders):
-        """create_payment of several orders [(order_id, amount_fen)]: one insert of their payments; only the
-        orders that had one already (a tap again, a concurrent "pay") cost a read. {order_id: payment}."""
+        """The one payment of each order [(order_id, amount_fen)] (asking again returns it: a buyer who taps
+        "pay" twice pays once): one insert of the new ones; only the orders that had one already (a tap again, a
+        concurrent "pay") cost a read. {order_id: payment}."""
         now = as_stored(utcnow())  # a notification sent from these documents says what one sent later says
         made = [{**self._new_payment(amount_fen, now), "order_id": order_id} for order_id, amount_fen in orders]
         existing = []

@@ -25,7 +25,9 @@ from orders.store import OrdersStore
 log = logging.getLogger(__name__)
 
 GMV_FEN = Counter("quanzi_gmv_fen_total", "Gross merchandise value: money of applied payments, in fen")
-PAYMENTS = Counter("quanzi_payment_notifications_total", "Payment notifications, by outcome", ["outcome"])
+PAYMENTS = Counter("quanzi_payment_notifications_total", "Payments the shop heard of, by outcome: a pay's own "
+                   "(the provider's answer to its trade query) and the provider's notifications (each pay's own "
+                   "notification then counts as a duplicate)", ["outcome"])
 
 
 class Memo(DependencyProvider):
