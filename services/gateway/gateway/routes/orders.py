@@ -9,20 +9,18 @@ from gateway import schemas_orders as views
 from gateway.cache import PageParts, ProductCache
 from gateway.errors import Unauthorized
 from gateway.http import api, json_response
-from gateway.rpc import DEFAULT_TIMEOUT, call
+from gateway.rpc import call
 from kit.amqp import RpcProxy
 from kit.batching import GroupCommit
 from kit.errors import outcome_or_error
 
-PAY_TIMEOUT = 20.0  # paying waits for the provider's notification round trip
 
-
-def in_one_call(method, timeout=DEFAULT_TIMEOUT):
+def in_one_call(method):
     """A GroupCommit's write_batch: the requests that arrived together, sent with one call of the orders
     service's batch `method` (through the proxy of the batch's first request): one message each way per batch
     instead of per request. One outcome each: its answer, or the error its request answers."""
     def write_batch(batch):
-        answers = call(getattr(batch[0][0], method), [payload for _, payload in batch], timeout=timeout)
+        answers = call(getattr(batch[0][0], method), [payload for _, payload in batch])
         return [outcome_or_error(answer) for answer in answers]
     return write_batch
 
@@ -31,8 +29,7 @@ def in_one_call(method, timeout=DEFAULT_TIMEOUT):
 # on other services, so a second batch starts beside it once as many wait (overlap; measured: +25% orders/s, +17%
 # pays/s at the same CPU per request; notifications' batches only shrank with it)
 ORDER_BATCHES = GroupCommit(in_one_call("create_orders"), name="gateway.orders", overlap=4)  # POST /orders
-PAY_BATCHES = GroupCommit(in_one_call("pay_many", PAY_TIMEOUT), name="gateway.pays",
-                          overlap=4)  # POST /orders/{id}/pay
+PAY_BATCHES = GroupCommit(in_one_call("pay_many"), name="gateway.pays", overlap=4)  # POST /orders/{id}/pay
 # POST /payments/notify: a provider's notifications come in bursts (the sandbox's for a batch of pays at once), so
 # the first from idle waits a few milliseconds for the rest: one call for the burst, not one for the first and a
 # few for the others
@@ -81,8 +78,8 @@ class OrderRoutes:
                  "follows and is answered as a repeat)")
     def pay(self, c):
         pay = {"viewer": viewer(c), "order_id": c.path["order_id"]}
-        return PAY_BATCHES.submit((self.orders, pay), alone=lambda: call(self.orders.pay, pay["viewer"],
-                                                                       pay["order_id"], timeout=PAY_TIMEOUT))
+        return PAY_BATCHES.submit((self.orders, pay),
+                                  alone=lambda: call(self.orders.pay, pay["viewer"], pay["order_id"]))
 
     @api("POST", "/orders/<order_id>/cancel", response=views.OrderView, tags=["orders"], errors=[403, 404, 409],
          summary="Cancel an unpaid order (the buyer); its stock goes back")
