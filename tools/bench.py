@@ -20,6 +20,9 @@ import time
 import urllib.parse
 import uuid
 
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
 from tools.flows import approved_merchant, expect, product_payload
 from tools.client import Api
 from tools.stack import REPO, SERVICES, Stack
@@ -87,12 +90,10 @@ class Context:
 
     def measure_pages(self, requests_, concurrency=16):
         """How many of these (path, token) product pages came back with a `degraded` part, fetched 16 at a time."""
-        import requests as http
-
         def fetch(item):
             path, token = item
-            page = http.get(f"{self.gateway_url}/api/v1{path}", headers={"Authorization": f"Bearer {token}"},
-                            timeout=10).json()
+            page = requests.get(f"{self.gateway_url}/api/v1{path}", headers={"Authorization": f"Bearer {token}"},
+                                timeout=10).json()
             return bool(page.get("degraded"))
         with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
             degraded = sum(pool.map(fetch, requests_))
@@ -208,8 +209,6 @@ class Context:
     def batch_totals(self):
         """{batcher: (batches, requests)} so far, from every service's quanzi_batch_size histogram (kit.batching):
         how well requests were grouped explains much of a row's CPU per request."""
-        import requests
-        from prometheus_client.parser import text_string_to_metric_families
         totals = {}
         for service in self.stack.services.values():
             try:
@@ -290,7 +289,6 @@ class BareEndpoint:
                                       "tools.bare_service:Bare"], cwd=REPO, env=env, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         self.url = f"http://127.0.0.1:{self.port}"
-        import requests
         deadline = time.monotonic() + 60
         while True:
             try:

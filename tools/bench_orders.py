@@ -1,6 +1,7 @@
 """`make bench` rows of the orders service: placing orders (wrk + Lua: POST bodies, a fresh Idempotency-Key per
 request) on one hot SKU and spread over many SKUs, and taking payments (the provider's signed callback; the
-buyer's pay through the sandbox provider, checked: each answered pay left its order paid). Each row carries the stack's CPU per request (every process, from /proc) and the load average.
+buyer's pay through the sandbox provider, checked: each answered pay left its order paid). Each row carries the
+stack's CPU per request (every process, from /proc) and the load average.
 
 BENCH_PROFILE=<dir>: py-spy records every Python process of the stack during the hot-SKU row (raw collapsed stacks
 in <dir>), or during the pay row with BENCH_PROFILE_ROW=pay; profiling slows the services, so use it in a run of

@@ -175,13 +175,13 @@ def test_notifications_arriving_at_the_gateway_together_each_get_their_own_answe
 
 
 class Commands(monitoring.CommandListener):
-    """The names of the commands sent to the orders' database, and of the transactions' commits (run on admin)."""
+    """The names of the commands a client sends that `keep(event)` selects, in order."""
 
-    def __init__(self):
-        self.names = []
+    def __init__(self, keep):
+        self.keep, self.names = keep, []
 
     def started(self, event):
-        if event.database_name == "quanzi_orders" or event.command_name == "commitTransaction":
+        if self.keep(event):
             self.names.append(event.command_name)
 
     def succeeded(self, event):
@@ -189,6 +189,16 @@ class Commands(monitoring.CommandListener):
 
     def failed(self, event):
         pass
+
+
+def to_orders_db_or_commit(event):
+    """The commands sent to the orders' database, and the transactions' commits (run on admin)."""
+    return event.database_name == "quanzi_orders" or event.command_name == "commitTransaction"
+
+
+def about_payments(event):
+    """The commands about the provider's payments."""
+    return event.command.get(event.command_name) == "payments"
 
 
 def test_notifications_repeating_the_payments_their_pays_applied_are_answered_from_one_read(api, stack):
@@ -199,7 +209,7 @@ def test_notifications_repeating_the_payments_their_pays_applied_are_answered_fr
     paid = [expect(api.post(f"/orders/{place(api, buyer['token'], sku)['order_id']}/pay", token=buyer["token"]),
                    200) for _ in range(2)]
     unpaid = place(api, buyer["token"], sku)
-    commands = Commands()
+    commands = Commands(to_orders_db_or_commit)
     client = MongoClient(stack.mongo_uri, tz_aware=True, event_listeners=[commands])
     settings = load_settings({})
     saga = orders_saga.OrderSaga(OrdersStore(client, client["quanzi_orders"], "orders", settings), None, None,
@@ -358,23 +368,6 @@ class SlowShop(BaseHTTPRequestHandler):
         pass
 
 
-class PaymentCommands(monitoring.CommandListener):
-    """The commands sent about the provider's payments, by name."""
-
-    def __init__(self):
-        self.seen = []
-
-    def started(self, event):
-        if event.command.get(event.command_name) == "payments":
-            self.seen.append(event.command_name)
-
-    def succeeded(self, event):
-        pass
-
-    def failed(self, event):
-        pass
-
-
 @pytest.fixture
 def slow_shop_provider(stack):
     """A sandbox provider with books of its own (a database no running service sweeps) that notifies SlowShop."""
@@ -384,13 +377,13 @@ def slow_shop_provider(stack):
     server = ThreadingHTTPServer(("127.0.0.1", 0), SlowShop)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    commands = PaymentCommands()
+    commands = Commands(about_payments)
     client = MongoClient(stack.mongo_uri, tz_aware=True, event_listeners=[commands])
     db_name = f"quanzi_test_sandbox_{uuid.uuid4().hex[:8]}"
     provider = SandboxProvider(client[db_name], stack.env["PAYMENT_HMAC_SECRET"],
                                f"http://127.0.0.1:{server.server_address[1]}/api/v1/payments/notify")
     provider.ensure_indexes()
-    provider.commands = commands.seen
+    provider.commands = commands.names
     yield provider
     server.shutdown()
     server.server_close()

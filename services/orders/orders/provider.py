@@ -4,9 +4,10 @@ It keeps its own books in a database of its own (`<prefix>sandbox_pay`, as a rea
 service never reads them). A payment always succeeds. The shop asks how a trade went right after making it
 (`trade`, the answer to a trade query, as shops query Alipay / WeChat Pay when the buyer returns from paying), and
 the provider also tells the shop the way real providers do: a POST of a JSON body to the shop's public notify URL
-(`PAYMENT_NOTIFY_URL`, default the local gateway's /api/v1/payments/notify), signed with HMAC-SHA256 over the raw body (`PAYMENT_HMAC_SECRET`) in the
-`X-Quanzi-Signature` header. A notification not acknowledged with a 2xx is sent again later with backoff
-(`redeliver_due`, driven by the orders service's sweep), so a crash or an outage delays a payment, never loses it.
+(`PAYMENT_NOTIFY_URL`, default the local gateway's /api/v1/payments/notify), signed with HMAC-SHA256 over the raw
+body (`PAYMENT_HMAC_SECRET`) in the `X-Quanzi-Signature` header. A notification not acknowledged with a 2xx is
+sent again later with backoff (`redeliver_due`, driven by the orders service's sweep), so a crash or an outage
+delays a payment, never loses it.
 Refunds are synchronous and idempotent by the shop's refund id: asking twice returns the first refund."""
 import http.client
 import json

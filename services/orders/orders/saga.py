@@ -255,11 +255,9 @@ class OrderSaga:
         trades = [self.provider.trade(payment) for payment in payments]
         try:
             applied = self.apply_payments(trades)
-        except Exception:
-            self.provider.notify_later(payments)  # their notifications apply them, as soon as the shop can
-            raise
-        faults.reached("pay_applied")
-        self.provider.notify_later(payments)
+            faults.reached("pay_applied")
+        finally:  # also when the apply failed: then their notifications apply them, as soon as the shop can
+            self.provider.notify_later(payments)
         return self.store.orders_of([order["_id"] for order in orders]), list(zip(trades, applied))
 
     def apply_payments(self, notes):
