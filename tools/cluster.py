@@ -200,7 +200,7 @@ class ReplicaSet:
 
     def stop(self):
         for member in self.members:
-            member._terminate()
+            member.terminate()
         for member in self.members:
             member.stop()
 
@@ -266,7 +266,7 @@ class Cluster:
     def stop(self):
         self.stack.stop()  # the services (it started no servers of its own); removes the pid files
         for member in self.mongo.members:
-            member._terminate()
+            member.terminate()
         self.rabbit.stop()
         self.mongo.stop()
 

@@ -1,12 +1,16 @@
 """The gateway pipeline over real HTTP: idempotency keys, rate limits, CORS, request ids across services."""
 import concurrent.futures
+import os
 import re
+import signal
+import time
 import uuid
 
 import requests
 
 from tests.flows import expect
 from tests.helpers import eventually
+from tests.orders.shop import open_shop, place
 
 
 def test_a_retried_post_with_the_same_key_creates_once_and_replays_the_answer(api):
@@ -75,10 +79,16 @@ def test_the_request_id_follows_the_request_into_the_services_logs(stack, api):
     expect(api.post("/merchants", json={"name": "Traced"}, token=user["token"], headers={"X-Request-Id": request_id}),
            201)
 
-    def logged():
-        lines = [line for line in (stack.logs_dir / "catalog.log").read_text().splitlines() if request_id in line]
-        assert any('"rpc catalog.apply_merchant ok' in line for line in lines), lines
-    eventually(logged, timeout=5)
+    def logged(service, rpc, request_id):
+        lines = [line for line in (stack.logs_dir / f"{service}.log").read_text().splitlines() if request_id in line]
+        assert any(re.search(f'"rpc {rpc} ok', line) for line in lines), lines
+    eventually(lambda: logged("catalog", "catalog.apply_merchant", request_id), timeout=5)
+    # a route answered without a worker (a pay) sends its request id along as a worker does
+    _, _, _, sku = open_shop(api, price_fen=900, stock=3)
+    order = place(api, user["token"], sku)
+    paid_id = f"trace-{uuid.uuid4().hex[:12]}"
+    expect(api.post(f"/orders/{order['order_id']}/pay", token=user["token"], headers={"X-Request-Id": paid_id}), 200)
+    eventually(lambda: logged("orders", r"orders\.pay(_many)?", paid_id), timeout=5)  # alone, or its batch's first
 
 
 def test_docs_and_pages_are_served_offline_html_never_cached_hashed_assets_for_a_year(stack):
@@ -98,3 +108,44 @@ def test_docs_and_pages_are_served_offline_html_never_cached_hashed_assets_for_a
     assert requests.get(f"{stack.gateway_url}/assets/nope.js").status_code == 404
     doc = requests.get(f"{stack.gateway_url}/asyncapi.json").json()
     assert doc["asyncapi"] == "3.0.0" and "order_paid" in doc["channels"]
+
+
+def test_a_stopping_gateway_answers_the_pays_it_took_and_refuses_new_ones(stack, api):
+    """A pay is answered without a nameko worker (api(..., worker=False)), so nameko's graceful stop, which waits
+    for workers, does not wait for it: the route's own stop does. (The stack's own gateway, whose start-up work is
+    long done: a fresh replica's could keep it running by itself.)"""
+    # given two orders waiting for payment
+    _, _, _, sku = open_shop(api, price_fen=1500, stock=5)
+    buyer = api.register_user()
+    first, second = (place(api, buyer["token"], sku)["order_id"] for _ in range(2))
+    headers = {"Authorization": f"Bearer {buyer['token']}"}
+    gateway, orders = stack.services["gateway"], stack.services["orders"]
+    try:
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            os.kill(orders.pid, signal.SIGSTOP)  # the orders service answers nothing for now
+            try:
+                # when a pay is in flight at the gateway and the gateway is asked to stop
+                taken = pool.submit(requests.post, f"{gateway.url}/api/v1/orders/{first}/pay", headers=headers,
+                                    timeout=30)
+                time.sleep(1.0)
+                gateway.terminate()
+                time.sleep(0.5)
+                # then a request arriving meanwhile is refused, to be retried elsewhere
+                late = requests.post(f"{gateway.url}/api/v1/orders/{second}/pay", headers=headers, timeout=10)
+                assert late.status_code == 503, late.text
+                assert late.json()["error"]["code"] == "shutting_down" and late.headers["Retry-After"]
+                time.sleep(3.0)  # longer than the rest of a gateway's stop takes (about 2 s)
+                assert not taken.done() and gateway.is_running()  # it waits for the pay it took
+            finally:
+                os.kill(orders.pid, signal.SIGCONT)
+            # and the pay it took is answered once the orders service answers: paid, not cut off by the stop
+            answer = taken.result(timeout=30)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["status"] == "paid"
+        gateway.stop()
+        assert gateway.returncode == 0
+    finally:
+        gateway.stop()
+        gateway.start()
+        gateway.wait_healthy()
+    assert expect(api.get(f"/orders/{second}", token=buyer["token"]), 200)["status"] != "paid"  # charged nothing

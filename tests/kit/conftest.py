@@ -51,7 +51,7 @@ def kit_servers(request):
         servers.mongo._wait_ready()
         yield servers
     finally:
-        servers.mongo._terminate()
+        servers.mongo.terminate()
         servers.rabbit.stop()
         servers.mongo.stop()
         shutil.rmtree(pids, ignore_errors=True)

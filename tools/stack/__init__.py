@@ -190,11 +190,11 @@ class Stack:
             self.supervisor.stop()
         processes = self._all_processes()
         for proc in processes:
-            proc._terminate()
+            proc.terminate()
         for proc in processes:
             proc.stop()
         if self.mongo:
-            self.mongo._terminate()  # shuts down while rabbitmqctl stops the node
+            self.mongo.terminate()  # shuts down while rabbitmqctl stops the node
         if self.rabbit:
             self.rabbit.stop()
         if self.mongo:

@@ -131,7 +131,8 @@ class ChildProcess:
         """True when not started, or when this stack asked the current process to stop (not a crash)."""
         return self._proc is None or self._proc.pid == self._terminated
 
-    def _terminate(self):
+    def terminate(self):
+        """SIGTERM, once, without waiting for the exit (stop waits)."""
         if self.is_running() and self._proc.pid != self._terminated:
             self._terminated = self._proc.pid
             self._send_term()
@@ -139,7 +140,7 @@ class ChildProcess:
     def stop(self, timeout=30):
         if self._proc is None:
             return
-        self._terminate()
+        self.terminate()
         try:
             self._proc.wait(timeout)
         except subprocess.TimeoutExpired:

@@ -44,8 +44,8 @@ SERVICES = [
     ServiceSpec("orders", "services/orders", "orders.service:OrdersService"),
     ServiceSpec("social_feed", "services/social-feed", "social_feed.service:SocialFeedService"),
     ServiceSpec("commission", "services/commission", "commission.service:CommissionService"),
-    # The gateway's workers wait on the other services (and a pay on the provider's callback), so it runs with more
-    # of them than the services that do the work: as deploy/k8s/base/services/gateway.yaml does
+    # The gateway's workers wait on the other services, so it runs with more of them than the services that do the
+    # work: as deploy/k8s/base/services/gateway.yaml does
     ServiceSpec("gateway", "services/gateway", "gateway.service:GatewayService", defaults=(("MAX_WORKERS", "64"),)),
 ]
 

@@ -49,7 +49,7 @@ class OrderRoutes:
 
     # -- orders ---------------------------------------------------------------------------------------------
     @api("POST", "/orders", body=OrderInput, response=views.OrderView, status=201, tags=["orders"],
-         errors=[404, 409, 422], idempotency="service",
+         errors=[404, 409, 422], idempotency="service", worker=False,
          summary="Place an order (stock reserved now, price captured). Header Idempotency-Key: the same key "
                  "from the same user returns the same order (Idempotent-Replayed: true), as it is now; with "
                  "another body, 422. The orders service keeps the key, unique with the order it made")
@@ -74,6 +74,7 @@ class OrderRoutes:
         return call(self.orders.get_order, viewer(c), c.path["order_id"])
 
     @api("POST", "/orders/<order_id>/pay", response=views.OrderView, tags=["orders"], errors=[403, 404, 409],
+         worker=False,
          summary="Pay through the sandbox provider; answers with the order paid (the provider's notification "
                  "follows and is answered as a repeat)")
     def pay(self, c):
@@ -98,7 +99,7 @@ class OrderRoutes:
 
     # -- payments -----------------------------------------------------------------------------------------
     @api("POST", "/payments/notify", auth=None, body=PaymentNotification, response=views.PaymentAck,
-         tags=["payments"], errors=[401, 404, 422],
+         tags=["payments"], errors=[401, 404, 422], worker=False,
          summary="The payment provider's callback, signed: X-Quanzi-Signature = hex HMAC-SHA256 of the raw body. "
                  "Idempotent per trade_no; a payment for a cancelled order is refunded; a wrong amount is refused")
     def payment_notify(self, c):
