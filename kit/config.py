@@ -227,6 +227,7 @@ def load_settings(env=None):
 
 class Config(DependencyProvider):
     """Injects the validated Settings; a bad value fails the container at setup, before it serves."""
+    same_for_every_worker = True  # kit.workerless
 
     def setup(self):
         self.settings = load_settings()

@@ -9,21 +9,28 @@
 - a failure because MongoDB or the broker is unreachable (`kit.amqp.is_transient`) is retried for as long as it
   lasts without using up an attempt;
 - after the last retry it is parked in `<queue>.dlq` with the error, for an operator to inspect and replay
-  (`python -m kit.dlq`), instead of nameko's default of acking and dropping it.
+  (`python -m kit.dlq`), instead of nameko's default of acking and dropping it;
+- a handler of events applied together (together=True) runs without a nameko worker (kit.workerless), with the
+  service's store, settings and RPC proxies; a stopping service lets those running finish and gives back the
+  messages that arrive meanwhile.
 """
 import functools
 import logging
+import sys
 import traceback
 
+import eventlet
 from kombu import Connection, Exchange
 from kombu.pools import producers
 from nameko.events import EventHandler
 
 from kit.amqp import QueueConsumer, is_transient
 from kit.config import load_settings
+from kit.context import request_id_of
 from kit.metrics import EVENTS_CONSUMED, HANDLER_FAILURES
 from kit.mongo import DUPLICATE
 from kit.queues import quorum, quorum_queue, retry_arguments
+from kit.workerless import InFlight, WorkerlessService
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +64,13 @@ def declare_retry_topology(connection, queue_name, delays):
 class ReliableEventHandler(EventHandler):
     queue_consumer = QueueConsumer()  # an ack on a connection the broker dropped is redelivered, not fatal
 
-    def __init__(self, source_service, event_type, **kwargs):
+    def __init__(self, source_service, event_type, worker=True, **kwargs):
         kwargs.setdefault("reliable_delivery", True)
         super().__init__(source_service, event_type, requeue_on_error=False, **kwargs)
+        # worker=False: the handler runs in a greenthread of its own, without a nameko worker (kit.workerless)
+        self.worker = worker
+        self.workerless = None
+        self.in_flight = InFlight()
 
     def setup(self):
         super().setup()
@@ -71,8 +82,36 @@ class ReliableEventHandler(EventHandler):
         declare_retry_topology(self.connection, self.queue.name, self.delays)
 
     def stop(self):
-        super().stop()
+        super().stop()  # consumes no more: a message given back from here on goes to another consumer
+        self.in_flight.drain()  # handlers run without a worker finish (and ack) before the connection goes
         self.connection.release()
+
+    def handle_message(self, body, message):
+        if self.worker:
+            return super().handle_message(body, message)
+        if self.in_flight.stopping:
+            self.queue_consumer.requeue_message(message)
+            return None
+        if self.workerless is None:
+            self.workerless = WorkerlessService(self.container)
+        self.in_flight.begin()  # counted from now: its greenthread may start after a stop began
+        eventlet.spawn_n(self._run_without_worker, body, message)
+        return None
+
+    def _run_without_worker(self, body, message):
+        """The handler with a WorkerlessService instance as `self`, then the outcome settled as a worker's is
+        (handle_result: ack, retry or park). In flight until settled."""
+        try:
+            context = self.unpack_message_headers(message)
+            handler = getattr(self.container.service_cls, self.method_name)
+            try:
+                with request_id_of(context.get("request_id")):
+                    result, exc_info = handler(self.workerless.instance(context), body), None
+            except Exception:  # noqa: BLE001 - settled below as a worker's failure is: retried, then parked
+                result, exc_info = None, sys.exc_info()
+            self.handle_result(message, None, result, exc_info)
+        finally:
+            self.in_flight.end()
 
     def handle_result(self, message, worker_ctx, result=None, exc_info=None):
         service = self.container.service_name
@@ -130,8 +169,11 @@ def idempotent(method, together=False):
     return wrapper
 
 
-def on_event(source_service, event_type, together=False, **kwargs):
-    """together=True: see `idempotent`; for a busy event whose handler writes only through its session."""
+def on_event(source_service, event_type, together=False, worker=None, **kwargs):
+    """together=True: see `idempotent`; for a busy event whose handler writes only through its session. Such a
+    handler also runs without a nameko worker (worker=False, the default with together; kit.workerless): it only
+    waits for its batch, and a worker per event was a large part of a consumer's CPU."""
     def decorate(method):
-        return ReliableEventHandler.decorator(source_service, event_type, **kwargs)(idempotent(method, together))
+        return ReliableEventHandler.decorator(source_service, event_type, worker=not together if worker is None
+                                              else worker, **kwargs)(idempotent(method, together))
     return decorate

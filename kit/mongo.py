@@ -227,6 +227,7 @@ class BaseStore:
 
 class MongoStore(DependencyProvider):
     """Injects the service's store; runs its outbox relay unless relay=False (services that emit nothing)."""
+    same_for_every_worker = True  # one store per process (kit.workerless)
 
     def __init__(self, store_cls, relay=True, **kwargs):
         super().__init__(**kwargs)

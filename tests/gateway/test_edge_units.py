@@ -11,9 +11,8 @@ from pymongo.errors import AutoReconnect, ServerSelectionTimeoutError
 
 from gateway import auth
 from gateway.errors import PayloadTooLarge, RateLimited, Unauthorized, error_status
-from gateway.http import RouteSelf, ServiceProxies, error_response
+from gateway.http import error_response
 from gateway.ratelimit import RateLimiter, TokenBuckets
-from kit.amqp import RpcProxy
 from kit.errors import Conflict, Forbidden, InvalidInput, NotFound, RuleRefused, Unavailable
 
 KEY = "test-signing-key-0123456789abcdef0123"
@@ -242,17 +241,3 @@ def test_an_answer_that_could_not_be_recorded_is_recorded_once_mongodb_is_back(s
         assert records.writes[0][2]["$set"] == {"state": "done", "status": 201, "body": '{"order_id": "ord_1"}'}
 
 
-
-def test_a_route_without_a_worker_sees_the_rpc_proxies_with_its_request_context_and_the_settings_only():
-    container = type("Container", (), {"config": {"AMQP_URI": "amqp://guest:guest@127.0.0.1:5672/"}})()
-    proxies = {"orders": RpcProxy("orders")}
-    proxies["orders"].rpc_reply_listener = object()
-    route_self = RouteSelf(container, ServiceProxies(proxies, "the settings"),
-                           {"request_id": "req-1", "user_id": "usr_1"})
-    orders = route_self.orders
-    assert orders.service_name == "orders"
-    assert orders.worker_ctx.container is container
-    assert orders.worker_ctx.context_data == {"request_id": "req-1", "user_id": "usr_1"}  # sent in its headers
-    assert route_self.config == "the settings"
-    with pytest.raises(AttributeError, match="products: a route without a worker"):
-        route_self.products  # noqa: B018 - any other dependency needs a worker

@@ -6,6 +6,7 @@ it through the `plans` collection (written outside any transaction, so it surviv
 - `{_id: <order_id>, fail: N}`: the first N runs raise (N = -1: every run raises); `runs` counts the runs;
 - `{_id: "hang:<event_id>"}`: after that event's transaction committed, hang before the ack (a test then
   SIGKILLs the process: the crash between commit and ack).
+WorkerlessProbe runs the same handler without a nameko worker: the tests run against both.
 """
 import time
 
@@ -39,13 +40,24 @@ class ProbeService(ServiceBase):
     name = "commission"
     store = MongoStore(ProbeStore)
 
-    @on_event(SOURCE, EVENT_TYPE)
-    def on_accrued(self, event, session):
+    def accrue(self, event, session):
         data = event["data"]
         plan = self.store.count_run(data["order_id"])
         fail = plan.get("fail", 0)
         if fail < 0 or plan["runs"] <= fail:
             raise RuntimeError(f"planned failure, run {plan['runs']} of {data['order_id']}")
-        self.store.applied.insert_one({"event_id": event["id"], "order_id": data["order_id"], "at": utcnow()},
-                                      session=session)
+        self.store.applied.insert_one({"event_id": event["id"], "order_id": data["order_id"], "at": utcnow(),
+                                       "by": type(self).__name__}, session=session)
         self.store.emit(session, FOLLOW_UP, data, subject=data["order_id"])
+
+    @on_event(SOURCE, EVENT_TYPE)
+    def on_accrued(self, event, session):
+        self.accrue(event, session)
+
+
+class WorkerlessProbe(ProbeService):
+    """The same handler, run without a nameko worker (kit.workerless), as events applied together are."""
+
+    @on_event(SOURCE, EVENT_TYPE, worker=False)
+    def on_accrued(self, event, session):
+        self.accrue(event, session)

@@ -26,14 +26,16 @@ from tools.stack import REPO, ServiceDied, ServiceProcess, ServiceSpec, free_por
 pytestmark = pytest.mark.slow
 
 SPEC = ServiceSpec("kitprobe", ".", "tests.kit.probe_service:ProbeService")
+# the same handler run without a nameko worker (kit.workerless), as the consumers' events applied together are
+SPEC_WITHOUT_WORKER = ServiceSpec("kitprobe", ".", "tests.kit.probe_service:WorkerlessProbe")
 QUEUE = "evt-kitsrc-commission.accrued--commission.on_accrued"
 DELAYS = "0.2,0.4,0.8"  # three retries, then the dead-letter queue
 
 
-@pytest.fixture(scope="module")
-def probe(kit_servers):
+@pytest.fixture(scope="module", params=[SPEC, SPEC_WITHOUT_WORKER], ids=["worker", "without_worker"])
+def probe(kit_servers, request):
     env = {"AMQP_URI": kit_servers.amqp_uri, "MONGO_URI": kit_servers.mongo_uri, "EVENT_RETRY_DELAYS": DELAYS}
-    proc = ServiceProcess(SPEC, env, free_port(), kit_servers.home / "logs" / "kitprobe.log")
+    proc = ServiceProcess(request.param, env, free_port(), kit_servers.home / "logs" / "kitprobe.log")
     proc.start()
     proc.wait_healthy(60)
     yield proc
@@ -126,7 +128,9 @@ def test_the_same_event_delivered_five_times_is_applied_once(kit_servers, probe,
     publish(kit_servers.amqp_uri, envelope, times=5)  # e.g. a relay that crashed four times before marking
 
     until(lambda: (moved(probe, before)["applied"], moved(probe, before)["duplicate"]) == (1, 4), timeout=15)
-    assert db.applied.count_documents({"order_id": order_id}) == 1
+    [applied] = db.applied.find({"order_id": order_id})
+    # run by a worker's service instance, or by kit.workerless's stand-in for the probe run without workers
+    assert applied["by"] == ("WorkerlessProbeWithoutWorker" if probe.spec is SPEC_WITHOUT_WORKER else "ProbeService")
     follow_ups.wait_for(lambda body: body["data"]["order_id"] == order_id, timeout=5)
     time.sleep(0.5)  # a second follow-up would be here by now
     assert len(follow_ups_for(follow_ups, order_id)) == 1

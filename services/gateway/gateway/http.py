@@ -13,11 +13,9 @@ import uuid
 from dataclasses import dataclass, field
 from functools import partial
 
-import eventlet
 from eventlet.event import Event
 from nameko.exceptions import ContainerBeingKilled
 from nameko.extensions import DependencyProvider, SharedExtension
-from nameko.rpc import ServiceProxy
 from nameko.web.handlers import HttpRequestHandler
 from prometheus_client import Counter, Histogram
 from werkzeug.exceptions import RequestEntityTooLarge
@@ -29,14 +27,13 @@ from gateway.idempotency import IdempotencyKeys, body_hash
 from gateway.ratelimit import RateLimiter
 from gateway.sessions import RevocationCache
 from gateway.store import GatewayStore
-from gateway.rpc import DEFAULT_TIMEOUT
-from kit.amqp import RpcProxy
-from kit.config import Config, load_settings
+from kit.config import load_settings
 from kit.context import request_id_of
 from kit.errors import Forbidden, InvalidInput, NotFound
 from kit.metrics import LATENCY_BUCKETS
 from kit.mongo import connect
 from kit.validation import ID_PATTERN, load, utcnow
+from kit.workerless import InFlight, WorkerlessService
 
 log = logging.getLogger(__name__)
 
@@ -60,10 +57,6 @@ HTTP_REQUESTS = Counter("quanzi_http_requests_total", "Gateway requests by route
 EDGE_ANSWERS = Counter("quanzi_http_edge_answers_total",
                        "Requests the gateway answered from a page it kept, without a worker (signed-out product pages)",
                        ["method", "route"])
-
-# how long a stopping gateway lets the requests it answers without a worker finish (a worker's are waited for by
-# nameko): their RPC's budget, and a little for the answer
-STOP_GRACE = DEFAULT_TIMEOUT + 1.0
 
 ROUTES = []  # every documented api() route, for the OpenAPI document
 _ROUTE_MAP = []  # (methods, url) of every concrete route, to tell 404 from 405
@@ -150,46 +143,6 @@ class EdgeState(DependencyProvider):
         return self.edge
 
 
-class _RequestContext:
-    """What nameko's RPC proxy reads of a worker's context: its container (for the broker's settings) and the
-    context data it sends along in the RPC's headers."""
-    __slots__ = ("container", "context_data")
-
-    def __init__(self, container, context_data):
-        self.container, self.context_data = container, context_data
-
-
-class RouteSelf:
-    """`self` of a route answered without a worker (api(..., worker=False)): the service's RPC proxies, each
-    sending the request's context along as a worker's proxy would, and its settings (`config`). Nothing else:
-    a route that needs another dependency needs a worker."""
-
-    def __init__(self, container, proxies, context_data):
-        self._context = _RequestContext(container, context_data)
-        self._proxies = proxies  # {attribute: the service's bound RpcProxy}
-        self.config = proxies.config
-
-    def __getattr__(self, name):
-        provider = self._proxies.get(name)
-        if provider is None:
-            raise AttributeError(f"{name}: a route without a worker has the service's RPC proxies and settings only")
-        return ServiceProxy(self._context, provider.target_service, provider.rpc_reply_listener, **provider.options)
-
-
-class ServiceProxies(dict):
-    """{attribute: bound RpcProxy} of a service, and its settings (`config`)."""
-
-    def __init__(self, proxies, settings):
-        super().__init__(proxies)
-        self.config = settings
-
-    @classmethod
-    def of(cls, container):
-        dependencies = container.dependencies
-        return cls({provider.attr_name: provider for provider in dependencies if isinstance(provider, RpcProxy)},
-                   next(provider.settings for provider in dependencies if isinstance(provider, Config)))
-
-
 def shutting_down():
     return json_response(503, {"error": {"code": "shutting_down", "message": "restarting", "fields": {}}},
                          {"Retry-After": str(RETRY_AFTER)})
@@ -237,19 +190,15 @@ class ApiRoute(HttpRequestHandler):
         # every POST honours Idempotency-Key: here at the edge (idempotency.py), or, for a route declared with
         # idempotency="service", by the service that keeps the key with what it makes (POST /orders)
         self.idempotent = method == "POST" and idempotency == "edge"
-        # worker=False: answered in the request's own greenthread (run_without_worker)
+        # worker=False: answered in the request's own greenthread (run_without_worker, kit.workerless)
         self.worker = worker
-        self._proxies = None  # ServiceProxies, on the first request answered without a worker
-        self._without_worker = 0  # such requests in flight: a stopping gateway lets them finish
-        self._stopping = False
+        self.workerless = None  # WorkerlessService, made on the first such request
+        self.in_flight = InFlight()
 
     def stop(self):
         """Refuse new requests answered without a worker and let those in flight finish (nameko waits for its
         workers, not for these), before the RPC reply listener they wait on stops."""
-        self._stopping = True
-        deadline = time.monotonic() + STOP_GRACE
-        while self._without_worker and time.monotonic() < deadline:
-            eventlet.sleep(0.05)
+        self.in_flight.drain()
         super().stop()
 
     def handle_request(self, request):
@@ -384,20 +333,16 @@ class ApiRoute(HttpRequestHandler):
         return self.respond(call, done.wait())
 
     def run_without_worker(self, call):
-        """The route run here, with RouteSelf as `self`: for a route that submits its request to a batch and
-        waits (POST /orders, a pay, a payment notification), a nameko worker only set up the gateway's eleven
-        dependencies around that wait, a fifth of the gateway's CPU per pay (measured)."""
-        if self._stopping:
+        """The route run here, with a WorkerlessService instance as `self`: for a route that submits its request
+        to a batch and waits (POST /orders, a pay, a payment notification), a nameko worker only set up the
+        gateway's eleven dependencies around that wait, a fifth of the gateway's CPU per pay (measured)."""
+        if self.in_flight.stopping:
             return shutting_down()
-        if self._proxies is None:
-            self._proxies = ServiceProxies.of(self.container)
+        if self.workerless is None:
+            self.workerless = WorkerlessService(self.container)
         route = getattr(self.container.service_cls, self.method_name)
-        self._without_worker += 1
-        try:
-            with request_id_of(call.request_id):
-                result = route(RouteSelf(self.container, self._proxies, self.context_of(call)), call)
-        finally:
-            self._without_worker -= 1
+        with self.in_flight, request_id_of(call.request_id):
+            result = route(self.workerless.instance(self.context_of(call)), call)
         return self.respond(call, result)
 
     def respond(self, call, result):
@@ -440,7 +385,7 @@ def api(method, path, **options):
     SharedExtension class whose `page(**path values)` returns the page the route kept there: a signed-out request
     is then answered from it, without a worker (ApiRoute.anonymous_page); worker=False: the route runs in the
     request's greenthread, without a nameko worker, and sees the service's RPC proxies and settings only
-    (RouteSelf), for the busiest routes, which submit their request to a batch and wait."""
+    (kit.workerless), for the busiest routes, which submit their request to a batch and wait."""
     _ROUTE_MAP.append((method, options.get("prefix", API_PREFIX) + path))
     if options.get("document", True):
         ROUTES.append({"method": method, "path": path, **options})
