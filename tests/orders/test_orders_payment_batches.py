@@ -271,6 +271,11 @@ def test_pays_tapped_at_the_same_moment_are_paid_together_and_each_answered_on_i
         [(o["order_id"], "paid") for o in orders]
     assert answers[12].json()["order_id"] == orders[0]["order_id"] and answers[12].json()["status"] == "paid"
     assert answers[13].status_code == 404
+    # and each answer (made from the orders the batch wrote) is the order as it reads back (which also lists its
+    # refunds)
+    for buyer, answer in zip(buyers, answers[:12]):
+        read = expect(api.get(f"/orders/{answer.json()['order_id']}", token=buyer["token"]), 200)
+        assert read.pop("refunds") == [] and answer.json() == read
     ids = [o["order_id"] for o in orders]
 
     def all_recorded():  # the provider records the acknowledged notifications after the answers, off their path
@@ -560,3 +565,28 @@ def test_a_crash_between_the_steps_of_a_pay_leaves_the_order_paid_once_and_its_n
     listener.wait_for(lambda m: m["data"]["order_id"] == order["order_id"], timeout=20)
     time.sleep(0.5)
     assert [m["data"]["order_id"] for m in distinct(listener.messages)].count(order["order_id"]) == 1
+
+
+def test_a_batch_of_pays_is_answered_from_the_orders_its_transaction_wrote(api, stack, slow_shop_provider):
+    # given three unpaid orders
+    _, _, _, sku = open_shop(api)
+    buyer = api.register_user()
+    ids = [place(api, buyer["token"], sku)["order_id"] for _ in range(3)]
+    commands = Commands(to_orders_db_or_commit)
+    client = MongoClient(stack.mongo_uri, tz_aware=True, event_listeners=[commands])
+    settings = load_settings({})
+    store = OrdersStore(client, client["quanzi_orders"], "orders", settings)
+    saga = orders_saga.OrderSaga(store, None, slow_shop_provider, settings)
+    try:
+        orders = list(store.orders_of(ids).values())
+        commands.names.clear()
+        # when they are paid together
+        after, applied = saga.pay_together(orders)
+        # then they were applied in one transaction, and their answers are the orders it wrote: nothing read after
+        assert [outcome for _, (outcome, _, _) in applied] == ["applied"] * 3
+        assert commands.names[0] == "find" and commands.names[-1] == "commitTransaction"
+        assert commands.names.count("find") == 1
+        assert after == store.orders_of(ids)  # as they read back
+        assert {order["status"] for order in after.values()} == {"paid"}
+    finally:
+        client.close()

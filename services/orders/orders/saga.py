@@ -18,7 +18,7 @@ from kit.amqp import is_transient
 from kit.batching import ALONE, group_commit_of
 from kit.errors import CallerError, Conflict, InProgress, InvalidInput, QuanziError, Unavailable, from_outcome
 from kit.rpc import call as rpc_call
-from kit.validation import new_id, utcnow
+from kit.validation import as_stored, new_id, utcnow
 from orders import domain, faults
 from orders.domain import ABANDONED, AWAITING_GROUP, CREATING, PENDING, SHIPPED
 
@@ -244,7 +244,8 @@ class OrderSaga:
         """The sandbox payments of orders paid together (a batch of pays, or one): one write of their payments
         at the provider; then the shop asks the provider how each went (`trade`, answered at once, as a shop
         queries Alipay / WeChat Pay when its buyer returns from paying) and applies the answers as it applies
-        notifications (apply_payments, one transaction); then one read of the orders for the buyers' answers.
+        notifications (apply_payments, one transaction); the buyers' answers are the orders that transaction
+        wrote (any other, e.g. a seat or a repeat decided alone, costs one read).
         The provider's signed notifications still go out, after, off the buyers' path (notify_later), and the
         shop answers each as a repeat. A crash between the steps loses nothing: a payment not yet applied is
         applied by its notification, which the sweep sends once the payment's hold ends.
@@ -253,18 +254,22 @@ class OrderSaga:
                                                        for order in orders]).values())
         faults.reached("pay_created")
         trades = [self.provider.trade(payment) for payment in payments]
+        written = {}
         try:
-            applied = self.apply_payments(trades)
+            applied = self.apply_payments(trades, written)
             faults.reached("pay_applied")
         finally:  # also when the apply failed: then their notifications apply them, as soon as the shop can
             self.provider.notify_later(payments)
-        return self.store.orders_of([order["_id"] for order in orders]), list(zip(trades, applied))
+        others = [order["_id"] for order in orders if order["_id"] not in written]
+        return {**(self.store.orders_of(others) if others else {}), **written}, list(zip(trades, applied))
 
-    def apply_payments(self, notes):
+    def apply_payments(self, notes, written=None):
         """Notifications that arrived together (the gateway's batch): applied in one transaction
-        (OrdersStore.apply_payments), and any note the batch hands back on its own. One outcome each: what
-        apply_payment returns, or the QuanziError it raises (a wrong amount, an unknown order)."""
-        outcomes = self.store.apply_payments(notes, utcnow())
+        (OrdersStore.apply_payments, which fills `written`), and any note the batch hands back on its own. One
+        outcome each: what apply_payment returns, or the QuanziError it raises (a wrong amount, an unknown
+        order)."""
+        # to the millisecond: a buyer's answer made from the orders written equals the orders read back
+        outcomes = self.store.apply_payments(notes, as_stored(utcnow()), written)
         for i, (note, outcome) in enumerate(zip(notes, outcomes)):
             if outcome is ALONE:
                 try:

@@ -290,20 +290,23 @@ class OrdersStore(BaseStore):
         except DuplicateKeyError:  # this notification was applied before (or a concurrent copy committed first)
             return "duplicate", None, None
 
-    def apply_payments(self, notes, now):
+    def apply_payments(self, notes, now, written=None):
         """apply_payment of notifications that arrived together (group commit), in one transaction: one read of
         their orders, one insert of their payments, one bulk update of the orders, one insert of their
-        `order.paid`. Only the common cases are decided here: the first notification of a plain order waiting
+        `order.paid`; `written` (a dict), once committed, gets {order id: the order as written} of those applied. Only the common cases are decided here: the first notification of a plain order waiting
         for payment, for the right amount (domain.pays_plainly), and a repeat of the payment that paid its order
         ("duplicate", nothing written: each pay's notification, which follows the pay's own trade query). Any
         other note (a group seat, a late payment, a wrong amount, a second note for one order) gets ALONE:
         apply_payment decides it on its own.
         A payment recorded meanwhile by a concurrent copy, or an order changed meanwhile, makes the whole batch
         ALONE, with nothing written. One outcome per note, as apply_payment returns them."""
+        paying = {}  # of the attempt that committed: with_transaction may run txn again
+
         def txn(session):
             orders = {order["_id"]: order for order in self.orders.find(
                 {"_id": {"$in": [note["order_id"] for note in notes]}}, session=session)}
-            outcomes, paying = [], {}
+            outcomes = []
+            paying.clear()
             for note in notes:
                 order = orders.get(note["order_id"])
                 if order is not None and domain.repeats_payment(order, note):
@@ -331,9 +334,12 @@ class OrdersStore(BaseStore):
                                      for order_id, (note, _, changed, _) in paying.items()])
             return outcomes
         try:
-            return self.transaction(txn)
+            outcomes = self.transaction(txn)
         except (DuplicateKeyError, BulkWriteError, _Changed):
             return [ALONE] * len(notes)
+        if written is not None:
+            written.update((order_id, changed) for order_id, (_, _, changed, _) in paying.items())
+        return outcomes
 
     def repeats(self, notes):
         """For each notification: ("duplicate", None, its order's status) when it repeats the payment that paid
