@@ -240,4 +240,3 @@ def test_an_answer_that_could_not_be_recorded_is_recorded_once_mongodb_is_back(s
     if written == "update":
         assert records.writes[0][2]["$set"] == {"state": "done", "status": 201, "body": '{"order_id": "ord_1"}'}
 
-
