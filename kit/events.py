@@ -30,7 +30,7 @@ from kit.context import request_id_of
 from kit.metrics import EVENTS_CONSUMED, HANDLER_FAILURES
 from kit.mongo import DUPLICATE
 from kit.queues import quorum, quorum_queue, retry_arguments
-from kit.workerless import InFlight, WorkerlessService
+from kit.workerless import InFlight, Workerless
 
 log = logging.getLogger(__name__)
 
@@ -63,13 +63,13 @@ def declare_retry_topology(connection, queue_name, delays):
 
 class ReliableEventHandler(EventHandler):
     queue_consumer = QueueConsumer()  # an ack on a connection the broker dropped is redelivered, not fatal
+    workerless = Workerless()  # `self` of a handler run without a worker (worker=False)
 
     def __init__(self, source_service, event_type, worker=True, **kwargs):
         kwargs.setdefault("reliable_delivery", True)
         super().__init__(source_service, event_type, requeue_on_error=False, **kwargs)
         # worker=False: the handler runs in a greenthread of its own, without a nameko worker (kit.workerless)
         self.worker = worker
-        self.workerless = None
         self.in_flight = InFlight()
 
     def setup(self):
@@ -92,8 +92,6 @@ class ReliableEventHandler(EventHandler):
         if self.in_flight.stopping:
             self.queue_consumer.requeue_message(message)
             return None
-        if self.workerless is None:
-            self.workerless = WorkerlessService(self.container)
         self.in_flight.begin()  # counted from now: its greenthread may start after a stop began
         eventlet.spawn_n(self._run_without_worker, body, message)
         return None

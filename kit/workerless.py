@@ -4,13 +4,14 @@ A nameko worker sets up every dependency of the service, and runs their hooks, a
 entrypoints, whose method only submits its request to a batch (kit.batching.GroupCommit) and waits for the
 outcome, that set-up was a large part of their own CPU: the gateway's POST /orders, pays and payment notifications
 (`gateway.http.api(..., worker=False)`) and the consumers' events applied together (`kit.events.on_event`,
-together=True). Those run the method in the entrypoint's own greenthread, with `WorkerlessService.instance` as
-`self`, and wait for such calls themselves when they stop (`InFlight`): nameko's graceful stop waits for its
-workers only.
+together=True). Those run the method in the entrypoint's own greenthread, with an instance of the container's
+`WorkerlessService` (`Workerless`) as `self`, and wait for such calls themselves when they stop (`InFlight`):
+nameko's graceful stop waits for its workers only.
 """
 import time
 
 import eventlet
+from nameko.extensions import SharedExtension
 from nameko.rpc import ServiceProxy
 
 from kit.amqp import RpcProxy
@@ -28,29 +29,27 @@ class _CallContext:
         self.container, self.context_data = container, context_data
 
 
-class _Proxy:
-    """A service's RpcProxy as an attribute: a proxy sending the call's context along, as a worker's does."""
+class _PerCall:
+    """An attribute of a WorkerlessService instance, made for that call by `get(service)`."""
 
-    def __init__(self, provider):
-        self.provider = provider
-
-    def __get__(self, service, owner):
-        if service is None:
-            return self
-        provider = self.provider
-        return ServiceProxy(service._call_context, provider.target_service, provider.rpc_reply_listener,
-                            **provider.options)
-
-
-class _NeedsAWorker:
-    def __init__(self, name):
-        self.name = name
+    def __init__(self, get):
+        self.get = get
 
     def __get__(self, service, owner):
-        if service is None:
-            return self
-        raise AttributeError(f"{self.name}: a method run without a worker has the service's RPC proxies and the "
+        return self if service is None else self.get(service)
+
+
+def _proxy_of(provider):
+    """A service's RpcProxy: a proxy sending the call's context along, as a worker's does."""
+    return _PerCall(lambda service: ServiceProxy(service._call_context, provider.target_service,
+                                                 provider.rpc_reply_listener, **provider.options))
+
+
+def _needs_a_worker(name):
+    def refuse(service):
+        raise AttributeError(f"{name}: a method run without a worker has the service's RPC proxies and the "
                              "dependencies that are the same for every worker only")
+    return _PerCall(refuse)
 
 
 class WorkerlessService:
@@ -64,11 +63,11 @@ class WorkerlessService:
         attributes, self.shared = {}, {}
         for provider in container.dependencies:
             if isinstance(provider, RpcProxy):
-                attributes[provider.attr_name] = _Proxy(provider)
+                attributes[provider.attr_name] = _proxy_of(provider)
             elif getattr(provider, "same_for_every_worker", False):
                 self.shared[provider.attr_name] = provider.get_dependency(None)
             else:
-                attributes[provider.attr_name] = _NeedsAWorker(provider.attr_name)
+                attributes[provider.attr_name] = _needs_a_worker(provider.attr_name)
         service_cls = container.service_cls
         self.service_cls = type(f"{service_cls.__name__}WithoutWorker", (service_cls,), attributes)
 
@@ -77,6 +76,17 @@ class WorkerlessService:
         service.__dict__.update(self.shared)
         service._call_context = _CallContext(self.container, context_data)
         return service
+
+
+class Workerless(SharedExtension):
+    """The container's one WorkerlessService, shared by its entrypoints that run methods without a worker; made on
+    first use, once the dependencies are set up."""
+    _service = None
+
+    def instance(self, context_data):
+        if self._service is None:
+            self._service = WorkerlessService(self.container)
+        return self._service.instance(context_data)
 
 
 class InFlight:

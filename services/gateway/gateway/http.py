@@ -33,7 +33,7 @@ from kit.errors import Forbidden, InvalidInput, NotFound
 from kit.metrics import LATENCY_BUCKETS
 from kit.mongo import connect
 from kit.validation import ID_PATTERN, load, utcnow
-from kit.workerless import InFlight, WorkerlessService
+from kit.workerless import InFlight, Workerless
 
 log = logging.getLogger(__name__)
 
@@ -170,6 +170,7 @@ def error_response(exc, request_id):
 
 class ApiRoute(HttpRequestHandler):
     edge = Edge()
+    workerless = Workerless()  # `self` of a route run without a worker (worker=False)
 
     def __init__(self, method, path, *, auth="user", body=None, query=None, response=None, status=200,
                  summary="", tags=(), errors=(), prefix=API_PREFIX, document=True, media_type=None, error_bodies=None,
@@ -192,7 +193,6 @@ class ApiRoute(HttpRequestHandler):
         self.idempotent = method == "POST" and idempotency == "edge"
         # worker=False: answered in the request's own greenthread (run_without_worker, kit.workerless)
         self.worker = worker
-        self.workerless = None  # WorkerlessService, made on the first such request
         self.in_flight = InFlight()
 
     def stop(self):
@@ -338,8 +338,6 @@ class ApiRoute(HttpRequestHandler):
         gateway's eleven dependencies around that wait, a fifth of the gateway's CPU per pay (measured)."""
         if self.in_flight.stopping:
             return shutting_down()
-        if self.workerless is None:
-            self.workerless = WorkerlessService(self.container)
         route = getattr(self.container.service_cls, self.method_name)
         with self.in_flight, request_id_of(call.request_id):
             result = route(self.workerless.instance(self.context_of(call)), call)

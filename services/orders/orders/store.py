@@ -293,11 +293,12 @@ class OrdersStore(BaseStore):
     def apply_payments(self, notes, now, written=None):
         """apply_payment of notifications that arrived together (group commit), in one transaction: one read of
         their orders, one insert of their payments, one bulk update of the orders, one insert of their
-        `order.paid`; `written` (a dict), once committed, gets {order id: the order as written} of those applied. Only the common cases are decided here: the first notification of a plain order waiting
-        for payment, for the right amount (domain.pays_plainly), and a repeat of the payment that paid its order
-        ("duplicate", nothing written: each pay's notification, which follows the pay's own trade query). Any
-        other note (a group seat, a late payment, a wrong amount, a second note for one order) gets ALONE:
-        apply_payment decides it on its own.
+        `order.paid`; once committed, `written` (a dict) gets {order id: the order as written} of those applied.
+        Only the common cases are decided here: the first notification of a plain order waiting for payment, for
+        the right amount (domain.pays_plainly), and a repeat of the payment that paid its order ("duplicate",
+        nothing written: each pay's notification, which follows the pay's own trade query). Any other note (a
+        group seat, a late payment, a wrong amount, a second note for one order) gets ALONE: apply_payment
+        decides it on its own.
         A payment recorded meanwhile by a concurrent copy, or an order changed meanwhile, makes the whole batch
         ALONE, with nothing written. One outcome per note, as apply_payment returns them."""
         paying = {}  # of the attempt that committed: with_transaction may run txn again
