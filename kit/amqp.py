@@ -13,6 +13,8 @@ So every Quanzi entrypoint that consumes from the broker goes through `QueueCons
 - an RPC reply that cannot be published is logged (the caller's time budget runs out), never raised;
 - an RPC that failed because MongoDB or the broker is unreachable answers `kit.errors.Unavailable` (the gateway's
   503), not the driver's exception (a 500);
+- an RPC request waits (at most REPLY_QUEUE_WAIT) until its process consumes its reply queue: a reply sent to a
+  queue not declared yet is dropped, and its caller would wait out its time budget;
 - reconnecting backs off from 0.5 s to at most 5 s (kombu's default grows to 30 s: too slow to be ready again
   soon after the broker is back), and the consumer's state is readiness (`consumer_ready()`, in /health).
 
@@ -22,6 +24,7 @@ and replies are published transient and unconfirmed (ReplyPublisher).
 """
 import logging
 import sys
+import time
 from contextlib import contextmanager
 
 import eventlet
@@ -46,6 +49,10 @@ log = logging.getLogger(__name__)
 RECONNECT_START, RECONNECT_STEP, RECONNECT_MAX = 0.5, 1.0, 5.0
 # Publishing an RPC request: fail fast while the broker is down (the caller answers 503), do not block 12 s.
 PROXY_RETRY_POLICY = {"max_retries": 2, "interval_start": 0.2, "interval_step": 0.4, "interval_max": 1.0}
+# How long a request waits for its process to consume its reply queue (at start, after a reconnection): about
+# what publishing it retries while the broker is down, so a caller still fails fast through an outage.
+REPLY_QUEUE_WAIT = 1.0
+REPLY_QUEUE_POLL = 0.02
 
 SETTLE_LOST = Counter("quanzi_amqp_settle_lost_total",
                       "Acks/requeues/replies that could not reach the broker (the broker redelivers the message)",
@@ -137,6 +144,13 @@ class QueueConsumer(messaging.QueueConsumer):
         self.connected = False
         super().on_consume_end(connection, channel)
 
+    def wait_connected(self, timeout):
+        """Whether this consumer consumes (its queues declared), waiting up to `timeout` s for it."""
+        deadline = time.monotonic() + timeout
+        while not self.connected and time.monotonic() < deadline:
+            eventlet.sleep(REPLY_QUEUE_POLL)
+        return self.connected
+
 
 class ReplyPublisher(Publisher):
     """An RPC reply: transient and unconfirmed. It goes to the caller's transient, auto-deleted reply queue, so
@@ -198,6 +212,15 @@ class ReplyListener(nameko_rpc.ReplyListener):
         queue = self.queue
         self.queue = kombu.Queue(queue.name, exchange=queue.exchange, routing_key=queue.routing_key, durable=False,
                                  auto_delete=True, queue_arguments=queue.queue_arguments)
+
+    def get_reply_event(self, correlation_id):
+        """Called just before a request is published. The reply queue exists only once this process consumes
+        it: a reply sent before (a timer's first tick races the consumer's start; a broker restart deletes the
+        queue until the consumer reconnects) is dropped by the broker, and its caller would wait out its whole
+        time budget. So the request waits for the consumer first, at most REPLY_QUEUE_WAIT, then goes anyway."""
+        if not self.queue_consumer.connected and not self.queue_consumer.wait_connected(REPLY_QUEUE_WAIT):
+            log.warning("rpc request sent while the reply queue is not consumed: its reply may be lost")
+        return super().get_reply_event(correlation_id)
 
 
 class RpcProxy(nameko_rpc.RpcProxy):

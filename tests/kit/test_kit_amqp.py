@@ -1,6 +1,7 @@
 """kit.amqp: what the entrypoints do when the broker or MongoDB goes away (the resilience tests in tests/stack
 break the real ones under load; these pin the rules)."""
 import ast
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -9,7 +10,8 @@ import pytest
 from kombu.exceptions import OperationalError
 from pymongo.errors import AutoReconnect, DuplicateKeyError, OperationFailure, ServerSelectionTimeoutError
 
-from kit.amqp import SETTLE_LOST, QueueConsumer, is_transient
+from kit import amqp
+from kit.amqp import REPLY_QUEUE_WAIT, SETTLE_LOST, QueueConsumer, ReplyListener, is_transient
 from kit.errors import Conflict, QuanziError, Unavailable
 
 REPO = Path(__file__).resolve().parents[2]
@@ -69,3 +71,41 @@ def test_services_use_the_kit_entrypoints_not_nameko_s():
                 offenders += [f"{path.relative_to(REPO)}: from {node.module} import {a.name}" for a in node.names
                               if a.name in ("rpc", "Rpc", "RpcProxy", "event_handler", "EventHandler", "consume")]
     assert offenders == []
+
+
+def reply_listener_of(consumer):
+    listener = ReplyListener()
+    listener.queue_consumer = consumer
+    return listener
+
+
+def test_a_request_waits_for_its_reply_queue_to_be_consumed_before_it_goes():
+    # given a process whose consumer is not consuming yet (it is starting), and does 0.2 s later
+    consumer = QueueConsumer()
+    listener = reply_listener_of(consumer)
+    eventlet.spawn_after(0.2, setattr, consumer, "connected", True)
+    # when a request is about to be published
+    started = time.monotonic()
+    listener.get_reply_event("corr-1")
+    # then it went once the reply queue was consumed, not before and not much after
+    assert consumer.connected
+    assert 0.15 <= time.monotonic() - started < REPLY_QUEUE_WAIT
+
+
+def test_a_request_waits_for_its_reply_queue_only_so_long(monkeypatch, caplog):
+    # given a consumer that does not reconnect (the broker is down): the caller must still fail fast
+    monkeypatch.setattr(amqp, "REPLY_QUEUE_WAIT", 0.3)
+    listener = reply_listener_of(QueueConsumer())
+    started = time.monotonic()
+    listener.get_reply_event("corr-2")
+    assert 0.3 <= time.monotonic() - started < 1.0
+    assert "its reply may be lost" in caplog.text
+
+
+def test_a_request_of_a_consuming_process_does_not_wait():
+    consumer = QueueConsumer()
+    consumer.connected = True
+    started = time.monotonic()
+    event = reply_listener_of(consumer).get_reply_event("corr-3")
+    assert time.monotonic() - started < 0.01
+    assert not event.ready()
