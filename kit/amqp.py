@@ -217,7 +217,9 @@ class ReplyListener(nameko_rpc.ReplyListener):
         """Called just before a request is published. The reply queue exists only once this process consumes
         it: a reply sent before (a timer's first tick races the consumer's start; a broker restart deletes the
         queue until the consumer reconnects) is dropped by the broker, and its caller would wait out its whole
-        time budget. So the request waits for the consumer first, at most REPLY_QUEUE_WAIT, then goes anyway."""
+        time budget. So the request waits for the consumer first, at most REPLY_QUEUE_WAIT, then goes anyway: at
+        start the consumer is there within milliseconds; a reconnection may take up to its backoff (RECONNECT_MAX),
+        and a request that goes before it may still lose its reply."""
         if not self.queue_consumer.connected and not self.queue_consumer.wait_connected(REPLY_QUEUE_WAIT):
             log.warning("rpc request sent while the reply queue is not consumed: its reply may be lost")
         return super().get_reply_event(correlation_id)
