@@ -13,8 +13,9 @@ So every Quanzi entrypoint that consumes from the broker goes through `QueueCons
 - an RPC reply that cannot be published is logged (the caller's time budget runs out), never raised;
 - an RPC that failed because MongoDB or the broker is unreachable answers `kit.errors.Unavailable` (the gateway's
   503), not the driver's exception (a 500);
-- an RPC request waits (at most REPLY_QUEUE_WAIT) until its process consumes its reply queue: a reply sent to a
-  queue not declared yet is dropped, and its caller would wait out its time budget;
+- an RPC request waits (at most REPLY_QUEUE_WAIT) until its process consumes its reply queue, else fails fast
+  (ReplyQueueNotConsumed, transient): a reply sent to a queue not declared yet is dropped, and its caller would
+  wait out its time budget;
 - reconnecting backs off from 0.5 s to at most 5 s (kombu's default grows to 30 s: too slow to be ready again
   soon after the broker is back), and the consumer's state is readiness (`consumer_ready()`, in /health).
 
@@ -49,8 +50,8 @@ log = logging.getLogger(__name__)
 RECONNECT_START, RECONNECT_STEP, RECONNECT_MAX = 0.5, 1.0, 5.0
 # Publishing an RPC request: fail fast while the broker is down (the caller answers 503), do not block 12 s.
 PROXY_RETRY_POLICY = {"max_retries": 2, "interval_start": 0.2, "interval_step": 0.4, "interval_max": 1.0}
-# How long a request waits for its process to consume its reply queue (at start, after a reconnection): about
-# what publishing it retries while the broker is down, so a caller still fails fast through an outage.
+# How long a request waits for its process to consume its reply queue (at start, after a reconnection) before it
+# fails: about what publishing it retries while the broker is down, so a caller still fails fast through an outage.
 REPLY_QUEUE_WAIT = 1.0
 REPLY_QUEUE_POLL = 0.02
 
@@ -202,6 +203,10 @@ class Rpc(nameko_rpc.Rpc):
 rpc = Rpc.decorator
 
 
+class ReplyQueueNotConsumed(kombu.exceptions.OperationalError):
+    """An RPC request not sent: its reply would have nowhere to go (transient, a 503 at the gateway)."""
+
+
 class ReplyListener(nameko_rpc.ReplyListener):
     queue_consumer = QueueConsumer()
 
@@ -217,11 +222,12 @@ class ReplyListener(nameko_rpc.ReplyListener):
         """Called just before a request is published. The reply queue exists only once this process consumes
         it: a reply sent before (a timer's first tick races the consumer's start; a broker restart deletes the
         queue until the consumer reconnects) is dropped by the broker, and its caller would wait out its whole
-        time budget. So the request waits for the consumer first, at most REPLY_QUEUE_WAIT, then goes anyway: at
-        start the consumer is there within milliseconds; a reconnection may take up to its backoff (RECONNECT_MAX),
-        and a request that goes before it may still lose its reply."""
+        time budget. So the request waits for the consumer first (at start it is there within milliseconds), at
+        most REPLY_QUEUE_WAIT; a consumer still reconnecting then (its backoff reaches RECONNECT_MAX) fails the
+        request before it is sent: the caller hears "unavailable, retry" now, and nothing is done unanswered."""
         if not self.queue_consumer.connected and not self.queue_consumer.wait_connected(REPLY_QUEUE_WAIT):
-            log.warning("rpc request sent while the reply queue is not consumed: its reply may be lost")
+            raise ReplyQueueNotConsumed(f"this process does not consume its RPC replies yet (waited "
+                                        f"{REPLY_QUEUE_WAIT:g} s): the broker would drop the reply")
         return super().get_reply_event(correlation_id)
 
 
