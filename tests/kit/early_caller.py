@@ -43,3 +43,19 @@ class EarlyCaller:
             print(f"answered in {time.monotonic() - started:.2f} s", flush=True)
         except Exception as exc:  # noqa: BLE001 - the test reads what happened
             print(f"not answered after {time.monotonic() - started:.2f} s: {exc!r}", flush=True)
+
+
+class SteadyCaller:
+    """Calls the probe every 0.2 s (a timer waits for its previous tick) and prints each call's outcome and time:
+    "ok 0.01", or "failed 1.00 ReplyQueueNotConsumed"."""
+    name = "kit_steady_caller"
+    probe = RpcProxy("commission")
+
+    @timer(interval=0.2)
+    def call_again(self):
+        started = time.monotonic()
+        try:
+            kit_rpc.call(self.probe.health, timeout=10, error=TimeoutError("no answer"))
+            print(f"ok {time.monotonic() - started:.2f}", flush=True)
+        except Exception as exc:  # noqa: BLE001 - the test reads what happened
+            print(f"failed {time.monotonic() - started:.2f} {type(exc).__name__}", flush=True)
