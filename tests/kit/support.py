@@ -11,7 +11,11 @@ import kombu
 from kit.config import load_settings
 from kit.mongo import BaseStore, connect
 from tests.helpers import eventually
-from tools.stack import REPO
+from tools.stack import REPO, ServiceProcess, ServiceSpec, free_port
+
+PROBE = ServiceSpec("kitprobe", ".", "tests.kit.probe_service:ProbeService")
+# the same handler run without a nameko worker (kit.workerless), as the consumers' events applied together are
+PROBE_WITHOUT_WORKER = ServiceSpec("kitprobe", ".", "tests.kit.probe_service:WorkerlessProbe")
 
 
 def unique(prefix):
@@ -30,6 +34,15 @@ def until(predicate, timeout=10):
 def accrued(order_id, n):
     """`commission.accrued` data whose amount carries the event's position in its aggregate."""
     return {"order_id": order_id, "beneficiary_id": "usr_kit", "level": 1, "amount_fen": n}
+
+
+def running_probe(kit_servers, spec, log_name, **env):
+    """`spec` run as a real service is (`nameko run`) on the kit's broker and replica set, healthy."""
+    env = {"AMQP_URI": kit_servers.amqp_uri, "MONGO_URI": kit_servers.mongo_uri, **env}
+    proc = ServiceProcess(spec, env, free_port(), kit_servers.home / "logs" / log_name)
+    proc.start()
+    proc.wait_healthy(60)
+    return proc
 
 
 class ProbeStore(BaseStore):

@@ -20,24 +20,18 @@ from prometheus_client.parser import text_string_to_metric_families
 from contracts import make_envelope
 from kit import dlq
 from tests.helpers import Listener
-from tests.kit.support import accrued, unique, until
-from tools.stack import REPO, ServiceDied, ServiceProcess, ServiceSpec, free_port
+from tests.kit.support import PROBE, PROBE_WITHOUT_WORKER, accrued, running_probe, unique, until
+from tools.stack import REPO, ServiceDied, ServiceProcess, free_port
 
 pytestmark = pytest.mark.slow
 
-SPEC = ServiceSpec("kitprobe", ".", "tests.kit.probe_service:ProbeService")
-# the same handler run without a nameko worker (kit.workerless), as the consumers' events applied together are
-SPEC_WITHOUT_WORKER = ServiceSpec("kitprobe", ".", "tests.kit.probe_service:WorkerlessProbe")
 QUEUE = "evt-kitsrc-commission.accrued--commission.on_accrued"
 DELAYS = "0.2,0.4,0.8"  # three retries, then the dead-letter queue
 
 
-@pytest.fixture(scope="module", params=[SPEC, SPEC_WITHOUT_WORKER], ids=["worker", "without_worker"])
+@pytest.fixture(scope="module", params=[PROBE, PROBE_WITHOUT_WORKER], ids=["worker", "without_worker"])
 def probe(kit_servers, request):
-    env = {"AMQP_URI": kit_servers.amqp_uri, "MONGO_URI": kit_servers.mongo_uri, "EVENT_RETRY_DELAYS": DELAYS}
-    proc = ServiceProcess(request.param, env, free_port(), kit_servers.home / "logs" / "kitprobe.log")
-    proc.start()
-    proc.wait_healthy(60)
+    proc = running_probe(kit_servers, request.param, "kitprobe.log", EVENT_RETRY_DELAYS=DELAYS)
     yield proc
     proc.stop()
 
@@ -130,7 +124,7 @@ def test_the_same_event_delivered_five_times_is_applied_once(kit_servers, probe,
     until(lambda: (moved(probe, before)["applied"], moved(probe, before)["duplicate"]) == (1, 4), timeout=15)
     [applied] = db.applied.find({"order_id": order_id})
     # run by a worker's service instance, or by kit.workerless's stand-in for the probe run without workers
-    assert applied["by"] == ("WorkerlessProbeWithoutWorker" if probe.spec is SPEC_WITHOUT_WORKER else "ProbeService")
+    assert applied["by"] == ("WorkerlessProbeWithoutWorker" if probe.spec is PROBE_WITHOUT_WORKER else "ProbeService")
     follow_ups.wait_for(lambda body: body["data"]["order_id"] == order_id, timeout=5)
     time.sleep(0.5)  # a second follow-up would be here by now
     assert len(follow_ups_for(follow_ups, order_id)) == 1
@@ -246,7 +240,7 @@ def test_a_service_whose_retry_delays_changed_restarts_and_uses_the_new_ones(kit
 
 def test_a_service_with_a_bad_setting_refuses_to_start_and_says_why(kit_servers):
     env = {"AMQP_URI": kit_servers.amqp_uri, "MONGO_URI": kit_servers.mongo_uri, "COMMISSION_MAX_LEVELS": "3"}
-    proc = ServiceProcess(SPEC, env, free_port(), kit_servers.home / "logs" / "kitprobe-bad.log")
+    proc = ServiceProcess(PROBE, env, free_port(), kit_servers.home / "logs" / "kitprobe-bad.log")
     proc.start()
     try:
         with pytest.raises(ServiceDied) as died:

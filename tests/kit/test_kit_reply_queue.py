@@ -3,14 +3,12 @@
 consumer started) and after a broker restart (once it reconnected). The gateway's first tick met this in about one
 start in five; the early caller here starts its reply consumer late on purpose, so without the wait it loses the
 race every time."""
-import subprocess
-import sys
 import time
 
 import pytest
 
-from tests.kit.test_kit_consumer import SPEC
-from tools.stack import REPO, ServiceProcess, free_port
+from tests.kit.support import PROBE, running_probe, unique
+from tools.stack import ServiceProcess, ServiceSpec, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -19,39 +17,48 @@ STARTS = 2
 
 @pytest.fixture(scope="module")
 def probe(kit_servers):
-    env = {"AMQP_URI": kit_servers.amqp_uri, "MONGO_URI": kit_servers.mongo_uri}
-    proc = ServiceProcess(SPEC, env, free_port(), kit_servers.home / "logs" / "kitprobe-reply.log")
-    proc.start()
-    proc.wait_healthy(60)
+    proc = running_probe(kit_servers, PROBE, "kitprobe-reply.log")
     yield proc
     proc.stop()
 
 
-def start_caller(amqp_uri, target="EarlyCaller"):
-    env = {"AMQP_URI": amqp_uri, "WEB_SERVER_ADDRESS": f"127.0.0.1:{free_port()}", "PYTHONPATH": str(REPO),
-           "PATH": "/usr/bin:/bin"}
-    return subprocess.Popen([sys.executable, "-m", "nameko", "run", "--config", str(REPO / "config" / "nameko.yaml"),
-                             f"tests.kit.early_caller:{target}"], cwd=REPO, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+class Caller:
+    """A caller of tests/kit/early_caller.py run as a service is (`nameko run`); `next_outcome` reads the next
+    outcome it printed to its log."""
+    PREFIX = "call: "
 
+    def __init__(self, kit_servers, target):
+        name = unique("kitcaller-")
+        spec = ServiceSpec(name, ".", f"tests.kit.early_caller:{target}")
+        self.proc = ServiceProcess(spec, {"AMQP_URI": kit_servers.amqp_uri}, free_port(),
+                                   kit_servers.home / "logs" / f"{name}.log")
+        self.proc.start()
+        self._read = 0
 
-def first_line(proc, timeout):
-    deadline = time.monotonic() + timeout
-    line = ""
-    while not line and time.monotonic() < deadline and proc.poll() is None:
-        line = proc.stdout.readline().strip()
-    return line
+    def next_outcome(self, timeout):
+        """The next outcome printed, or "" when none came within `timeout` s."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            printed = [line[len(self.PREFIX):].strip() for line in self.proc.log_path.read_text().splitlines(True)
+                       if line.startswith(self.PREFIX) and line.endswith("\n")]  # whole lines only
+            if len(printed) > self._read:
+                self._read += 1
+                return printed[self._read - 1]
+            time.sleep(0.05)
+        return ""
+
+    def kill(self):
+        self.proc.kill()
 
 
 def test_an_rpc_made_at_start_is_answered_not_lost_with_its_reply(kit_servers, probe):
     # given a running service, when fresh processes each call it at their very start, before they consume
-    callers = [start_caller(kit_servers.amqp_uri) for _ in range(STARTS)]
+    callers = [Caller(kit_servers, "EarlyCaller") for _ in range(STARTS)]
     try:
-        answers = [first_line(proc, 30) for proc in callers]
+        answers = [caller.next_outcome(30) for caller in callers]
     finally:
-        for proc in callers:
-            proc.kill()
-            proc.wait()
+        for caller in callers:
+            caller.kill()
     # then each first call is answered once its reply queue is consumed: none waits out its time budget for a
     # reply the broker dropped
     assert all(line.startswith("answered in") for line in answers), answers
@@ -60,9 +67,9 @@ def test_an_rpc_made_at_start_is_answered_not_lost_with_its_reply(kit_servers, p
 
 def test_rpcs_across_a_broker_restart_are_answered_or_fail_fast_none_waits_out_its_budget(kit_servers, probe):
     # given a process calling a service every 0.2 s, answered
-    caller = start_caller(kit_servers.amqp_uri, "SteadyCaller")
+    caller = Caller(kit_servers, "SteadyCaller")
     try:
-        lines = [first_line(caller, 30) for _ in range(3)]
+        lines = [caller.next_outcome(30) for _ in range(3)]
         assert all(line.startswith("ok ") for line in lines), lines
         # when the broker restarts
         kit_servers.rabbit.stop()
@@ -74,10 +81,9 @@ def test_rpcs_across_a_broker_restart_are_answered_or_fail_fast_none_waits_out_i
         seen = []
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and sum(line.startswith("ok ") for line in seen[-5:]) < 5:
-            seen.append(first_line(caller, 30))
+            seen.append(caller.next_outcome(30))
     finally:
         caller.kill()
-        caller.wait()
     assert sum(line.startswith("ok ") for line in seen[-5:]) == 5, seen
     failed = [line for line in seen if line.startswith("failed")]
     assert not [line for line in failed if "TimeoutError" in line or float(line.split()[1]) >= 2], seen
