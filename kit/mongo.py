@@ -3,6 +3,7 @@
 `MongoStore(MyStore)` is a nameko dependency: one MongoClient per container, indexes created at start, the
 outbox relay running beside it. Services subclass `BaseStore`, declare `INDEXES`, and add their queries."""
 import logging
+from contextlib import contextmanager
 from datetime import datetime
 
 import eventlet
@@ -108,6 +109,15 @@ class BaseStore:
         for callback in callbacks:
             callback()
         return result
+
+    @contextmanager
+    def snapshot(self):
+        """A session whose reads all see one point in time, however long they take: a read-only transaction
+        (it holds its snapshot while it runs; a snapshot session's later reads fail once mongod's history window
+        has passed their time, and the stacks keep no window: tools/stack/mongo.py)."""
+        with self.client.start_session() as session:
+            with session.start_transaction(read_concern=ReadConcern("snapshot")):
+                yield session
 
     @staticmethod
     def after_commit(session, callback):

@@ -99,6 +99,15 @@ def test_replica_set_runs_transactions(servers):
         assert orders.find_one({"_id": "aborted"}) is None
 
 
+def test_the_replica_set_keeps_no_snapshot_history_beyond_open_transactions(servers):
+    # mongod keeps 5 minutes by default, and with them the index entries of every event an outbox marked sent:
+    # each relay poll steps over them. Nothing reads at a past time outside its own transaction (BaseStore.snapshot).
+    _, mongo = servers
+    with pymongo.MongoClient(mongo.uri) as client:
+        window = client.admin.command("getParameter", 1, minSnapshotHistoryWindowInSeconds=1)
+    assert window["minSnapshotHistoryWindowInSeconds"] == 0
+
+
 def test_publish_with_confirms(servers):
     rabbit, _ = servers
     queue = kombu.Queue("tooling-confirms", kombu.Exchange("tooling", type="direct", durable=True),

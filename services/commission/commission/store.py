@@ -296,7 +296,7 @@ class CommissionStore(BaseStore):
     def reconcile(self):
         """Recompute every balance and commission from the ledger, at one point in time (a snapshot read,
         so a transaction committing meanwhile cannot show up as a difference)."""
-        with self.client.start_session(snapshot=True) as session:
+        with self.snapshot() as session:
             sums = []
             for side, sign in (("to", 1), ("from", -1)):
                 for row in self.ledger.aggregate([{"$group": {
