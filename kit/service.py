@@ -4,7 +4,6 @@ on its WEB_SERVER_ADDRESS (probes and Prometheus use them). Services inherit fro
 import json
 
 from kombu import Connection
-from nameko.web.handlers import http
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from werkzeug.wrappers import Response
 
@@ -12,6 +11,7 @@ from kit.amqp import consumer_ready, rpc
 from kit.config import Config
 from kit.context import RequestContext
 from kit.errors import register_with_nameko
+from kit.httpd import http
 from kit.metrics import RpcMetrics
 
 

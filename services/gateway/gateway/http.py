@@ -16,7 +16,6 @@ from functools import partial
 from eventlet.event import Event
 from nameko.exceptions import ContainerBeingKilled
 from nameko.extensions import DependencyProvider, SharedExtension
-from nameko.web.handlers import HttpRequestHandler
 from prometheus_client import Counter, Histogram
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wrappers import Response
@@ -30,6 +29,7 @@ from gateway.store import GatewayStore
 from kit.config import load_settings
 from kit.context import request_id_of
 from kit.errors import Forbidden, InvalidInput, NotFound
+from kit.httpd import HttpEntrypoint
 from kit.metrics import LATENCY_BUCKETS
 from kit.mongo import connect
 from kit.validation import ID_PATTERN, load, utcnow
@@ -168,7 +168,7 @@ def error_response(exc, request_id):
     return json_response(status, {"error": {"code": code, "message": message, "fields": fields}}, headers)
 
 
-class ApiRoute(HttpRequestHandler):
+class ApiRoute(HttpEntrypoint):
     edge = Edge()
     workerless = Workerless()  # `self` of a route run without a worker (worker=False)
 
