@@ -4,6 +4,7 @@ import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import httptools
 import pytest
 
 from orders.provider import NotifyClient
@@ -96,3 +97,22 @@ def test_a_shop_that_is_down_is_an_oserror_for_the_provider_to_retry_later():
 def test_only_http_urls_are_accepted():
     with pytest.raises(ValueError):
         NotifyClient("ftp://shop.example.com/notify")
+
+
+def test_an_answer_that_is_not_http_is_an_error_for_the_provider_to_retry_later():
+    # given a "shop" that answers with something that is not HTTP
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def answer_garbage():
+        connection, _ = listener.accept()
+        with connection:
+            connection.recv(65536)
+            connection.sendall(b"SMTP ready\r\n\r\n")
+
+    threading.Thread(target=answer_garbage, daemon=True).start()
+    client = NotifyClient(f"http://127.0.0.1:{listener.getsockname()[1]}/notify", timeout=2)
+    # then the notification is not delivered, as an error the provider catches (it schedules it again)
+    with pytest.raises(httptools.HttpParserError):
+        client.post(b"{}", {})
+    assert client._idle == []
+    listener.close()
