@@ -252,12 +252,44 @@ class SlowService:
         eventlet.sleep(0.5)
         return Response("done")
 
+    @http("GET", "/items/<name>")
+    def item(self, request, name):
+        return Response(f"item {name}")
 
-def test_a_stopping_service_answers_the_request_it_took():
-    # given a nameko service with a kit http entrypoint, and a request in flight
+    @http("GET", "/folder/")
+    def folder(self, request):
+        return Response("folder")
+
+
+@pytest.fixture
+def probe_service():
     address = ("127.0.0.1", free_port())
     container = ServiceContainer(SlowService, {"WEB_SERVER_ADDRESS": "%s:%d" % address, "AMQP_URI": "memory://"})
     container.start()
+    yield container, address
+    container.stop()  # nothing to do when the test stopped it
+
+
+def test_routes_match_on_path_and_method_and_a_redirect_names_the_host_asked(probe_service):
+    sock = connect(probe_service[1])
+
+    def get(path, method=b"GET"):
+        sock.sendall(method + b" " + path + b" HTTP/1.1\r\nHost: shop.example.com:8443\r\n\r\n")
+        status, headers, body, _ = read_response(sock)
+        return status, headers.get("location"), body.decode()
+
+    # a path parameter, percent-encoded UTF-8 included
+    assert get(b"/items/%E4%B8%AD%E6%96%87") == (200, None, "item 中文")
+    # a path werkzeug redirects (the trailing slash) names the host the client asked for, not the bound one
+    assert get(b"/folder")[:2] == (308, "http://shop.example.com:8443/folder/")
+    # no route: 404; a route without this method: 405
+    assert get(b"/nothing")[0] == 404
+    assert get(b"/items/x", b"DELETE")[0] == 405
+
+
+def test_a_stopping_service_answers_the_request_it_took(probe_service):
+    # given a nameko service with kit http entrypoints, and a request in flight
+    container, address = probe_service
     sock = connect(address)
     sock.sendall(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
     eventlet.sleep(0.1)
