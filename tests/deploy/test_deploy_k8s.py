@@ -297,7 +297,10 @@ def test_every_setting_the_code_reads_is_configured_or_secret(rendered):
     per_pod = {"QUANZI_SERVICE", "WEB_SERVER_ADDRESS"}  # set by the Deployment / the image
     defaults_kept = {"MONGO_DB_PREFIX"}  # database names quanzi_<service>: no reason to differ per cluster
     test_only = {"ORDERS_CRASH_AT"}  # crash points for recovery tests: never in a cluster
-    missing = read - set(config["data"]) - secret_keys - per_pod - defaults_kept - test_only
+    # kit.httpd reads a request's WSGI environ (PEP 3333 names): a request's, not the process's environment
+    wsgi = {"REQUEST_METHOD", "PATH_INFO", "SCRIPT_NAME", "QUERY_STRING", "CONTENT_TYPE", "CONTENT_LENGTH",
+            "SERVER_NAME", "SERVER_PORT", "SERVER_PROTOCOL", "REMOTE_ADDR", "REMOTE_PORT"}
+    missing = read - set(config["data"]) - secret_keys - per_pod - defaults_kept - test_only - wsgi
     assert not missing, f"read by the code, set nowhere in deploy/k8s: {sorted(missing)}"
     for overlay in OVERLAYS:
         for config in of_kind(rendered[overlay], "ConfigMap"):
