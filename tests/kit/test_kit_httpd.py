@@ -148,6 +148,8 @@ def test_expect_100_continue_is_answered_before_the_body_is_sent(server):
     (b"GET /x HTTP/1.1\r\nHost x\r\n\r\n", 400),
     (b"NOT HTTP AT ALL\r\n\r\n", 400),
     (b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: ten\r\n\r\n", 400),
+    (b"GET /x HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n", 400),  # none served
+    (b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),  # smuggling
 ])
 def test_a_request_the_server_will_not_take_is_refused_and_the_connection_closed(server, monkeypatch, request_bytes,
                                                                                   status):
