@@ -107,7 +107,8 @@ def test_two_pipelined_requests_on_one_kept_alive_connection_are_answered_in_ord
     assert json.loads(second[2]) | {"headers": None} == {
         "method": "POST", "path": "/second", "query": "", "body": '{"a":1}', "headers": None,
         "content_type": "application/json"}
-    assert all(r[0] == 200 and "connection" not in r[1] and r[1]["date"].endswith("GMT") for r in (first, second, third))
+    for status, headers, _, _ in (first, second, third):
+        assert status == 200 and "connection" not in headers and headers["date"].endswith("GMT")
     assert len(app.environs) == 3
 
 
@@ -149,7 +150,8 @@ def test_expect_100_continue_is_answered_before_the_body_is_sent(server):
     (b"NOT HTTP AT ALL\r\n\r\n", 400),
     (b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: ten\r\n\r\n", 400),
     (b"GET /x HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n", 400),  # none served
-    (b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),  # smuggling
+    # both lengths at once: request smuggling
+    (b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
 ])
 def test_a_request_the_server_will_not_take_is_refused_and_the_connection_closed(server, monkeypatch, request_bytes,
                                                                                   status):
@@ -195,7 +197,8 @@ def test_a_head_or_204_answer_has_no_body_and_the_connection_goes_on(server):
 
     # HEAD: the GET's headers (its length), no body; 204: no body, no length
     status, headers, _, rest = read_response(sock, head_only=True)
-    assert status == 200 and int(headers["content-length"]) > 0 and rest in (b"", rest.startswith(b"HTTP/1.1 204") and rest)
+    assert status == 200 and int(headers["content-length"]) > 0
+    assert rest == b"" or rest.startswith(b"HTTP/1.1 204")  # what follows the head is the next answer
     status, headers, _, rest = read_response(sock, rest)
     assert status == 204 and "content-length" not in headers
     status, _, body, _ = read_response(sock, rest)
