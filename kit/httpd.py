@@ -1,7 +1,7 @@
 """The HTTP/1.1 server of every service's nameko http entrypoints (the gateway's API and pages, each service's
 /health and /metrics): nameko's WebServer, but each connection is parsed by httptools (llhttp, Node's C parser)
 instead of eventlet.wsgi. Why: under load, eventlet.wsgi's request line and header parsing (the stdlib's email
-parser) and its per-request bookkeeping were a third of the gateway's CPU; a pay is two requests through it (the
+parser) and its per-request bookkeeping were a quarter of the gateway's CPU; a pay is two requests through it (the
 buyer's and the provider's notification). The WSGI app, its routing and every entrypoint are nameko's, unchanged.
 
 What it does, per connection (a greenthread of the container, as nameko's own server runs them):
@@ -59,13 +59,16 @@ class _Date:
 http_date = _Date()
 
 
-class BadRequest(Exception):
+class Refused(Exception):
+    """A request this server will not take, raised from a parser callback: the status to answer it with."""
+
     def __init__(self, status):
         super().__init__(status)
         self.status = status
 
 
 class Request:
+    """One request as it arrives: the parser's callbacks fill it in."""
     __slots__ = ("method", "url", "headers", "body", "body_size", "version", "keep_alive")
 
     def __init__(self):
@@ -104,7 +107,7 @@ class Connection:
         for name, value in request.headers:
             lowered = name.lower()
             if lowered == b"content-length" and int(value) > MAX_BODY:
-                raise BadRequest(413)
+                raise Refused(413)
             if lowered == b"expect" and value.lower() == b"100-continue" and request.version == "1.1":
                 self.sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
 
@@ -112,7 +115,7 @@ class Connection:
         request = self.current
         request.body_size += len(chunk)
         if request.body_size > MAX_BODY:
-            raise BadRequest(413)
+            raise Refused(413)
         request.body.append(chunk)
 
     def on_message_complete(self):
@@ -122,7 +125,7 @@ class Connection:
     def _count_head(self, size):
         self.head_size += size
         if self.head_size > MAX_HEAD:
-            raise BadRequest(431)
+            raise Refused(431)
 
     # -- the connection -----------------------------------------------------------------------------------------
     def serve(self):
@@ -139,7 +142,7 @@ class Connection:
                     self.parser.feed_data(data)
                 except httptools.HttpParserCallbackError as exc:
                     cause = exc.__context__
-                    self._refuse(cause.status if isinstance(cause, BadRequest) else 400)
+                    self._refuse(cause.status if isinstance(cause, Refused) else 400)
                     return
                 except (httptools.HttpParserError, httptools.HttpParserUpgrade, ValueError):
                     self._refuse(400)  # ValueError: a Content-Length that is not a number
