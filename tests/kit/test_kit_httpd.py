@@ -267,9 +267,10 @@ class SlowService:
 
 
 @pytest.fixture
-def probe_service():
+def probe_service(kit_servers):
     address = ("127.0.0.1", free_port())
-    container = ServiceContainer(SlowService, {"WEB_SERVER_ADDRESS": "%s:%d" % address, "AMQP_URI": "memory://"})
+    container = ServiceContainer(SlowService, {"WEB_SERVER_ADDRESS": "%s:%d" % address,
+                                               "AMQP_URI": kit_servers.amqp_uri})
     container.start()
     yield container, address
     container.stop()  # nothing to do when the test stopped it
