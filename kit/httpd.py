@@ -244,7 +244,7 @@ class Connection:
 
 
 class WsgiApp(NamekoWsgiApp):
-    """nameko's WSGI app, with its URL map bound once rather than to every request's environ (a third of the
+    """nameko's WSGI app, with its URL map bound once rather than to every request's environ (half of the
     routing's cost): no route depends on the host. A request werkzeug would redirect (a missing trailing slash, a
     doubled one) is matched again bound to its own environ, so the redirect names the host it was sent to."""
 

@@ -63,6 +63,7 @@ class _Answer:
     def on_message_complete(self):
         self.complete = True
         self.status, self.keep_alive = self.parser.get_status_code(), self.parser.should_keep_alive()
+        self.parser = None  # the parser holds this answer: a cycle per notification left to the garbage collector
 
 
 class NotifyClient:
