@@ -10,6 +10,8 @@ idempotency), and kombu's consumer loop reconnects on its own.
 
 So every Quanzi entrypoint that consumes from the broker goes through `QueueConsumer` below:
 - an ack or requeue on a dead connection is logged and counted as "will be redelivered", never raised;
+- the acks made in one tick of the event loop are sent together, as one `multiple` ack where no message still
+  being handled lies below it (ChannelAcks): a batch of events applied together costs the broker one settle;
 - an RPC reply that cannot be published is logged (the caller's time budget runs out), never raised;
 - an RPC that failed because MongoDB or the broker is unreachable answers `kit.errors.Unavailable` (the gateway's
   503), not the driver's exception (a 500);
@@ -29,6 +31,7 @@ import time
 from contextlib import contextmanager
 
 import eventlet
+import eventlet.semaphore
 import kombu
 import kombu.exceptions
 from amqp.exceptions import AMQPError
@@ -58,6 +61,9 @@ REPLY_QUEUE_POLL = 0.02
 SETTLE_LOST = Counter("quanzi_amqp_settle_lost_total",
                       "Acks/requeues/replies that could not reach the broker (the broker redelivers the message)",
                       ["service", "action"])
+ACKS_SENT = Counter("quanzi_amqp_acked_total",
+                    "Messages acked, by how: several in one `multiple` ack frame (together) or one per frame (alone)",
+                    ["service", "how"])
 
 BROKER_ERRORS = (OSError, AMQPError, kombu.exceptions.KombuError)
 
@@ -81,8 +87,63 @@ def consumer_ready():
     return all(consumer.connected for consumer in _consumers)
 
 
+class ChannelAcks:
+    """The acks of one channel, sent together. The acks made in one tick of the event loop (the events of a batch
+    applied together, the requests of an RPC batch answered) go out at the end of that tick: one `multiple` ack
+    of the highest tag below every message still being handled, and single acks for those above it. The broker
+    then settles the batch at once; for a quorum queue that is one log entry instead of one per message.
+
+    A `multiple` ack settles every delivery up to its tag on the channel, whichever consumer of the channel (an
+    event handler, the RPC consumer, the reply listener) it went to, so it must never reach a message still in a
+    handler: each delivery is recorded (`deliver`) before any handler can see it, and leaves the record when it
+    is settled, acked here or given back on its own (`settled`). Sends never overlap, so the frames leave in the
+    order they were planned."""
+
+    def __init__(self, channel, send):
+        self.channel = channel
+        self.send = send  # send(self, upto, how many upto acks, singles)
+        self.open = set()  # delivered, not settled yet
+        self.waiting = []  # acked by their handlers, not sent yet
+        self.sending = eventlet.semaphore.Semaphore()
+
+    def deliver(self, tag):
+        self.open.add(tag)
+
+    def settled(self, tag):
+        """A delivery settled on its own (requeued): no `multiple` ack planned from now on covers it."""
+        self.open.discard(tag)
+
+    def ack(self, tag):
+        self.waiting.append(tag)
+        if len(self.waiting) == 1:
+            eventlet.spawn_n(self.flush)  # runs after what this tick has already woken: their acks join this one
+
+    def flush(self):
+        with self.sending:
+            if not self.waiting:
+                return
+            tags, self.waiting = self.waiting, []
+            upto, together, singles = plan_acks(self.open, tags)
+            self.open.difference_update(tags)
+            self.send(self, upto, together, singles)
+
+
+def plan_acks(open_tags, acked):
+    """How to send the acks of `acked`, delivery tags among the channel's `open_tags` (its deliveries not settled
+    yet, these included): (tag of one `multiple` ack or None, how many of them it acks, [tags acked one by one]).
+    The `multiple` ack takes those below the lowest tag that stays open; one alone goes as a single ack."""
+    acked = set(acked)
+    floor = min(open_tags - acked, default=None)
+    below = sorted(tag for tag in acked if floor is None or tag < floor)
+    above = sorted(tag for tag in acked if floor is not None and tag > floor)
+    if len(below) < 2:
+        return None, 0, below + above
+    return below[-1], len(below), above
+
+
 class QueueConsumer(messaging.QueueConsumer):
     connected = False
+    _acks = None  # ChannelAcks of the channel consumed now
 
     def setup(self):
         super().setup()
@@ -98,6 +159,33 @@ class QueueConsumer(messaging.QueueConsumer):
         if self in _consumers:
             _consumers.remove(self)
 
+    def handle_message(self, provider, body, message):
+        # every delivery of the channel passes here, in delivery order, before anything can settle it
+        self._acks_of(message.channel).deliver(message.delivery_tag)
+        super().handle_message(provider, body, message)
+
+    def _acks_of(self, channel):
+        if self._acks is None or self._acks.channel is not channel:  # a (re)connection: tags start at 1 again
+            self._acks = ChannelAcks(channel, self._send_acks)
+        return self._acks
+
+    def _send_acks(self, acks, upto, together, singles):
+        service, unsent = self.container.service_name, together + len(singles)
+        try:
+            if upto is not None:
+                acks.channel.basic_ack(upto, multiple=True)
+                ACKS_SENT.labels(service, "together").inc(together)
+                unsent -= together
+            for tag in singles:
+                acks.channel.basic_ack(tag)
+                ACKS_SENT.labels(service, "alone").inc()
+                unsent -= 1
+        except BROKER_ERRORS as exc:
+            self.connected = False
+            SETTLE_LOST.labels(service, "ack").inc(unsent)
+            log.warning("acks lost with the broker connection (%s: %s); the broker redelivers their messages",
+                        type(exc).__name__, exc)
+
     def _settle(self, message, action):
         if not message.channel.connection:  # closed: the broker has already taken the message back
             SETTLE_LOST.labels(self.container.service_name, action).inc()
@@ -111,9 +199,16 @@ class QueueConsumer(messaging.QueueConsumer):
                         action, type(exc).__name__, exc)
 
     def ack_message(self, message):
-        self._settle(message, "ack")
+        acks = self._acks
+        if acks is None or acks.channel is not message.channel or not message.channel.connection:
+            self._settle(message, "ack")  # a message of a channel gone: counted lost, the broker redelivers it
+            return
+        message._state = "ACK"  # as kombu's Message.ack does, the frame being sent with others
+        acks.ack(message.delivery_tag)
 
     def requeue_message(self, message):
+        if self._acks is not None and self._acks.channel is message.channel:
+            self._acks.settled(message.delivery_tag)
         self._settle(message, "requeue")
 
     @contextmanager
