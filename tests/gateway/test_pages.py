@@ -3,6 +3,7 @@ answering within budget, with the missing part named, when one does not."""
 import time
 
 import requests
+from gateway.cache import TTL_SECONDS
 
 from tests.flows import expect
 from tests.helpers import eventually
@@ -86,6 +87,23 @@ def test_signed_out_viewers_get_the_product_page_from_the_edge_and_see_a_change_
     for token in (None, viewer["token"]):
         shown = expect(api.get(path, token=token), 200)["open_groups"]
         assert [(g["group_id"], g["seats_left"]) for g in shown] == [(group["group_id"], GROUP["size"] - 2)]
+
+
+def test_a_product_page_past_its_ttl_answers_at_once_from_the_kept_view_and_the_refreshed_stock_follows(api):
+    _, _, product, sku_id = open_shop(api, stock=20)
+    path = f"/products/{product['product_id']}"
+    # given a product page the gateway keeps (5 s, gateway.cache.TTL_SECONDS), then 3 of it ordered
+    assert expect(api.get(path), 200)["skus"][0]["stock"] == 20
+    buyer = api.register_user()
+    place(api, buyer["token"], sku_id, qty=3)
+    # when a visitor opens it past the TTL
+    time.sleep(TTL_SECONDS + 0.3)
+    # then the page is the one kept (the visitor does not wait for catalog), and a refresh starts behind it
+    assert expect(api.get(path), 200)["skus"][0]["stock"] == 20
+    # and the next visitors soon see the stock as catalog has it
+    def refreshed():
+        assert expect(api.get(path), 200)["skus"][0]["stock"] == 17
+    eventually(refreshed, timeout=5)
 
 
 def test_with_social_feed_stopped_the_product_page_answers_in_budget_and_says_what_is_missing(api, stack):

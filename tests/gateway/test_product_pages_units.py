@@ -59,3 +59,58 @@ def test_a_part_map_says_when_its_value_expires():
     parts.put("prd_1", [])
     assert parts.expires("prd_2") is None
     assert before + 5 <= parts.expires("prd_1") <= time.monotonic() + 5
+
+
+def test_a_view_past_its_ttl_is_answered_stale_while_one_refresh_runs_then_replaced():
+    views = ProductViews(ttl=0.1, stale_for=0.3)
+    old, new = {"product_id": "prd_1", "v": 1}, {"product_id": "prd_1", "v": 2}
+    # given a view kept, past its TTL
+    views.put("prd_1", old)
+    assert views.lookup("prd_1") == (old, True)
+    time.sleep(0.15)
+    # then it is still answered, not fresh (get, for callers that want fresh only, has none)
+    assert views.lookup("prd_1") == (old, False) and views.get("prd_1") is None
+    # and one refresh at a time may run for it
+    token = views.begin_refresh("prd_1")
+    assert token is not None and views.begin_refresh("prd_1") is None
+    # when it ends with the new view, that is kept, fresh, and another refresh may start later
+    views.end_refresh("prd_1", token, new)
+    assert views.lookup("prd_1") == (new, True)
+    assert views.begin_refresh("prd_1") is not None
+
+
+def test_a_view_too_stale_is_not_answered_and_a_failed_refresh_keeps_the_stale_one():
+    views = ProductViews(ttl=0.1, stale_for=0.2)
+    view = {"product_id": "prd_1"}
+    views.put("prd_1", view)
+    time.sleep(0.15)
+    # a refresh that failed (catalog away) ends without a view: the stale one stays, another refresh may start
+    token = views.begin_refresh("prd_1")
+    views.end_refresh("prd_1", token)
+    assert views.lookup("prd_1") == (view, False)
+    assert views.begin_refresh("prd_1") is not None
+    # past STALE_FOR it is no longer answered: the caller asks catalog and waits
+    time.sleep(0.2)
+    assert views.lookup("prd_1") == (None, False)
+
+
+def test_a_refresh_that_began_before_the_product_changed_does_not_bring_back_the_old_view():
+    views = ProductViews(ttl=0.05)
+    views.put("prd_1", {"product_id": "prd_1", "price": "old"})
+    time.sleep(0.06)
+    token = views.begin_refresh("prd_1")
+    # when a catalog event drops the view while the refresh is under way (its answer may show the old product)
+    views.drop("prd_1")
+    views.end_refresh("prd_1", token, {"product_id": "prd_1", "price": "old"})
+    # then the refresh's answer is not kept: the next request asks catalog
+    assert views.lookup("prd_1") == (None, False)
+
+
+def test_a_refresh_whose_answer_never_came_stops_blocking_the_next_one():
+    views = ProductViews(ttl=0.05, refresh_timeout=0.1)
+    views.put("prd_1", {"product_id": "prd_1"})
+    time.sleep(0.06)
+    assert views.begin_refresh("prd_1") is not None  # ... and its answer is lost
+    assert views.begin_refresh("prd_1") is None
+    time.sleep(0.11)
+    assert views.begin_refresh("prd_1") is not None

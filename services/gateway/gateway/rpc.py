@@ -42,16 +42,29 @@ def call_all(calls, timeout, on_late=None):
                 answers[name] = None
                 degraded.append(name)
                 if on_late is not None:
-                    eventlet.spawn_n(_deliver_late, name, reply, on_late)
+                    eventlet.spawn_n(_settle_later, reply, lambda answer, name=name: on_late(name, answer), None)
     finally:
         deadline.cancel()
     return answers, degraded
 
 
-def _deliver_late(name, reply, on_late):
+def answer_later(method, args, on_answer, on_failure):
+    """method(*args) asked now, nobody waiting: its answer is handed to on_answer(answer) in the background, or
+    what failed (an error, no answer within LATE_LIMIT, the broker away) to on_failure(exception)."""
+    try:
+        reply = method.call_async(*args)
+    except Exception as exc:  # noqa: BLE001 - e.g. UnknownService, the broker away: the caller's failure handler
+        on_failure(exc)
+        return
+    eventlet.spawn_n(_settle_later, reply, on_answer, on_failure)
+
+
+def _settle_later(reply, on_answer, on_failure):
     try:
         with eventlet.Timeout(LATE_LIMIT):
             answer = reply.result()
-    except BaseException:  # noqa: B036 - gave up on it (timeout or error): nothing to cache
+    except BaseException as exc:  # noqa: B036 - gave up on it (timeout or error): nothing to keep
+        if on_failure is not None:
+            on_failure(exc)
         return
-    on_late(name, answer)
+    on_answer(answer)

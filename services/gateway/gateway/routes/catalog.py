@@ -4,7 +4,7 @@ from contracts.api.catalog import MerchantApplication, ProductInput, ProductSear
 from gateway import schemas
 from gateway.cache import PageParts, ProcessProductViews, ProductCache
 from gateway.http import api
-from gateway.rpc import call, call_all
+from gateway.rpc import answer_later, call, call_all
 from kit.amqp import BROADCAST, RpcProxy, event_handler
 from kit.errors import NotFound
 
@@ -66,7 +66,9 @@ class CatalogRoutes:
          summary="A product with its SKUs and rating", errors=[404], anonymous_pages=ProcessProductViews)
     def get_product(self, c):
         product_id = c.path["product_id"]
-        view = self.products.get(product_id)
+        view, fresh = self.products.lookup(product_id)
+        if view is not None and not fresh:
+            self.refresh_view(product_id)  # answered from the view kept meanwhile (gateway.cache)
         if view is None:
             try:
                 view = call(self.catalog.get_product, product_id)
@@ -83,6 +85,21 @@ class CatalogRoutes:
             until = self.page_parts["groups"].expires(product_id) if view.get("group_buy") else None
             self.products.put_page(product_id, view, page, until)
         return page
+
+    def refresh_view(self, product_id):
+        """Ask catalog for the product's view again, in the background, unless that is under way already. A product
+        gone or hidden meanwhile (NotFound) leaves the read model; any other failure keeps the view kept."""
+        token = self.products.begin_refresh(product_id)
+        if token is None:
+            return
+
+        def failed(exc):
+            if isinstance(exc, NotFound):
+                self.products.drop(product_id)
+            else:
+                self.products.end_refresh(product_id, token)
+        answer_later(self.catalog.get_product, (product_id,),
+                     lambda view: self.products.end_refresh(product_id, token, view), failed)
 
     def product_page(self, c, view):
         """The product page in one call: the product, open groups to join and, for a signed-in viewer, friends
