@@ -203,7 +203,9 @@ class QueueConsumer(messaging.QueueConsumer):
         if acks is None or acks.channel is not message.channel or not message.channel.connection:
             self._settle(message, "ack")  # a message of a channel gone: counted lost, the broker redelivers it
             return
-        message._state = "ACK"  # as kombu's Message.ack does, the frame being sent with others
+        if message.acknowledged:  # as kombu's Message.ack refuses it: an unknown tag would close the channel
+            raise kombu.exceptions.MessageStateError(f"Message already acknowledged with state: {message._state}")
+        message._state = "ACK"  # as kombu's Message.ack does; the frame goes with the others of this tick
         acks.ack(message.delivery_tag)
 
     def requeue_message(self, message):

@@ -3,15 +3,18 @@ ack below every message still being handled, and single acks above it. A `multip
 up to its tag on the channel, so the one rule that matters is that it never reaches a message still in a handler:
 such a message must come back when its consumer dies, not be lost."""
 import time
+from types import SimpleNamespace
 
 import eventlet
 import kombu
 import pytest
 import requests
+from kombu.exceptions import MessageStateError
+from kombu.message import Message
 from nameko.standalone.events import event_dispatcher
 from prometheus_client.parser import text_string_to_metric_families
 
-from kit.amqp import ChannelAcks, plan_acks
+from kit.amqp import ChannelAcks, QueueConsumer, plan_acks
 from tests.kit.ack_probe import EVENT_TYPE, QUEUE, SOURCE
 from tests.kit.support import running_probe, until
 from tools.stack import ServiceSpec
@@ -64,6 +67,23 @@ def test_the_acks_of_one_tick_are_sent_once_at_its_end_and_a_requeued_delivery_i
     acks.ack(5)
     eventlet.sleep(0)
     assert sent.plans[1:] == [(None, 0, [5])]
+
+
+def test_a_message_acked_twice_is_refused_as_kombu_refuses_it_and_its_ack_goes_once():
+    # given a consumer's channel with one delivery
+    consumer = QueueConsumer()
+    consumer.container = SimpleNamespace(service_name="kitprobe")
+    channel, sent = SimpleNamespace(connection=object()), Sent()
+    consumer._acks = ChannelAcks(channel, sent)
+    consumer._acks.deliver(1)
+    message = Message(body=b"{}", delivery_tag=1, channel=channel)
+    # when it is acked twice
+    consumer.ack_message(message)
+    with pytest.raises(MessageStateError):
+        consumer.ack_message(message)
+    # then one ack goes (a second one, of a tag the broker no longer knows, would close the channel)
+    eventlet.sleep(0)
+    assert sent.plans == [(None, 0, [1])] and message.acknowledged
 
 
 # -- against the broker ------------------------------------------------------------------------------------
