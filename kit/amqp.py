@@ -181,10 +181,7 @@ class QueueConsumer(messaging.QueueConsumer):
                 ACKS_SENT.labels(service, "alone").inc()
                 unsent -= 1
         except BROKER_ERRORS as exc:
-            self.connected = False
-            SETTLE_LOST.labels(service, "ack").inc(unsent)
-            log.warning("acks lost with the broker connection (%s: %s); the broker redelivers their messages",
-                        type(exc).__name__, exc)
+            self._lost("ack", exc, unsent)
 
     def _settle(self, message, action):
         if not message.channel.connection:  # closed: the broker has already taken the message back
@@ -193,10 +190,15 @@ class QueueConsumer(messaging.QueueConsumer):
         try:
             getattr(message, action)()
         except BROKER_ERRORS as exc:
-            self.connected = False
-            SETTLE_LOST.labels(self.container.service_name, action).inc()
-            log.warning("%s of a message lost with the broker connection (%s: %s); the broker redelivers it",
-                        action, type(exc).__name__, exc)
+            self._lost(action, exc)
+
+    def _lost(self, action, exc, messages=1):
+        """`messages` acks or requeues that the broker connection took down with it: the broker redelivers them."""
+        self.connected = False
+        SETTLE_LOST.labels(self.container.service_name, action).inc(messages)
+        what = "a message" if messages == 1 else f"{messages} messages"
+        log.warning("%s of %s lost with the broker connection (%s: %s); the broker redelivers it",
+                    action, what, type(exc).__name__, exc)
 
     def ack_message(self, message):
         acks = self._acks
