@@ -12,11 +12,11 @@ import pymongo
 from pymongo import ASCENDING, MongoClient
 from pymongo.errors import DuplicateKeyError
 from pymongo.read_concern import ReadConcern
-from pymongo.write_concern import WriteConcern
 
 from kit import claims
 from kit.batching import ALONE, group_commit_of
 from kit.config import load_settings
+from kit.durability import DURABLE
 from kit.context import current_request_id, request_id_of
 from kit.outbox import Outbox, OutboxRelay
 from kit.validation import utcnow
@@ -105,7 +105,7 @@ class BaseStore:
 
         with self.client.start_session() as session:
             result = session.with_transaction(
-                attempt, read_concern=ReadConcern("majority"), write_concern=WriteConcern("majority"))
+                attempt, read_concern=ReadConcern("majority"), write_concern=DURABLE)
         for callback in callbacks:
             callback()
         return result

@@ -33,6 +33,7 @@ from pymongo import ASCENDING, DESCENDING
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from contracts import EVENTS, make_envelope, spec_for
+from kit.durability import APPLIED
 from kit.metrics import EVENTS_PUBLISHED, OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE
 from kit.validation import utcnow
 
@@ -55,6 +56,9 @@ class Outbox:
         self.service_name = service_name
         self.partitions = partitions
         self.events = db["outbox"]
+        # marking events sent: a mark lost to a crash or a failover only sends its events again, and consumers
+        # dedupe them (kit.durability)
+        self.sent_marks = self.events.with_options(write_concern=APPLIED)
         self.leases = db["outbox_leases"]
         self.relays = db["outbox_relays"]
 
@@ -242,7 +246,7 @@ class OutboxRelay:
     def _mark_sent(self, ids):
         if not ids:
             return
-        self.outbox.events.update_many({"_id": {"$in": ids}}, {"$set": {"status": "sent", "sent_at": utcnow()}})
+        self.outbox.sent_marks.update_many({"_id": {"$in": ids}}, {"$set": {"status": "sent", "sent_at": utcnow()}})
 
     def _update_gauges(self):
         if time.monotonic() - self._last_gauge < 2:

@@ -8,9 +8,10 @@ import time
 import types
 
 import pytest
+from pymongo import MongoClient, monitoring
 
 import kit.outbox
-from kit.outbox import LEASE_SECONDS
+from kit.outbox import LEASE_SECONDS, Outbox, OutboxRelay
 from tests.helpers import eventually
 from tests.kit.support import RelayProcess, Subscriber, accrued, fresh_store, outbox_status, unique, until
 
@@ -231,3 +232,49 @@ def test_an_aggregates_first_event_skips_the_lookup_and_still_comes_before_its_l
     # then the outbox orders them as written
     events = list(store.outbox.events.find({"subject": order_id}).sort("seq", 1))
     assert [e["envelope"]["data"]["amount_fen"] for e in events] == [1, 2, 3]
+
+
+class OutboxWrites(monitoring.CommandListener):
+    """The write concern of each write a client sends to an outbox's events ("default": none, the server's)."""
+
+    def __init__(self):
+        self.concerns = []
+
+    def started(self, event):
+        if event.command_name == "update" and event.command.get("update") == "outbox":
+            self.concerns.append(event.command.get("writeConcern", {}).get("w", "default"))
+
+    def succeeded(self, event):
+        pass
+
+    def failed(self, event):
+        pass
+
+
+def test_marking_events_sent_does_not_wait_for_the_journal_and_a_mark_lost_only_sends_them_again(
+        kit_servers, store, subscriber):
+    writes = OutboxWrites()
+    client = MongoClient(kit_servers.mongo_uri, tz_aware=True, event_listeners=[writes])
+    relay = OutboxRelay(Outbox(client[store.db.name], store.service_name), kit_servers.amqp_uri)
+    try:
+        # given three events written with their state changes
+        order = unique("ord_")
+        written = [store.record(order, n)["id"] for n in range(3)]
+        # when a relay publishes them
+        assert relay.run_once() == 3
+        subscriber.wait_for_ids(written, timeout=10)
+        # then it marks them sent in one write acknowledged once applied, not journaled (kit.durability.APPLIED)
+        assert writes.concerns == [1]
+        assert outbox_status(store) == {"sent": 3}
+        # when that mark is lost (a mongod crash before its next journal sync, or a failover before it replicated)
+        store.outbox.events.update_many({"_id": {"$in": written}},
+                                        {"$set": {"status": "pending"}, "$unset": {"sent_at": ""}})
+        # then the relay sends them again, in order, with the same ids, so each consumer's dedupe drops them
+        assert relay.run_once() == 3
+        until(lambda: len(subscriber.drain()) == 6, timeout=10)
+        assert subscriber.duplicates() == set(written)
+        assert [e["id"] for e in subscriber.received] == written * 2
+        assert outbox_status(store) == {"sent": 3}
+    finally:
+        relay._drop_connection()
+        client.close()

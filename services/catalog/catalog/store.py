@@ -6,10 +6,10 @@ from datetime import timedelta
 import eventlet
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument, UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
-from pymongo.write_concern import WriteConcern
 
 from catalog import domain
 from kit import claims, paging
+from kit.durability import APPLIED, DURABLE
 from kit.errors import Conflict, Forbidden, NotFound, Unavailable
 from kit.mongo import BaseStore
 from kit.validation import new_id, utcnow
@@ -17,10 +17,6 @@ from kit.validation import new_id, utcnow
 log = logging.getLogger(__name__)
 
 RESERVING, RESERVED, RELEASED = "reserving", "reserved", "released"  # a reservation's statuses
-# A reservation's claim, holds and confirmation: acknowledged by a majority of the catalog's replica set (the
-# client's default there too, but stock correctness rests on it, so it is said here, not left to a default).
-MAJORITY = WriteConcern("majority")
-TIDY = WriteConcern(w=1)  # pulling a confirmed reservation's holds: cosmetic, see CatalogStore.tidy_holds
 
 
 class CatalogStore(BaseStore):
@@ -185,9 +181,10 @@ class CatalogStore(BaseStore):
     #      batches of TIDY_AFTER, one update per SKU; sweep_holds (the catalog's timer) pulls what a batch lost
     #      and gives back a hold that arrived after its order's release from a caller that died.
     # Claim, hold and confirm are what stock correctness rests on: each is acknowledged by a majority of the
-    # catalog's replica set before the next step (MAJORITY, said explicitly rather than left to the client's
-    # default). Nothing else may vouch for them: the orders service's later writes go to its own database, which
-    # may live on another cluster (deploy/), so they make nothing of ours durable. Only the tidy is w=1 (TIDY).
+    # catalog's replica set before the next step (DURABLE, kit.durability, said explicitly rather than left to the
+    # client's default). Nothing else may vouch for them: the orders service's later writes go to its own database,
+    # which may live on another cluster (deploy/), so they make nothing of ours durable. Only the tidy is APPLIED
+    # (a tidy lost is made good by sweep_holds).
     # release() stops a `reserving` reservation and gives back its holds (each hold once: its `$inc` and its
     # `$pull` are one update), or gives back the lines of a `reserved` one; a crash between any two steps is
     # undone by it (the orders saga's undo and its sweep call it; tests/catalog/test_stock_recovery.py). A line
@@ -209,9 +206,9 @@ class CatalogStore(BaseStore):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.skus_majority = self.skus.with_options(write_concern=MAJORITY)
-        self.reservations_majority = self.reservations.with_options(write_concern=MAJORITY)
-        self.skus_tidy = self.skus.with_options(write_concern=TIDY)
+        self.skus_majority = self.skus.with_options(write_concern=DURABLE)
+        self.reservations_majority = self.reservations.with_options(write_concern=DURABLE)
+        self.skus_tidy = self.skus.with_options(write_concern=APPLIED)
         self._untidy, self._tidy_scheduled = [], False  # [(order id, its SKU ids)]: confirmed holds to pull
 
     def products_of(self, skus):

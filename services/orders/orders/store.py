@@ -14,10 +14,10 @@ from datetime import timedelta
 
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument, UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError
-from pymongo.write_concern import WriteConcern
 
 from kit import claims, paging
 from kit.batching import ALONE
+from kit.durability import DURABLE
 from kit.errors import Conflict, NotFound, QuanziError
 from kit.mongo import BaseStore
 from kit.validation import as_stored, new_id, utcnow
@@ -118,7 +118,7 @@ class OrdersStore(BaseStore):
         catalog's database, which may live on another replica set; deploy/.)"""
         intent = self._new_intent(buyer_id, key, group_id, now, fingerprint)
         try:
-            self.orders.with_options(write_concern=WriteConcern("majority")).insert_one(intent)
+            self.orders.with_options(write_concern=DURABLE).insert_one(intent)
             return intent, None
         except DuplicateKeyError:
             return None, self.orders.find_one({"buyer_id": buyer_id, "idempotency_key": key})
@@ -129,7 +129,7 @@ class OrdersStore(BaseStore):
         (the caller then goes through insert_intent, which finds it)."""
         intents = [self._new_intent(buyer_id, key, None, now, fingerprint) for buyer_id, key, fingerprint in requests]
         try:
-            self.orders.with_options(write_concern=WriteConcern("majority")).insert_many(intents, ordered=False)
+            self.orders.with_options(write_concern=DURABLE).insert_many(intents, ordered=False)
         except BulkWriteError as exc:
             errors = exc.details["writeErrors"]
             if any(error["code"] != 11000 for error in errors):
