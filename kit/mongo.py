@@ -16,8 +16,8 @@ from pymongo.read_concern import ReadConcern
 from kit import claims
 from kit.batching import ALONE, group_commit_of
 from kit.config import load_settings
-from kit.durability import DURABLE
 from kit.context import current_request_id, request_id_of
+from kit.durability import DURABLE
 from kit.outbox import Outbox, OutboxRelay
 from kit.validation import utcnow
 

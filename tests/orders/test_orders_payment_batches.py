@@ -472,7 +472,7 @@ def test_a_notification_sent_later_whose_record_fails_is_logged_and_left_to_the_
         provider.notify_later([payment])
     # when the shop acknowledges it but the provider cannot write that down (its database unreachable)
     fn, args = later[0]
-    with patch.object(provider.payments_applied, "update_many", side_effect=ConnectionError("mongo away")):
+    with patch.object(provider.notified_marks, "update_many", side_effect=ConnectionError("mongo away")):
         fn(*args)  # then nothing escapes the greenthread
     # then it is logged, and the payment waits, held, for the sweep to send it again when its hold ends
     assert "1 notifications not sent or not recorded (ConnectionError)" in caplog.text
@@ -490,90 +490,37 @@ def test_a_batch_of_new_payments_is_one_insert_and_only_orders_paid_before_cost_
     provider.commands.clear()
     # when the three are paid together
     payments = provider.create_payments(orders)
-    # then the new ones cost one insert (acknowledged once applied: kit.durability.APPLIED), the one paid before
-    # one read, and it keeps its one payment
-    assert provider.commands == ["insert w=1", "find"]
+    # then the new ones cost one insert (acknowledged by a majority: kit.durability.DURABLE), the one paid
+    # before one read, and it keeps its one payment
+    assert provider.commands == ["insert w=majority", "find"]
     assert payments[orders[1][0]]["_id"] == before["_id"]
     stored = {p["order_id"]: p for p in provider.payments.find({"order_id": {"$in": [o for o, _ in orders]}})}
     assert payments == stored  # what the batch answers is what the provider keeps, to the millisecond
     # and a batch of new payments only is one insert
     provider.commands.clear()
     provider.create_payments([(f"ord_{uuid.uuid4().hex[:12]}", 100) for _ in range(4)])
-    assert provider.commands == ["insert w=1"]
+    assert provider.commands == ["insert w=majority"]
 
 
-def test_the_shop_hears_of_a_payment_only_once_it_is_durable(slow_shop_provider):
+def test_a_payment_is_durable_before_the_shop_hears_of_it_and_its_acknowledgement_waits_for_no_journal(
+        slow_shop_provider):
     provider = slow_shop_provider
     SlowShop.heard = provider.commands  # one timeline: the provider's commands, and each trade the shop hears of
-    later = []  # the greenthreads notify_later starts, run here by hand
     provider.commands.clear()  # the indexes made at start
-    # given two payments just made, written without waiting for the journal (kit.durability.APPLIED)
-    applied_since = one_payment(provider, f"ord_{uuid.uuid4().hex[:12]}", 5800)
-    nothing_since = one_payment(provider, f"ord_{uuid.uuid4().hex[:12]}", 5900)
-    assert provider.commands == ["insert w=1", "insert w=1"]
+    later = []  # the greenthreads notify_later starts, run here by hand
+    # given a payment just made: acknowledged by a majority (kit.durability.DURABLE) before anyone hears of it
+    payment = one_payment(provider, f"ord_{uuid.uuid4().hex[:12]}", 5800)
+    assert provider.commands == ["insert w=majority"]
     provider.commands.clear()
+    # when its notification goes out and the shop acknowledges it
     with patch("orders.provider.in_background", lambda fn, *args: later.append((fn, args))):
-        # when the first is handed over by a pay whose transaction applied it (durable: it followed the payment)
-        provider.notify_later([applied_since])
-        # and the second by a pay whose apply failed or wrote nothing (durable=False)
-        provider.notify_later([nothing_since], durable=False)
+        provider.notify_later([payment])
     for fn, args in later:
         fn(*args)
-    # then the first goes out at once; the second only after a write of it that waits for a majority, which
-    # renews its hold; each acknowledgement is recorded without waiting (a lost one is sent again)
-    assert provider.commands == [applied_since["_id"], "update w=1",
-                                 "update w=majority", nothing_since["_id"], "update w=1"]
-    renewed = provider.payments.find_one({"_id": nothing_since["_id"]})
-    assert renewed["status"] == "notified" and renewed["claimed_until"] > nothing_since["claimed_until"]
-
-
-class OneOrderStore:
-    """An orders store whose batch apply commits (writing the order), fails, or writes nothing (a repeat)."""
-
-    def __init__(self, apply):
-        self.apply = apply
-
-    def apply_payments(self, notes, now, written):
-        if self.apply == "fails":
-            raise ConnectionError("mongo away")
-        if self.apply == "commits":
-            written.update((note["order_id"], {"_id": note["order_id"], "status": "paid"}) for note in notes)
-            return [("applied", None, "paid")] * len(notes)
-        return [("duplicate", None, "paid")] * len(notes)
-
-    def orders_of(self, order_ids):
-        return {order_id: {"_id": order_id, "status": "paid"} for order_id in order_ids}
-
-
-class HandedOver:
-    """A provider that records how each pay hands its payments' notifications over."""
-
-    def __init__(self):
-        self.durable = []
-
-    def create_payments(self, orders):
-        return {order_id: {"_id": f"sbx_{order_id}", "order_id": order_id, "amount_fen": amount_fen,
-                           "created_at": utcnow()} for order_id, amount_fen in orders}
-
-    def trade(self, payment):
-        from orders.provider import SandboxProvider
-        return SandboxProvider.trade(payment)
-
-    def notify_later(self, payments, durable=True):
-        self.durable.append(durable)
-
-
-@pytest.mark.parametrize("apply, durable", [("commits", True), ("fails", False), ("writes nothing", False)])
-def test_a_pays_notifications_are_durable_already_only_when_its_transaction_applied_them(apply, durable):
-    provider = HandedOver()
-    saga = orders_saga.OrderSaga(OneOrderStore(apply), None, provider, load_settings({}))
-    # when a pay's payment is made, and its apply `apply`
-    try:
-        saga.pay_together([{"_id": "ord_1", "total_fen": 5800}])
-    except ConnectionError:
-        assert apply == "fails"
-    # then its notification is handed over as durable only when the apply's transaction followed the payment
-    assert provider.durable == [durable]
+    # then the acknowledgement is recorded without waiting for the journal (APPLIED): a record lost only sends
+    # the notification again, answered as a repeat
+    assert provider.commands == [payment["_id"], "update w=1"]
+    assert provider.payments.find_one({"_id": payment["_id"]})["status"] == "notified"
 
 
 @pytest.fixture

@@ -127,12 +127,10 @@ class NotifyClient:
 
 class SandboxProvider:
     def __init__(self, db, secret, notify_url):
-        self.payments = db["payments"]
-        # New payments and acknowledged notifications are written APPLIED (kit.durability). A payment is made
-        # durable before anyone hears of it: by the shop's transaction that applies it (same replica set: the
-        # orders service's MONGO_URI), or else by notify_later. A notification whose record was lost is sent
-        # again and answered as a repeat.
-        self.payments_applied = self.payments.with_options(write_concern=APPLIED)
+        # A payment is DURABLE before the shop hears of it (kit.durability). A notification the shop acknowledged
+        # is recorded APPLIED: one whose record was lost is sent again, and answered as a repeat.
+        self.payments = db["payments"].with_options(write_concern=DURABLE)
+        self.notified_marks = self.payments.with_options(write_concern=APPLIED)
         self.refunds = db["refunds"]
         self.secret = secret
         self.notify_url = notify_url
@@ -161,7 +159,7 @@ class SandboxProvider:
         made = [{**self._new_payment(amount_fen, now), "order_id": order_id} for order_id, amount_fen in orders]
         existing = []
         try:
-            self.payments_applied.insert_many(made, ordered=False)
+            self.payments.insert_many(made, ordered=False)
         except BulkWriteError as exc:  # the order's one payment exists (order_id is unique): it is read below
             if any(error["code"] != 11000 for error in exc.details["writeErrors"]):
                 raise
@@ -195,29 +193,22 @@ class SandboxProvider:
         statuses = list(eventlet.GreenPool(len(payments)).imap(self._post, payments)) if payments else []
         acknowledged = [payment["_id"] for payment, status in zip(payments, statuses) if _acknowledged(status)]
         if acknowledged:
-            self.payments_applied.update_many({"_id": {"$in": acknowledged}},
-                                      {"$set": {"status": "notified", "notified_at": utcnow()}})
+            self.notified_marks.update_many({"_id": {"$in": acknowledged}},
+                                            {"$set": {"status": "notified", "notified_at": utcnow()}})
         for payment, status in zip(payments, statuses):
             if not _acknowledged(status):
                 self._not_acknowledged(payment, status)
         return len(acknowledged)
 
-    def notify_later(self, payments, durable=True):
+    def notify_later(self, payments):
         """notify_all in a greenthread of its own, nobody waiting on it: the notifications of payments whose
         shop asked for them already (`trade`). Until each is recorded, its hold (FIRST_NOTICE_LEASE) keeps the
         sweep from sending it beside this; one lost to a crash or a failed write is sent by the sweep once its
-        hold ends, and the shop answers it as a repeat (idempotent by trade_no).
-        durable=False: no durable write followed the payments' own (the shop's apply failed, or wrote nothing),
-        so a crash could still take them back. Their holds are renewed, durably, before any notification goes
-        out; if that fails, the sweep sends them once their holds end (its claim is a durable write too)."""
-        in_background(self._notify_all_or_log, payments, durable)
+        hold ends, and the shop answers it as a repeat (idempotent by trade_no)."""
+        in_background(self._notify_all_or_log, payments)
 
-    def _notify_all_or_log(self, payments, durable=True):
+    def _notify_all_or_log(self, payments):
         try:
-            if not durable:
-                self.payments.with_options(write_concern=DURABLE).update_many(
-                    {"_id": {"$in": [payment["_id"] for payment in payments]}},
-                    {"$set": claims.held(utcnow(), FIRST_NOTICE_LEASE)})
             self.notify_all(payments)
         except Exception as exc:  # noqa: BLE001 - nobody waits on it: the hold's end sends them again
             log.warning("%d notifications not sent or not recorded (%s): each is sent again once its hold ends",

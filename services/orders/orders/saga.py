@@ -259,8 +259,7 @@ class OrderSaga:
             applied = self.apply_payments(trades, written)
             faults.reached("pay_applied")
         finally:  # also when the apply failed: then their notifications apply them, as soon as the shop can
-            # (the payments were written APPLIED: a transaction that applied any of them made them all durable)
-            self.provider.notify_later(payments, durable=bool(written))
+            self.provider.notify_later(payments)
         others = [order["_id"] for order in orders if order["_id"] not in written]
         return {**(self.store.orders_of(others) if others else {}), **written}, list(zip(trades, applied))
 
