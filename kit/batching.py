@@ -10,7 +10,10 @@ up never stalls the ones behind it.
 With `linger` (seconds), for work nobody waits on (an event consumer's), no request goes alone: the first one
 from idle waits that long for company before its batch is written, as a producer's linger does. At a modest
 steady rate, where natural batches hold one or two requests, this buys batches several times larger for a few
-milliseconds of delay; under load the batches behind it form as before, without waiting.
+milliseconds of delay; under load the batches behind it form as before, without waiting. With `full` (a request
+count), the wait ends as soon as that many requests wait: for a consumer, the most messages the broker hands it
+at once (its prefetch). Without it, a consumer kept at its prefetch by a busy queue would wait out the linger
+before every batch, and fall behind at about prefetch / linger messages a second.
 
 `write_batch(requests)` returns one outcome per request, in order: the caller's answer, an exception to raise to
 that caller, or ALONE: the caller handles its request by itself after all (e.g. a retry of a request already
@@ -34,9 +37,11 @@ ALONE = object()
 
 
 class GroupCommit:
-    def __init__(self, write_batch, max_batch=64, name=None, linger=0.0, overlap=None):
+    def __init__(self, write_batch, max_batch=64, name=None, linger=0.0, overlap=None, full=None):
         self.write_batch = write_batch
         self.linger = linger
+        self.full = full
+        self._company = None  # while the first request's company gathers: an Event sent once `full` wait
         self.overlap = overlap
         self.name = name or write_batch.__name__  # the `batcher` label of its metrics
         self.max_batch = max_batch  # a bound on one batch's size, and on the callers one failure answers
@@ -56,6 +61,8 @@ class GroupCommit:
                 self._alone -= 1
         done = Event()
         self._waiting.append((request, done))
+        if self._company is not None and len(self._waiting) >= self.full and not self._company.ready():
+            self._company.send()
         if not self._writers or self._second_batch_due():
             self._writers += 1
             eventlet.spawn_n(self._write_batches)
@@ -76,7 +83,7 @@ class GroupCommit:
     def _write_batches(self):
         try:
             if self.linger and self._writers == 1:
-                eventlet.sleep(self.linger)  # the first request's company gathers (see the module's doc)
+                self._gather_company()
             # with another writer in flight, this one goes on only with a batch worth overlapping
             while self._waiting and (self._writers == 1 or self._worth_overlapping()):
                 batch, self._waiting = self._waiting[:self.max_batch], self._waiting[self.max_batch:]
@@ -93,6 +100,19 @@ class GroupCommit:
                     done.send(outcome)
         finally:
             self._writers -= 1
+
+    def _gather_company(self):
+        """The first request's company gathers (see the module's doc): for `linger`, or until `full` wait."""
+        if not self.full:
+            eventlet.sleep(self.linger)
+            return
+        self._company = Event()
+        try:
+            if len(self._waiting) < self.full:
+                with eventlet.Timeout(self.linger, False):
+                    self._company.wait()
+        finally:
+            self._company = None
 
 
 _owned = weakref.WeakKeyDictionary()  # {owner: {name: GroupCommit}}

@@ -71,6 +71,9 @@ class BaseStore:
         self.settings = settings
         self.outbox = Outbox(db, service_name, settings.outbox_partitions)
         self.processed = db["processed_events"]
+        # the most events the broker hands this process at once on a queue (its prefetch: nameko's max_workers);
+        # MongoStore sets it. A batch of events applied together goes as soon as that many wait.
+        self.deliveries_at_once = None
         self._committed_listeners = []
 
     def ensure_indexes(self):
@@ -203,7 +206,8 @@ class BaseStore:
 
     def events_batcher(self):
         """The process's GroupCommit of the events applied together."""
-        return group_commit_of(self, f"{self.service_name}.events", self._apply_together, linger=EVENTS_LINGER)
+        return group_commit_of(self, f"{self.service_name}.events", self._apply_together, linger=EVENTS_LINGER,
+                               full=self.deliveries_at_once)
 
     def _apply_together(self, batch):
         def attempt(session):
@@ -252,6 +256,7 @@ class MongoStore(DependencyProvider):
         service = self.container.service_name
         db = client[f"{settings.mongo_db_prefix}{service}"]
         self.store = self.store_cls(client, db, service, settings)
+        self.store.deliveries_at_once = self.container.max_workers
         self.store.ensure_indexes()
         if self.relay_enabled:
             self.relay = OutboxRelay(self.store.outbox, settings.amqp_uri)

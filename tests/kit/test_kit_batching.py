@@ -1,5 +1,6 @@
 """GroupCommit (kit.batching): natural batching, and `overlap`, a second batch in flight when enough requests wait
 for one. Pure greenthreads: write_batch sleeps as a call to another process would."""
+import time
 from functools import partial
 
 import eventlet
@@ -137,3 +138,29 @@ def test_with_overlap_a_failed_batch_answers_its_own_callers_only():
     assert outcomes == ["the broker went away"] * 4
     assert [s.wait() for s in second] == [f"done b{i}" for i in range(4)]
     assert group.batches == 2
+
+
+def submit_together(group, requests):
+    """Submit every request at once, each from its own greenthread: their answers, in order."""
+    pool = eventlet.GreenPool()
+    threads = [pool.spawn(group.submit, request, alone=lambda: "alone") for request in requests]
+    return [thread.wait() for thread in threads]
+
+
+def test_a_linger_ends_as_soon_as_a_full_batch_waits_and_a_smaller_one_waits_it_out():
+    # given a consumer's batcher that lingers 5 s for company, full at 4 (the most its broker hands it at once)
+    pipeline = Pipeline(seconds=0.0)
+    group = GroupCommit(pipeline, name="test.full", linger=5.0, full=4)
+    # when 4 events arrive together
+    started = time.monotonic()
+    answers = submit_together(group, range(4))
+    # then they are written as one batch at once: no more can come, so nothing waits out the linger
+    assert answers == [f"done {i}" for i in range(4)] and pipeline.sizes == [4]
+    assert time.monotonic() - started < 1
+    # when 2 arrive together to a batcher that lingers 0.2 s
+    group = GroupCommit(pipeline, name="test.not_full", linger=0.2, full=4)
+    started = time.monotonic()
+    answers = submit_together(group, range(2))
+    # then they wait out the linger for company, and go together
+    assert answers == ["done 0", "done 1"] and pipeline.sizes == [4, 2]
+    assert time.monotonic() - started >= 0.2
