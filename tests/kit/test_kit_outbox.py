@@ -8,11 +8,11 @@ import time
 import types
 
 import pytest
-from pymongo import MongoClient, monitoring
+from pymongo import MongoClient
 
 import kit.outbox
 from kit.outbox import LEASE_SECONDS, Outbox, OutboxRelay
-from tests.helpers import eventually
+from tests.helpers import CommandsSeen, eventually
 from tests.kit.support import RelayProcess, Subscriber, accrued, fresh_store, outbox_status, unique, until
 
 pytestmark = pytest.mark.slow
@@ -234,26 +234,16 @@ def test_an_aggregates_first_event_skips_the_lookup_and_still_comes_before_its_l
     assert [e["envelope"]["data"]["amount_fen"] for e in events] == [1, 2, 3]
 
 
-class OutboxWrites(monitoring.CommandListener):
-    """The write concern of each write a client sends to an outbox's events ("default": none, the server's)."""
-
-    def __init__(self):
-        self.concerns = []
-
-    def started(self, event):
-        if event.command_name == "update" and event.command.get("update") == "outbox":
-            self.concerns.append(event.command.get("writeConcern", {}).get("w", "default"))
-
-    def succeeded(self, event):
-        pass
-
-    def failed(self, event):
-        pass
+def outbox_update_concern(event):
+    """The write concern of an update a client sends to an outbox's events ("default": none, the server's)."""
+    if event.command_name == "update" and event.command.get("update") == "outbox":
+        return event.command.get("writeConcern", {}).get("w", "default")
+    return None
 
 
 def test_marking_events_sent_does_not_wait_for_the_journal_and_a_mark_lost_only_sends_them_again(
         kit_servers, store, subscriber):
-    writes = OutboxWrites()
+    writes = CommandsSeen(outbox_update_concern)
     client = MongoClient(kit_servers.mongo_uri, tz_aware=True, event_listeners=[writes])
     relay = OutboxRelay(Outbox(client[store.db.name], store.service_name), kit_servers.amqp_uri)
     try:
@@ -264,7 +254,7 @@ def test_marking_events_sent_does_not_wait_for_the_journal_and_a_mark_lost_only_
         assert relay.run_once() == 3
         subscriber.wait_for_ids(written, timeout=10)
         # then it marks them sent in one write acknowledged once applied, not journaled (kit.durability.APPLIED)
-        assert writes.concerns == [1]
+        assert writes.seen == [1]
         assert outbox_status(store) == {"sent": 3}
         # when that mark is lost (a mongod crash before its next journal sync, or a failover before it replicated)
         store.outbox.events.update_many({"_id": {"$in": written}},

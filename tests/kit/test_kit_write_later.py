@@ -4,35 +4,26 @@ were made; a read after flush_writes sees them; a write that fails there fails t
 again alone. Outside a handler's transaction a write is sent at once."""
 import eventlet
 import pytest
-from pymongo import InsertOne, MongoClient, UpdateOne, monitoring
+from pymongo import InsertOne, MongoClient, UpdateOne
 from pymongo.errors import BulkWriteError
 
 from kit.config import load_settings
+from tests.helpers import CommandsSeen
 from tests.kit.support import ProbeStore, unique
 
 
-class Commands(monitoring.CommandListener):
-    """The write commands the store's client sends, as (command, collection, number of statements)."""
-
-    def __init__(self):
-        self.writes = []
-
-    def started(self, event):
-        name = event.command_name
-        if name in ("insert", "update", "delete"):
-            statements = event.command.get({"insert": "documents", "update": "updates", "delete": "deletes"}[name])
-            self.writes.append((name, event.command[name], len(statements)))
-
-    def succeeded(self, event):
-        pass
-
-    def failed(self, event):
-        pass
+def write_statements(event):
+    """A write command the store's client sends, as (command, collection, number of statements)."""
+    name = event.command_name
+    if name in ("insert", "update", "delete"):
+        statements = event.command.get({"insert": "documents", "update": "updates", "delete": "deletes"}[name])
+        return name, event.command[name], len(statements)
+    return None
 
 
 @pytest.fixture
 def store(kit_servers):
-    commands = Commands()
+    commands = CommandsSeen(write_statements)
     client = MongoClient(kit_servers.mongo_uri, tz_aware=True, event_listeners=[commands])
     service = unique("kit")
     store = ProbeStore(client, client[f"kittest_{service}"], service, load_settings({}))
@@ -78,7 +69,7 @@ def test_a_batch_sends_its_handlers_writes_in_one_bulk_per_collection_in_their_o
     ids = [unique("evt_") for _ in range(12)]
     handler = counting(store, tally)
     # when they are applied together
-    store.commands.writes.clear()
+    store.commands.seen.clear()
     outcomes = together(store, [(f"probe:{i}", handler(i)) for i in ids])
     # then each is applied once, and the tally saw all twelve, one after the other (the upsert of the first, the
     # increments of the others)
@@ -88,7 +79,7 @@ def test_a_batch_sends_its_handlers_writes_in_one_bulk_per_collection_in_their_o
     assert counted["n"] == 12 and sorted(counted["order"]) == sorted(ids)
     # and MongoDB received one insert of twelve documents and one update of twelve statements, not twelve each
     # (beside the insert of the batch's markers)
-    writes = [w for w in store.commands.writes if w[1] != "processed_events"]
+    writes = [w for w in store.commands.seen if w[1] != "processed_events"]
     assert sorted(writes) == [("insert", "aggregates", 12), ("update", "tallies", 12)]
 
 
@@ -136,10 +127,10 @@ def test_an_event_alone_sends_its_writes_at_its_end_and_other_transactions_at_on
     # given a handler keeping two writes for later, applied alone
     tally = unique("tally_")
     event_id = unique("evt_")
-    store.commands.writes.clear()
+    store.commands.seen.clear()
     store.apply_once(f"probe:{event_id}", counting(store, tally)(event_id))
     # then they were sent once the handler had run: one command per collection
-    writes = [w for w in store.commands.writes if w[1] != "processed_events"]
+    writes = [w for w in store.commands.seen if w[1] != "processed_events"]
     assert sorted(writes) == [("insert", "aggregates", 1), ("update", "tallies", 1)]
     # and in a transaction that is not a handler's, a write kept for later is there for the next read at once
     other = unique("doc_")

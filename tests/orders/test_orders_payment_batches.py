@@ -18,7 +18,7 @@ from unittest.mock import patch
 import eventlet
 import pytest
 import requests
-from pymongo import MongoClient, monitoring
+from pymongo import MongoClient
 
 from kit.batching import ALONE
 from kit.config import load_settings
@@ -27,7 +27,7 @@ from kit.validation import utcnow
 from orders import saga as orders_saga
 from orders.store import OrdersStore
 from tests.flows import expect
-from tests.helpers import Api, eventually
+from tests.helpers import Api, CommandsSeen, eventually
 from tests.orders.shop import ADDRESS, distinct, notification, notify, open_shop, place
 
 
@@ -174,25 +174,16 @@ def test_notifications_arriving_at_the_gateway_together_each_get_their_own_answe
     assert db.payments.count_documents({"order_id": {"$in": [o["order_id"] for o in orders]}}) == 10
 
 
-class Commands(monitoring.CommandListener):
-    """The names of the commands a client sends that `keep(event)` selects, in order; with `concerns`, each
-    write's name says the write concern it asked for ("insert w=1"; "default": none, the server's)."""
-
-    def __init__(self, keep, concerns=False):
-        self.keep, self.concerns, self.names = keep, concerns, []
-
-    def started(self, event):
-        if self.keep(event):
-            concern = event.command.get("writeConcern", {}).get("w", "default")
-            wrote = event.command_name in ("insert", "update", "delete", "findAndModify")
-            self.names.append(f"{event.command_name} w={concern}" if self.concerns and wrote
-                              else event.command_name)
-
-    def succeeded(self, event):
-        pass
-
-    def failed(self, event):
-        pass
+def names(keep, concerns=False):
+    """A CommandsSeen note: the name of each command `keep(event)` selects; with `concerns`, each write's name
+    says the write concern it asked for ("insert w=1"; "default": none, the server's)."""
+    def note(event):
+        if not keep(event):
+            return None
+        concern = event.command.get("writeConcern", {}).get("w", "default")
+        wrote = event.command_name in ("insert", "update", "delete", "findAndModify")
+        return f"{event.command_name} w={concern}" if concerns and wrote else event.command_name
+    return note
 
 
 def to_orders_db_or_commit(event):
@@ -213,7 +204,7 @@ def test_notifications_repeating_the_payments_their_pays_applied_are_answered_fr
     paid = [expect(api.post(f"/orders/{place(api, buyer['token'], sku)['order_id']}/pay", token=buyer["token"]),
                    200) for _ in range(2)]
     unpaid = place(api, buyer["token"], sku)
-    commands = Commands(to_orders_db_or_commit)
+    commands = CommandsSeen(names(to_orders_db_or_commit))
     client = MongoClient(stack.mongo_uri, tz_aware=True, event_listeners=[commands])
     settings = load_settings({})
     saga = orders_saga.OrderSaga(OrdersStore(client, client["quanzi_orders"], "orders", settings), None, None,
@@ -224,13 +215,13 @@ def test_notifications_repeating_the_payments_their_pays_applied_are_answered_fr
         outcomes = saga.apply_notifications(repeats)
         # then each is answered as a repeat from one read, with no transaction and nothing written
         assert outcomes == [("duplicate", None, "paid")] * 2
-        assert commands.names == ["find"]
+        assert commands.seen == ["find"]
         # when they arrive again, with a fresh notification of the unpaid order
-        commands.names.clear()
+        commands.seen.clear()
         outcomes = saga.apply_notifications(repeats + [note_of(unpaid)])
         # then the repeats are answered from that read and only the fresh one is applied, in a transaction
         assert outcomes == [("duplicate", None, "paid")] * 2 + [("applied", None, "paid")]
-        assert commands.names[0] == "find" and commands.names[-1] == "commitTransaction"
+        assert commands.seen[0] == "find" and commands.seen[-1] == "commitTransaction"
     finally:
         client.close()
 
@@ -386,13 +377,13 @@ def slow_shop_provider(stack):
     server = ThreadingHTTPServer(("127.0.0.1", 0), SlowShop)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    commands = Commands(about_payments, concerns=True)
+    commands = CommandsSeen(names(about_payments, concerns=True))
     client = MongoClient(stack.mongo_uri, tz_aware=True, event_listeners=[commands])
     db_name = f"quanzi_test_sandbox_{uuid.uuid4().hex[:8]}"
     provider = SandboxProvider(client[db_name], stack.env["PAYMENT_HMAC_SECRET"],
                                f"http://127.0.0.1:{server.server_address[1]}/api/v1/payments/notify")
     provider.ensure_indexes()
-    provider.commands = commands.names
+    provider.commands = commands.seen
     yield provider
     server.shutdown()
     server.server_close()
@@ -598,20 +589,20 @@ def test_a_batch_of_pays_is_answered_from_the_orders_its_transaction_wrote(api, 
     _, _, _, sku = open_shop(api)
     buyer = api.register_user()
     ids = [place(api, buyer["token"], sku)["order_id"] for _ in range(3)]
-    commands = Commands(to_orders_db_or_commit)
+    commands = CommandsSeen(names(to_orders_db_or_commit))
     client = MongoClient(stack.mongo_uri, tz_aware=True, event_listeners=[commands])
     settings = load_settings({})
     store = OrdersStore(client, client["quanzi_orders"], "orders", settings)
     saga = orders_saga.OrderSaga(store, None, slow_shop_provider, settings)
     try:
         orders = list(store.orders_of(ids).values())
-        commands.names.clear()
+        commands.seen.clear()
         # when they are paid together
         after, applied = saga.pay_together(orders)
         # then they were applied in one transaction, and their answers are the orders it wrote: nothing read after
         assert [outcome for _, (outcome, _, _) in applied] == ["applied"] * 3
-        assert commands.names[0] == "find" and commands.names[-1] == "commitTransaction"
-        assert commands.names.count("find") == 1
+        assert commands.seen[0] == "find" and commands.seen[-1] == "commitTransaction"
+        assert commands.seen.count("find") == 1
         assert after == store.orders_of(ids)  # as they read back
         assert {order["status"] for order in after.values()} == {"paid"}
     finally:
