@@ -196,9 +196,9 @@ class QueueConsumer(messaging.QueueConsumer):
         """`messages` acks or requeues that the broker connection took down with it: the broker redelivers them."""
         self.connected = False
         SETTLE_LOST.labels(self.container.service_name, action).inc(messages)
-        what = "a message" if messages == 1 else f"{messages} messages"
-        log.warning("%s of %s lost with the broker connection (%s: %s); the broker redelivers it",
-                    action, what, type(exc).__name__, exc)
+        what, it = ("a message", "it") if messages == 1 else (f"{messages} messages", "them")
+        log.warning("%s of %s lost with the broker connection (%s: %s); the broker redelivers %s",
+                    action, what, type(exc).__name__, exc, it)
 
     def ack_message(self, message):
         acks = self._acks
