@@ -200,15 +200,22 @@ class Context:
         row["cpu_ms_by_process"] = each
         row["batch_sizes"] = {}
         for batcher, (count, total) in sorted(batches_after.items()):
+            if batcher.startswith("~"):
+                continue
             count_before, total_before = batches_before.get(batcher, (0, 0))
             if count > count_before:
                 row["batch_sizes"][batcher] = round((total - total_before) / (count - count_before), 1)
+        placed = batches_after.get("~placed", (0, 0))[0] - batches_before.get("~placed", (0, 0))[0]
+        if placed:
+            from_loans = batches_after.get("~placed", (0, 0))[1] - batches_before.get("~placed", (0, 0))[1]
+            row["from_stock_loans"] = round(from_loans / placed, 3)
         row["loadavg"] = os.getloadavg()[0]
         return row
 
     def batch_totals(self):
         """{batcher: (batches, requests)} so far, from every service's quanzi_batch_size histogram (kit.batching):
-        how well requests were grouped explains much of a row's CPU per request."""
+        how well requests were grouped explains much of a row's CPU per request. Also "~placed": (orders placed,
+        of which from stock on loan: orders.loans)."""
         totals = {}
         for service in self.stack.services.values():
             try:
@@ -216,6 +223,15 @@ class Context:
             except requests.RequestException:
                 continue
             for family in text_string_to_metric_families(text):
+                if family.name in ("quanzi_orders_placed", "quanzi_orders_from_stock_loans"):
+                    # ("~placed": (single orders placed, of which from stock on loan)): which path a row measured
+                    placed, from_loans = totals.get("~placed", (0, 0))
+                    for sample in family.samples:
+                        if sample.name == "quanzi_orders_placed_total" and sample.labels.get("kind") == "single":
+                            placed += sample.value
+                        elif sample.name == "quanzi_orders_from_stock_loans_total":
+                            from_loans += sample.value
+                    totals["~placed"] = (placed, from_loans)
                 if family.name != "quanzi_batch_size":
                     continue
                 samples = {(s.name, s.labels["batcher"]): s.value for s in family.samples}
@@ -363,6 +379,8 @@ def main():
                   ", ".join(f"{k} {v}" for k, v in row["cpu_ms_by_process"].items() if v))
         if row.get("batch_sizes"):
             print(f"{'':50} mean batch size: " + ", ".join(f"{k} {v}" for k, v in row["batch_sizes"].items()))
+        if "from_stock_loans" in row:
+            print(f"{'':50} orders placed from stock on loan: {100 * row['from_stock_loans']:.0f}%")
     (REPO / ".stack").mkdir(exist_ok=True)
     (REPO / ".stack" / "bench-results.json").write_text(json.dumps(rows, indent=2))
     return 0

@@ -297,7 +297,8 @@ def check(stack, shop, shoppers, audit, last_fault, settle=60):
         deadline = time.monotonic() + settle
         while True:
             stored = {o["_id"]: o for o in orders_db.orders.find({"lines.sku_id": shop["sku_id"]},
-                                                                 {"status": 1, "total_fen": 1, "goods_fen": 1})}
+                                                                 {"status": 1, "total_fen": 1, "goods_fen": 1,
+                                                                  "stock": 1})}
             paid_db = {i for i, o in stored.items() if o["status"] in PAID_STATUSES}
             commissions = {c["order_id"]: c for c in commission_db.commissions.find(
                 {"order_id": {"$in": sorted(paid_db)}, "level": 1})}
@@ -316,9 +317,17 @@ def check(stack, shop, shoppers, audit, last_fault, settle=60):
                        for line in r["lines"] if line["sku_id"] == shop["sku_id"])
             held += sum(h["q"] for h in sku.get("holds", [])
                         if reservations.get(h["o"], {}).get("status") == "reserving")
+            # stock on loan (orders.loans): what the catalog lent net of what came back is on the orders' loan or
+            # sold from it; a lot whose answer was not recorded yet (its caller killed) is settled by the sweep
+            lent = sum(lot["qty"] if lot["kind"] == "lend" else -lot["qty"]
+                       for lot in catalog_db.loans.find({"sku_id": shop["sku_id"]}))
+            on_loan = (orders_db.loans.find_one({"_id": shop["sku_id"]}) or {"units": 0})["units"]
+            from_loans = sum(1 for o in live if o.get("stock") == "loan")
             # stock given back by a consumer (order.cancelled, an undo retried after the outage) arrives late
-            # too: the check waits for it like for commissions and events, and reports what is still off then
-            drift = (STOCK - sku["stock"]) - len(live) - held
+            # too: the check waits for it like for commissions and events, and reports what is still off then.
+            # Both sides must add up: the catalog's (its stock, its reservations, its lots) and the loan's.
+            drift = abs((STOCK - sku["stock"]) - (len(live) - from_loans) - held - lent) + \
+                abs(lent - on_loan - from_loans)
             # money the provider took: on its order, paid, or back with the buyer. A payment made by a pay cut short
             # before the shop applied it is applied by its notification, which the sweep sends once the payment's
             # hold ends (10 s): the check waits for that too
@@ -350,7 +359,7 @@ def check(stack, shop, shoppers, audit, last_fault, settle=60):
             "lost_orders": len(set(placed) - set(stored)),
             "lost_payments": len(client_paid - paid_db),
             "money_taken": len(taken), "money_unaccounted": len(unaccounted),
-            "stock_drift": drift, "stock_held_by_intents": held,
+            "stock_drift": drift, "stock_held_by_intents": held, "stock_on_loan": on_loan,
             "commission_drift": sum(c["accrued_fen"] for c in commissions.values()) - expected_commission,
             "commission_missing": len(paid_db - set(commissions)),
             "paid_event_missing": len(paid_db - set(delivered)),

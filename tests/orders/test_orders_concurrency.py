@@ -12,14 +12,9 @@ from tests.helpers import Api
 from tests.orders.shop import ADDRESS, mint_buyers, open_shop, order_body, stock_of
 
 
-@pytest.fixture(scope="module", autouse=True)
-def patient_orders(stack):
-    """These races must finish within the payment timeout, or orders cancelled by it would give their stock
-    (or seat) back to later racers. The test stack's 10 s is too tight on a busy 2-core machine: run the
-    orders service with 10 minutes for this module, then put it back as it was."""
-    stack.restart_service("orders", {"PAYMENT_TIMEOUT": "600"})
-    yield
-    stack.restart_service("orders")
+# These races must finish within the payment timeout, or orders cancelled by it would give their stock (or seat)
+# back to later racers.
+pytestmark = pytest.mark.usefixtures("patient_orders")
 
 
 def race(api, requests_to_send, threads=50):

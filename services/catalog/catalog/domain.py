@@ -63,6 +63,17 @@ def new_product(owner_id, merchant, data, now):
     return product, skus
 
 
+# Stock lent to the orders service in lots (its hot SKUs are then sold without asking the catalog per order,
+# as flash-sale systems split a hot item's stock into buckets). A lot is lent only while this many units stay
+# here: a SKU's last units are always sold order by order, so "sold out" and `stock.depleted` stay exact.
+LOAN_FLOOR = 1000
+
+
+def lendable(stock, qty):
+    """How much of `qty` may be lent from `stock`: all of it while LOAN_FLOOR units stay, else nothing."""
+    return qty if stock - qty >= LOAN_FLOOR else 0
+
+
 def unit_price(product, sku, group):
     if not group:
         return sku["price_fen"]

@@ -18,3 +18,11 @@ class Reservation(StrictSchema):
 class Reservations(StrictSchema):
     """Several orders' reservations in one call (the orders service's group commit)."""
     requests = fields.List(fields.Nested(Reservation), required=True, validate=validate.Length(1, 64))
+
+
+class StockLoan(StrictSchema):
+    """A lot of a SKU's stock lent to the orders service, or given back; idempotent by loan_id."""
+    loan_id = Id(required=True)
+    sku_id = Id(required=True)
+    qty = WholeNumber(required=True, validate=validate.Range(0, 10_000),
+                      metadata={"description": "units; 0 when lending only refreshes the SKU's price"})

@@ -110,6 +110,20 @@ class CatalogService(ServiceBase):
         return group_commit.reserve_many(self.store, data["requests"])
 
     @rpc
+    def lend_stock(self, payload):
+        """A lot of a hot SKU's stock for the orders service, with the SKU's line as it is priced now
+        ({"lent": units, "line": ... or None when not on sale}); asking again with the same loan_id lends nothing
+        more."""
+        data = load(schemas.StockLoan, payload)
+        return self.store.lend(data["loan_id"], data["sku_id"], data["qty"])
+
+    @rpc
+    def take_back_stock(self, payload):
+        """Units of a lot the orders service did not sell, given back once per loan_id."""
+        data = load(schemas.StockLoan, payload)
+        return {"returned": self.store.take_back(data["loan_id"], data["sku_id"], data["qty"])}
+
+    @rpc
     def release_stock(self, order_id):
         return {"order_id": order_id, "released": self.store.release(order_id)}
 

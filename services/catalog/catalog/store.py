@@ -1,4 +1,5 @@
-"""The catalog's collections: merchants, products, skus (stock lives here), reservations (by order id)."""
+"""The catalog's collections: merchants, products, skus (stock lives here), reservations (by order id), loans (lots
+of stock lent to the orders service and given back, by loan id)."""
 import logging
 import time
 from datetime import timedelta
@@ -20,7 +21,7 @@ RESERVING, RESERVED, RELEASED = "reserving", "reserved", "released"  # a reserva
 
 
 class CatalogStore(BaseStore):
-    COLLECTIONS = ("merchants", "products", "skus", "reservations", "purchases", "reviews")
+    COLLECTIONS = ("merchants", "products", "skus", "reservations", "loans", "purchases", "reviews")
     PERSONAL_DATA = {"merchants": ("owner_id",), "reviews": ("buyer_id",), "purchases": ("buyer_id",)}
     INDEXES = {
         "merchants": [IndexModel([("owner_id", ASCENDING)]),
@@ -535,6 +536,47 @@ class CatalogStore(BaseStore):
                 {"_id": sku["_id"], "holds": {"$elemMatch": {"o": order_id, "q": held}}},
                 {"$inc": {"stock": held}, "$pull": {"holds": {"o": order_id}}}).modified_count == 1
         return gave
+
+    # -- lots lent to the orders service (catalog.domain.LOAN_FLOOR) -----------------------------------------
+    def lend(self, loan_id, sku_id, qty):
+        """Lend `qty` units of the SKU once per loan_id (a repeat lends nothing more and answers what was lent),
+        with its line priced as it is now: {"lent": units, "line": the priced line of one unit, or None when the
+        product is not on sale (nothing is lent then)}. The loan's record and the stock it takes are one
+        transaction."""
+        sku = self.skus.find_one({"_id": sku_id}, self.HELD_FIELDS)
+        if sku is None:
+            raise NotFound(f"SKU {sku_id} not found")
+        try:
+            [line] = self.price([(sku, 1)], group=False)
+        except (Conflict, NotFound):
+            line, qty = None, 0
+        if qty == 0:  # the price only: nothing lent, nothing to record
+            return {"lent": 0, "line": line}
+
+        def txn(session):
+            earlier = self.loans.find_one({"_id": loan_id}, session=session)
+            if earlier is not None:
+                return earlier["qty"]
+            lent = domain.lendable(sku["stock"], qty)
+            if lent and self.skus.update_one({"_id": sku_id, "stock": {"$gte": lent + domain.LOAN_FLOOR}},
+                                             {"$inc": {"stock": -lent}}, session=session).matched_count == 0:
+                lent = 0  # sold down meanwhile
+            self.loans.insert_one({"_id": loan_id, "kind": "lend", "sku_id": sku_id, "qty": lent,
+                                   "at": utcnow()}, session=session)
+            return lent
+        return {"lent": self.transaction(txn), "line": line}
+
+    def take_back(self, loan_id, sku_id, qty):
+        """Units of a lot given back: into the SKU's stock once per loan_id (True the first time)."""
+        def txn(session):
+            if self.loans.find_one({"_id": loan_id}, {"_id": 1}, session=session) is not None:
+                return False
+            self.loans.insert_one({"_id": loan_id, "kind": "return", "sku_id": sku_id, "qty": qty,
+                                   "at": utcnow()}, session=session)
+            if qty:
+                self.skus.update_one({"_id": sku_id}, {"$inc": {"stock": qty}}, session=session)
+            return True
+        return self.transaction(txn)
 
     def release(self, order_id):
         """Give back an order's stock once; a release that arrives before its reserve blocks that reserve."""

@@ -138,6 +138,61 @@ def due_at(order, settings):
     return None
 
 
+# -- stock on loan (orders.loans) ---------------------------------------------------------------------------
+# A SKU this process sells often is sold from a loan: a lot of its stock the catalog lent us (the catalog keeps
+# its last units, catalog.domain.LOAN_FLOOR), so its orders are placed in one transaction here, with no call to the
+# catalog each. The loan keeps the SKU's line as the catalog priced it with its last lot, used while fresh.
+LOAN_LOT = 128  # units borrowed at a time
+LOAN_LOW = 64  # a loan is topped up once fewer remain, so the next lot arrives before it runs dry
+# A loan's price is the catalog's as of its last lot. The catalog's product.updated / product.hidden make it stale at
+# once (OrdersStore.reprice_product: the next hot batch asks again); these bound it when those events are late.
+LOAN_PRICED_FOR = timedelta(seconds=60)  # a loan's price is used at most this long after the catalog gave it
+LOAN_REFRESH = timedelta(seconds=30)  # a loan in use asks for the price again this often (with or without units)
+LOAN_IDLE = timedelta(seconds=60)  # units unsold this long go back to the catalog
+LOAN_SETTLE_AFTER = timedelta(seconds=10)  # a lot asked for or given back this long ago without an answer: done
+# again by the sweep (both are idempotent by loan id); longer than the catalog call's budget
+HOT_ORDERS, HOT_SECONDS = 3, 2.0  # a SKU is sold from a loan while a process sees this many of its orders in 2 s
+
+
+class HotSkus:
+    """Which SKUs one process sees ordered often: HOT_ORDERS within a HOT_SECONDS window, this one or the last."""
+
+    def __init__(self):
+        self._windows = {}  # sku id: (window start, orders seen in it, orders seen in the window before)
+
+    def saw(self, sku_id, count, clock):
+        """Count `count` orders of the SKU seen at `clock` (seconds); True when the SKU is hot."""
+        start, seen, before = self._windows.get(sku_id, (clock, 0, 0))
+        if clock - start >= HOT_SECONDS:
+            start, seen, before = clock, 0, (seen if clock - start < 2 * HOT_SECONDS else 0)
+        seen += count
+        self._windows[sku_id] = start, seen, before
+        if len(self._windows) > 10_000:  # forget SKUs not seen for two windows
+            self._windows = {k: w for k, w in self._windows.items() if clock - w[0] < 2 * HOT_SECONDS}
+        return max(seen, before) >= HOT_ORDERS
+
+
+def loan_covers(loan, qty, now):
+    """True when the loan can sell `qty` units now: priced (on sale), its price fresh, enough units."""
+    return bool(loan and loan.get("line")) and loan["units"] >= qty and now - loan["priced_at"] < LOAN_PRICED_FOR
+
+
+def lot_to_ask(loan, now):
+    """Units to ask the catalog for (0: the price again only), or None when the loan needs nothing now. A SKU the
+    catalog lent nothing last time (its last units, or not on sale) is asked again after LOAN_REFRESH only."""
+    if loan is None:
+        return LOAN_LOT
+    since = now - loan["priced_at"]
+    if loan["units"] < LOAN_LOW and (loan.get("last_lent") or since >= LOAN_REFRESH):
+        return LOAN_LOT
+    return 0 if since >= LOAN_REFRESH else None
+
+
+def loan_line(loan, qty):
+    """The order line (as the catalog reserves it) of `qty` units sold from the loan."""
+    return dict(loan["line"], qty=qty)
+
+
 def placed_order(intent, merchant_id, lines, data, group, settings):
     """The order an intent becomes once its stock is reserved and priced (single and batch paths alike)."""
     order = dict(intent, merchant_id=merchant_id, lines=lines, **totals(lines, group), address=data["address"],

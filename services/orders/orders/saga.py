@@ -2,7 +2,8 @@
 
 Placing an order is a saga with the catalog: intent (our DB) → seat (group joins) → stock reserved by order id
 (catalog) → confirmed order + order.created (one transaction). Any failure undoes what was done, in reverse; a
-crash half-way leaves a `creating` intent that the sweep undoes after domain.INTENT_TTL. The sweep also cancels
+crash half-way leaves a `creating` intent that the sweep undoes after domain.INTENT_TTL. A hot SKU's plain orders
+skip that saga: they are sold from stock the catalog lent us (orders.loans), in one transaction. The sweep also cancels
 unpaid orders, confirms receipt, pays back approved refunds and fails unfilled group buys. Every step is
 idempotent by its business key (order, refund or group id), so a retried or resumed step does no harm.
 
@@ -20,6 +21,7 @@ from kit.errors import CallerError, Conflict, InProgress, InvalidInput, QuanziEr
 from kit.rpc import call as rpc_call
 from kit.validation import as_stored, new_id, utcnow
 from orders import domain, faults
+from orders.loans import StockLoans
 from orders.domain import ABANDONED, AWAITING_GROUP, CREATING, PENDING, SHIPPED
 
 log = logging.getLogger(__name__)
@@ -60,6 +62,7 @@ class OrderSaga:
 
     def __init__(self, store, catalog, provider, config):
         self.store, self.catalog, self.provider, self.config = store, catalog, provider, config
+        self.loans = StockLoans(store, catalog, config)
 
     def sweep(self):
         """Due work, claimed one item at a time (several replicas never handle one item twice; a crashed
@@ -69,6 +72,16 @@ class OrderSaga:
         self._drain(self.store.claim_timed_out_refund, self.timed_out, "timed_out_refunds")
         self._drain(self.store.claim_expired_group, self.fail_group, "groups")
         self.provider.redeliver_due()
+        try:
+            self.loans.settle()
+        except Exception:
+            log.exception("sweep: stock on loan left for the next sweep")
+
+    def give_back_stock(self, order_id, session):
+        """A cancelled (or fully refunded, never shipped) order's stock goes back once (its consumer's
+        transaction): to the loan it was sold from, or through the catalog, which releases its reservation."""
+        if not self.store.back_to_loan(order_id, session):
+            call(self.catalog.release_stock, order_id)
 
     def _drain(self, claim, handle, kind, limit=200):
         for _ in range(limit):
@@ -87,10 +100,43 @@ class OrderSaga:
         if group is not None:
             return self.place_alone(buyer_id, key, data, items, group)
         return _batcher_of(self.store).submit((self, buyer_id, key, data, items),
-                                              alone=lambda: self.place_alone(buyer_id, key, data, items))
+                                              alone=lambda: self.place_lone(buyer_id, key, data, items))
+
+    def place_lone(self, buyer_id, key, data, items):
+        """A plain order that arrived on its own: from its SKU's loan when one covers it (orders.loans), else
+        through place_alone."""
+        from_loans, takes = self.loans.plan([(buyer_id, key, data, items)], self.store.new_intent)
+        if from_loans and self.loans.commit(from_loans, takes):
+            ORDERS_PLACED.labels("single").inc()
+            return from_loans[0]
+        return self.place_alone(buyer_id, key, data, items)
 
     def place_together(self, requests):
-        """Group commit of plain orders [(buyer_id, key, data, items)] that arrived together: the saga's steps,
+        """Group commit of plain orders [(buyer_id, key, data, items)] that arrived together: those that stock on
+        loan covers are placed from it (orders.loans: one transaction, no catalog call), the others reserved
+        (place_reserved). One outcome per request (see place_reserved)."""
+        from_loans, takes = self.loans.plan(requests, self.store.new_intent)
+        others = [i for i in range(len(requests)) if i not in from_loans]
+        # the others are reserved meanwhile: a batch that mixes both waits for the slower, not for the sum
+        reserving = eventlet.spawn(self._reserve_some, requests, others) if from_loans and others else None
+        try:
+            placed = dict(from_loans) if self.loans.commit(from_loans, takes) else {}
+        except Exception as exc:  # its outcome unknown: those orders are answered with it (a key's retry finds them)
+            placed = {i: exc for i in from_loans}
+        placed.update(reserving.wait() if reserving is not None else self._reserve_some(requests, others))
+        placed.update(self._reserve_some(requests, [i for i in from_loans if i not in placed]))  # loans refused
+        outcomes = [placed[i] for i in range(len(requests))]
+        for outcome in outcomes:
+            if isinstance(outcome, dict):
+                ORDERS_PLACED.labels("single").inc()
+        return outcomes
+
+    def _reserve_some(self, requests, indexes):
+        """place_reserved of these requests: {index: outcome}."""
+        return dict(zip(indexes, self.place_reserved([requests[i] for i in indexes]))) if indexes else {}
+
+    def place_reserved(self, requests):
+        """Plain orders [(buyer_id, key, data, items)] that arrived together, their stock reserved: the saga's steps,
         each once for the whole batch: one insert of the intents, one catalog call reserving every order's stock
         (catalog.reserve_stock_many, one outcome per order), one transaction confirming the reserved orders with
         their `order.created`. A crash between any two steps leaves `creating` intents, which the sweep undoes as
@@ -141,7 +187,6 @@ class OrderSaga:
                         outcomes[i] = exc
                         continue
                 outcomes[i] = order
-                ORDERS_PLACED.labels("single").inc()
         return outcomes
 
     def place_batch(self, requests):

@@ -359,13 +359,22 @@ class OrdersService(ServiceBase):
     # -- stock goes back ----------------------------------------------------------------------------------
     @on_event("orders", "order.cancelled")
     def release_cancelled(self, event, session):
-        call(self.catalog.release_stock, event["data"]["order_id"])
+        self.saga.give_back_stock(event["data"]["order_id"], session)
 
     @on_event("orders", "order.refunded")
     def release_refunded(self, event, session):
         data = event["data"]
         if data["full"] and self.store.unshipped(data["order_id"], session):
-            call(self.catalog.release_stock, data["order_id"])
+            self.saga.give_back_stock(data["order_id"], session)
+
+    # -- stock on loan: a product's change reprices it (orders.loans) ----------------------------------------
+    @on_event("catalog", "product.updated")
+    def reprice_updated(self, event, session):
+        self.store.reprice_product(event["data"]["product_id"], session)
+
+    @on_event("catalog", "product.hidden")
+    def reprice_hidden(self, event, session):
+        self.store.reprice_product(event["data"]["product_id"], session)
 
     # -- erasure (PIPL) -----------------------------------------------------------------------------------
     @on_event("social_feed", "user.deleted")

@@ -6,11 +6,14 @@ orders    one document per order; `creating` intents (written before stock is re
 groups    group buys: seats (`members`, `free_seats`) change only through conditional atomic updates.
 payments  one document per provider `trade_no`: a notification is applied once.
 refunds   money going back; `processing` refunds are retried by the sweep until the provider confirmed them.
+loans     stock the catalog lent us, one document per SKU (orders.loans): `units` left to sell, the SKU's `line`
+          as the catalog priced it with its last lot (`priced_at`), `used_at` of the last sale.
+loan_ops  lots asked of the catalog and given back to it, by loan id, `asked` until the answer is recorded.
 
 Every status change is a conditional update (on the status read in the same transaction) written together with
 its event (outbox), so two racing actions cannot both win and no change goes unannounced.
 """
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument, UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError
@@ -29,16 +32,21 @@ class _Abandoned(Exception):
     """A batch's transaction found an intent abandoned: abort it all (confirm_many)."""
 
 
+class _Short(Exception):
+    """A loan of a batch cannot cover it any more: abort the batch (place_from_loans)."""
+
+
 class _Changed(Exception):
     """An order of a batch changed between its read and its update: abort the batch (apply_payments)."""
 
 
 CLAIM_LEASE = timedelta(seconds=15)  # lease of a claimed due item; a crashed replica's items are picked up after it
+LONG_AGO = datetime(2000, 1, 1, tzinfo=timezone.utc)  # a price this old is never used
 REFUND_RETRY_SECONDS = 10  # a refund not confirmed inline by then is retried by the sweep
 
 
 class OrdersStore(BaseStore):
-    COLLECTIONS = ("orders", "groups", "payments", "refunds")
+    COLLECTIONS = ("orders", "groups", "payments", "refunds", "loans", "loan_ops")
     CLAIMED = ("orders", "groups", "refunds")
     PERSONAL_DATA = {"orders": ("buyer_id",), "refunds": ("buyer_id",), "groups": ("members.user_id",)}
     INDEXES = {
@@ -53,6 +61,8 @@ class OrdersStore(BaseStore):
         "groups": [IndexModel([("status", ASCENDING), ("expires_at", ASCENDING)]),
                    IndexModel([("product_id", ASCENDING), ("status", ASCENDING), ("expires_at", ASCENDING)])],
         "payments": [IndexModel([("order_id", ASCENDING)])],
+        "loans": [IndexModel([("used_at", ASCENDING)]), IndexModel([("line.product_id", ASCENDING)])],
+        "loan_ops": [IndexModel([("status", ASCENDING), ("at", ASCENDING)])],
         "refunds": [IndexModel([("order_id", ASCENDING)]), IndexModel([("status", ASCENDING), ("due_at", ASCENDING)]),
                     # the admin dispute queue: disputes by status, newest first
                     IndexModel([("kind", ASCENDING), ("status", ASCENDING), ("created_at", DESCENDING),
@@ -116,7 +126,7 @@ class OrdersStore(BaseStore):
         the sweep gives back a reservation whose order never got confirmed, so it must not be lost in a failover
         while that reservation survives. (The catalog's own majority writes do not vouch for it: they go to the
         catalog's database, which may live on another replica set; deploy/.)"""
-        intent = self._new_intent(buyer_id, key, group_id, now, fingerprint)
+        intent = self.new_intent(buyer_id, key, group_id, now, fingerprint)
         try:
             self.orders.with_options(write_concern=DURABLE).insert_one(intent)
             return intent, None
@@ -127,7 +137,7 @@ class OrdersStore(BaseStore):
         """insert_intent for a batch [(buyer_id, key, fingerprint)] in one insert (majority, for the same
         reason); one intent per request, or None where the buyer's Idempotency-Key names an intent or order already
         (the caller then goes through insert_intent, which finds it)."""
-        intents = [self._new_intent(buyer_id, key, None, now, fingerprint) for buyer_id, key, fingerprint in requests]
+        intents = [self.new_intent(buyer_id, key, None, now, fingerprint) for buyer_id, key, fingerprint in requests]
         try:
             self.orders.with_options(write_concern=DURABLE).insert_many(intents, ordered=False)
         except BulkWriteError as exc:
@@ -138,7 +148,7 @@ class OrdersStore(BaseStore):
                 intents[error["index"]] = None
         return intents
 
-    def _new_intent(self, buyer_id, key, group_id, now, fingerprint=None):
+    def new_intent(self, buyer_id, key, group_id, now, fingerprint=None):
         # to the millisecond MongoDB keeps: the answer to the request that places the order then shows the times a
         # later read (or a replay of its Idempotency-Key) shows
         now = as_stored(now)
@@ -200,6 +210,100 @@ class OrdersStore(BaseStore):
             return True
         except _Abandoned:
             return False
+
+    # -- stock on loan (orders.loans) -------------------------------------------------------------------------
+    def loans_of(self, sku_ids):
+        """{sku id: loan} of those SKUs that have one (one read)."""
+        return {loan["_id"]: loan for loan in self.loans.find({"_id": {"$in": list(sku_ids)}})}
+
+    def place_from_loans(self, orders, takes, now):
+        """Orders sold from loans, in one transaction: each SKU's loan gives `takes[sku]` units (a conditional
+        update: enough units, the price still fresh), the orders are written placed, with their `order.created`.
+        False, with nothing written, when a loan ran short or was repriced meanwhile, or an Idempotency-Key names
+        an order already (the caller places them the usual way)."""
+        def txn(session):
+            if self.loans.bulk_write([UpdateOne(
+                    {"_id": sku_id, "units": {"$gte": qty}, "line": {"$ne": None},
+                     "priced_at": {"$gt": now - domain.LOAN_PRICED_FOR}},
+                    {"$inc": {"units": -qty}, "$set": {"used_at": now}}) for sku_id, qty in takes.items()],
+                    session=session).matched_count != len(takes):
+                raise _Short()
+            self.orders.insert_many(orders, session=session)
+            self.emit_many(session, [("order.created", domain.event_data(order), order["_id"]) for order in orders],
+                           first=True)
+        try:
+            self.transaction(txn)
+            return True
+        except (_Short, DuplicateKeyError, BulkWriteError):
+            return False
+
+    def ask_lot(self, loan_id, sku_id, qty, now):
+        """Record a lot about to be asked of the catalog (majority: the sweep finishes it if we die)."""
+        self.loan_ops.with_options(write_concern=DURABLE).insert_one(
+            {"_id": loan_id, "kind": "borrow", "sku_id": sku_id, "qty": qty, "status": "asked", "at": now})
+
+    def credit_lot(self, loan_id, sku_id, lent, line, now):
+        """The catalog's answer to a lot: its units join the SKU's loan, with the price it gave, once per loan id
+        (False when it was recorded already)."""
+        def txn(session):
+            if self.loan_ops.update_one({"_id": loan_id, "status": "asked"}, {"$set": {"status": "done", "lent": lent}},
+                                        session=session).matched_count == 0:
+                return False
+            self.loans.update_one({"_id": sku_id}, {"$inc": {"units": lent},
+                                                    "$set": {"line": line, "priced_at": now, "last_lent": lent},
+                                                    "$setOnInsert": {"used_at": now}}, upsert=True, session=session)
+            return True
+        return self.transaction(txn)
+
+    def reprice(self, sku_id, line, now):
+        """The SKU's line as the catalog prices it now (None: no longer on sale) for the loan's sales."""
+        self.loans.update_one({"_id": sku_id}, {"$set": {"line": line, "priced_at": now}})
+
+    def reprice_product(self, product_id, session):
+        """The product changed (price, offer, taken off sale): its SKUs' loans sell nothing until the catalog
+        prices them again (the next hot batch asks)."""
+        self.loans.update_many({"line.product_id": product_id}, {"$set": {"priced_at": LONG_AGO}}, session=session)
+
+    @staticmethod
+    def _idle(idle_since, stale_before):
+        """A loan whose units go back: unused since `idle_since`, off sale, or its price older than
+        `stale_before` (nobody asked for it again, or the product changed: reprice_product)."""
+        return {"units": {"$gt": 0}, "$or": [{"used_at": {"$lt": idle_since}}, {"line": None},
+                                             {"priced_at": {"$lt": stale_before}}]}
+
+    def take_back_lot(self, sku_id, loan_id, idle_since, stale_before, now):
+        """Take every unsold unit off an idle loan (_idle) to give back, in one transaction with the record of that
+        return: its units, or 0 when there is nothing to give back."""
+        def txn(session):
+            loan = self.loans.find_one({"_id": sku_id, **self._idle(idle_since, stale_before)}, session=session)
+            if loan is None:
+                return 0
+            self.loans.update_one({"_id": sku_id}, {"$inc": {"units": -loan["units"]}}, session=session)
+            self.loan_ops.insert_one({"_id": loan_id, "kind": "return", "sku_id": sku_id, "qty": loan["units"],
+                                      "status": "asked", "at": now}, session=session)
+            return loan["units"]
+        return self.transaction(txn)
+
+    def lot_returned(self, loan_id):
+        self.loan_ops.update_one({"_id": loan_id, "status": "asked"}, {"$set": {"status": "done"}})
+
+    def unsettled_lots(self, before, limit=50):
+        """Lots asked or given back before `before` whose answer was never recorded (their caller died)."""
+        return list(self.loan_ops.find({"status": "asked", "at": {"$lt": before}}).limit(limit))
+
+    def idle_loans(self, idle_since, stale_before, limit=50):
+        """SKUs whose loans are idle (_idle)."""
+        return [loan["_id"] for loan in self.loans.find(self._idle(idle_since, stale_before), {"_id": 1}).limit(limit)]
+
+    def back_to_loan(self, order_id, session):
+        """An order sold from a loan gives its units back to that loan (its cancellation's or refund's consumer,
+        once per event); False for an order whose stock the catalog reserved."""
+        order = self.orders.find_one({"_id": order_id, "stock": "loan"}, {"lines": 1}, session=session)
+        if order is None:
+            return False
+        for line in order["lines"]:
+            self.loans.update_one({"_id": line["sku_id"]}, {"$inc": {"units": line["qty"]}}, session=session)
+        return True
 
     def mark_abandoned(self, order_id):
         """Claim an unfinished intent for undoing; None when it became an order after all."""
