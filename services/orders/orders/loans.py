@@ -21,6 +21,7 @@ import eventlet
 import eventlet.semaphore
 from prometheus_client import Counter
 
+from kit.errors import QuanziError
 from kit.rpc import call as rpc_call
 from kit.validation import new_id, utcnow
 from orders import domain, faults
@@ -121,16 +122,22 @@ class StockLoans:
         with the answer."""
         loan_id = new_id("lot")
         if qty == 0:
-            answer = rpc_call(self.catalog.lend_stock, {"loan_id": loan_id, "sku_id": sku_id, "qty": 0},
-                              timeout=RPC_TIMEOUT)
-            self.store.reprice(sku_id, answer["line"], utcnow())
+            try:
+                line = rpc_call(self.catalog.lend_stock, {"loan_id": loan_id, "sku_id": sku_id, "qty": 0},
+                                timeout=RPC_TIMEOUT)["line"]
+            except QuanziError:
+                line = None
+            self.store.reprice(sku_id, line, utcnow())
             return
         self.store.ask_lot(loan_id, sku_id, qty, utcnow())
         self._lend(loan_id, sku_id, qty)
 
     def _lend(self, loan_id, sku_id, qty):
-        answer = rpc_call(self.catalog.lend_stock, {"loan_id": loan_id, "sku_id": sku_id, "qty": qty},
-                          timeout=RPC_TIMEOUT)
+        try:
+            answer = rpc_call(self.catalog.lend_stock, {"loan_id": loan_id, "sku_id": sku_id, "qty": qty},
+                              timeout=RPC_TIMEOUT)
+        except QuanziError:  # refused (no such SKU: orders of it are refused too): nothing lent, asked again later
+            answer = {"lent": 0, "line": None}
         faults.reached(f"loan_lent:{sku_id}")
         if self.store.credit_lot(loan_id, sku_id, answer["lent"], answer["line"], utcnow()):
             LOAN_UNITS.labels("borrowed").inc(answer["lent"])
