@@ -360,6 +360,7 @@ def check(stack, shop, shoppers, audit, last_fault, settle=60):
             "lost_payments": len(client_paid - paid_db),
             "money_taken": len(taken), "money_unaccounted": len(unaccounted),
             "stock_drift": drift, "stock_held_by_intents": held, "stock_on_loan": on_loan,
+            "orders_from_loans": from_loans,
             "commission_drift": sum(c["accrued_fen"] for c in commissions.values()) - expected_commission,
             "commission_missing": len(paid_db - set(commissions)),
             "paid_event_missing": len(paid_db - set(delivered)),
@@ -408,6 +409,8 @@ def render(report):
              f"{report['money_taken']} / {report['money_unaccounted']}"),
             ("stock drift (units) / held by intents being undone", f"{report['stock_drift']} / "
                                                                    f"{report['stock_held_by_intents']}"),
+            ("live orders sold from stock on loan / units still on loan", f"{report['orders_from_loans']} / "
+                                                                          f"{report['stock_on_loan']}"),
             ("commission drift (fen) / missing", f"{report['commission_drift']} / {report['commission_missing']}"),
             ("order.paid missing / twice", f"{report['paid_event_missing']} / {report['paid_event_twice']}"),
             ("errors during the faults", statuses(report["errors_during"])),
