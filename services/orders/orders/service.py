@@ -2,7 +2,8 @@
 catalog, the timers, refunds paid back) to orders.saga, state changes to the store.
 
 Stock goes back when an order is cancelled or refunded before shipping, through this service's own consumers of
-those events (retried, idempotent: the catalog releases an order's reservation once)."""
+those events (retried, idempotent: the catalog releases an order's reservation once; an order sold from stock on
+loan gives its units back to its loan in the consumer's transaction, orders.loans)."""
 import logging
 
 from nameko.extensions import DependencyProvider
