@@ -37,6 +37,9 @@ _desks = weakref.WeakKeyDictionary()  # {store: _Desk}: one per process, as kit.
 
 
 class _Desk:
+    """What one process knows of its loans between batches (nothing of it is needed for correctness: every write
+    is conditional on the loan's document)."""
+
     def __init__(self):
         self.hot = domain.HotSkus()
         self.asking = set()  # SKUs whose lot this process is asking for now
