@@ -8,8 +8,10 @@ import uuid
 import pytest
 
 from catalog.domain import LOAN_FLOOR
+from kit.config import load_settings
 from kit.errors import NotFound
 from orders import domain
+from orders.store import OrdersStore
 from tests.flows import expect
 from tests.helpers import Api, eventually
 from tests.orders.shop import mint_buyers, open_shop, order_body
@@ -176,6 +178,12 @@ def test_a_cancelled_order_sold_from_a_loan_gives_its_unit_back_to_the_loan(api,
     # its unit goes back to the loan it came from, once; the catalog's stock does not move
     eventually(lambda: _assert_equal(mongo.quanzi_orders.loans.find_one({"_id": sku})["units"], units + 1))
     assert mongo.quanzi_catalog.skus.find_one({"_id": sku})["stock"] == stock
+    settled(mongo, sku, DEEP)
+    # and a second event of the same order (a late payment paid back after the cancellation) gives nothing again:
+    # the books still add up
+    store = OrdersStore(mongo, mongo.quanzi_orders, "orders", load_settings({}))
+    with mongo.start_session() as session:
+        assert store.back_to_loan(order["_id"], session)
     settled(mongo, sku, DEEP)
 
 

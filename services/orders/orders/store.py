@@ -296,11 +296,16 @@ class OrdersStore(BaseStore):
         return [loan["_id"] for loan in self.loans.find(self._idle(idle_since, stale_before), {"_id": 1}).limit(limit)]
 
     def back_to_loan(self, order_id, session):
-        """An order sold from a loan gives its units back to that loan (its cancellation's or refund's consumer,
-        once per event); False for an order whose stock the catalog reserved."""
-        order = self.orders.find_one({"_id": order_id, "stock": "loan"}, {"lines": 1}, session=session)
+        """An order sold from a loan gives its units back to that loan, once per order (as the catalog releases a
+        reservation once: a cancelled order refunded later, a late payment, hears two events); False for an order
+        whose stock the catalog reserved."""
+        order = self.orders.find_one({"_id": order_id, "stock": {"$in": ["loan", "loan_given_back"]}},
+                                     {"lines": 1, "stock": 1}, session=session)
         if order is None:
             return False
+        if order["stock"] == "loan_given_back":
+            return True
+        self.orders.update_one({"_id": order_id}, {"$set": {"stock": "loan_given_back"}}, session=session)
         for line in order["lines"]:
             self.loans.update_one({"_id": line["sku_id"]}, {"$inc": {"units": line["qty"]}}, session=session)
         return True
